@@ -1,0 +1,255 @@
+//! The [`BatchNorm`] module: state and configuration over
+//! [`functional::batch_norm`](crate::functional::batch_norm) and
+//! [`functional::batch_norm_train`](crate::functional::batch_norm_train).
+
+use crate::RunningCounter;
+use crate::error::{NormError, check_epsilon, check_features};
+use crate::functional;
+use burn::config::Config;
+use burn::module::{
+    Content, DisplaySettings, Flag, Initializer, Module, ModuleDisplay, Param, RunningState,
+};
+use burn::tensor::{Device, Tensor};
+
+const LAYER: &str = "BatchNorm";
+
+/// Configuration of a [`BatchNorm`] layer, with PyTorch's knobs and defaults.
+///
+/// ```
+/// use burn_norm::BatchNormConfig;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// let bn = BatchNormConfig::new(3).with_momentum(None).init(&device);
+/// let y = bn.forward(Tensor::<4>::ones([2, 3, 4, 4], &device));
+/// assert_eq!(y.dims(), [2, 3, 4, 4]);
+/// ```
+#[derive(Config, Debug)]
+pub struct BatchNormConfig {
+    /// The number of channels `C` of an input `[N, C, ...]`. Must be > 0.
+    pub num_features: usize,
+    /// Added to the variance before the square root. Finite and > 0.
+    #[config(default = 1e-5)]
+    pub epsilon: f64,
+    /// The weight of the current batch in the running statistics, in `[0, 1]`;
+    /// `None` takes the cumulative average of all batches, as PyTorch.
+    #[config(default = "Some(0.1)")]
+    pub momentum: Option<f64>,
+    /// Whether the layer has a learnable per-channel scale `gamma` and shift
+    /// `beta`.
+    #[config(default = true)]
+    pub affine: bool,
+    /// Whether the layer keeps running statistics for evaluation. Without
+    /// them it has no buffers and normalizes with batch statistics in every
+    /// mode, as PyTorch.
+    #[config(default = true)]
+    pub track_running_stats: bool,
+}
+
+impl BatchNormConfig {
+    /// Checks every field, returning the first invalid one.
+    pub fn validate(&self) -> Result<(), NormError> {
+        check_features(LAYER, "num_features", self.num_features)?;
+        check_epsilon(LAYER, self.epsilon)?;
+        if let Some(momentum) = self.momentum
+            && !(momentum.is_finite() && (0.0..=1.0).contains(&momentum))
+        {
+            return Err(NormError::InvalidConfig {
+                layer: LAYER,
+                field: "momentum",
+                expected: "None or a finite value in [0, 1]",
+                got: momentum.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds the layer: `gamma = 1`, `beta = 0`, `running_mean = 0`,
+    /// `running_var = 1`, `num_batches_tracked = 0`, as PyTorch.
+    pub fn try_init(&self, device: &Device) -> Result<BatchNorm, NormError> {
+        self.validate()?;
+        let c = self.num_features;
+        let param = |init: Initializer| self.affine.then(|| init.init([c], device));
+        let state = |value: Tensor<1>| self.track_running_stats.then(|| RunningState::new(value));
+        Ok(BatchNorm {
+            gamma: param(Initializer::Ones),
+            beta: param(Initializer::Zeros),
+            running_mean: state(Tensor::zeros([c], device)),
+            running_var: state(Tensor::ones([c], device)),
+            num_batches_tracked: self
+                .track_running_stats
+                .then(|| RunningCounter::new(device)),
+            training: Param::from_bool(true),
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            num_features: c,
+        })
+    }
+
+    /// Builds the layer, see [`try_init`](Self::try_init).
+    ///
+    /// # Panics
+    /// If the config is invalid (the message says which field and why).
+    pub fn init(&self, device: &Device) -> BatchNorm {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Batch normalization ([Ioffe & Szegedy, 2015](https://arxiv.org/abs/1502.03167))
+/// over `[N, C]`, `[N, C, L]`, `[N, C, H, W]` or `[N, C, D, H, W]` inputs:
+/// PyTorch's `BatchNorm1d/2d/3d` in one layer.
+///
+/// `y = (x - mean_c) / sqrt(var_c + epsilon) * gamma_c + beta_c`
+///
+/// - Training (an autodiff device and the layer's training flag on, Burn's
+///   rule): `mean_c` and the *biased* `var_c` of the batch, over every axis but
+///   `C`. The running statistics are then updated with the *unbiased* batch
+///   variance, and `num_batches_tracked` counts the step, as PyTorch.
+/// - Evaluation ([`valid()`](Module::valid), the flag off, or a plain device):
+///   the running statistics.
+/// - Without running statistics (`track_running_stats = false`): batch
+///   statistics in every mode.
+///
+/// Build it with [`BatchNormConfig`].
+#[derive(Module, Debug)]
+#[module(custom_display)]
+pub struct BatchNorm {
+    /// The learnable scale `gamma`, `[C]`; `None` when `affine = false`.
+    pub gamma: Option<Param<Tensor<1>>>,
+    /// The learnable shift `beta`, `[C]`; `None` when `affine = false`.
+    pub beta: Option<Param<Tensor<1>>>,
+    running_mean: Option<RunningState<Tensor<1>>>,
+    running_var: Option<RunningState<Tensor<1>>>,
+    num_batches_tracked: Option<RunningCounter>,
+    /// Whether training behavior is enabled for this layer.
+    pub training: Param<Flag>,
+    /// See [`BatchNormConfig::momentum`].
+    pub momentum: Option<f64>,
+    /// See [`BatchNormConfig::epsilon`].
+    pub epsilon: f64,
+    num_features: usize,
+}
+
+impl BatchNorm {
+    /// The running mean, `[C]`; `None` without running statistics.
+    pub fn running_mean(&self) -> Option<Tensor<1>> {
+        self.running_mean.as_ref().map(RunningState::value_sync)
+    }
+
+    /// The running (unbiased) variance, `[C]`; `None` without running
+    /// statistics.
+    pub fn running_var(&self) -> Option<Tensor<1>> {
+        self.running_var.as_ref().map(RunningState::value_sync)
+    }
+
+    /// The number of training batches seen; `None` without running statistics.
+    pub fn num_batches_tracked(&self) -> Option<u64> {
+        self.num_batches_tracked.as_ref().map(RunningCounter::get)
+    }
+
+    /// The number of channels `C`.
+    pub fn num_features(&self) -> usize {
+        self.num_features
+    }
+
+    /// Normalizes `input`, see [`BatchNorm`] for the formula and the modes.
+    ///
+    /// # Shapes
+    /// - `input`: `[N, C, ...]`, rank 2 to 5
+    /// - output: the shape of `input`
+    ///
+    /// # Errors
+    /// If the rank or the channel count is wrong, or if batch statistics are
+    /// needed and each channel has a single value (`N x spatial = 1`).
+    pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        let dims = input.dims();
+        if !(2..=5).contains(&D) || dims[1] != self.num_features {
+            return Err(NormError::InvalidInput {
+                layer: LAYER,
+                expected: format!("[N, {}, ...] of rank 2 to 5", self.num_features),
+                got: dims.to_vec(),
+            });
+        }
+        let training = input.device().is_autodiff() && self.training.is_enabled();
+        let gamma = self.gamma.as_ref().map(Param::val);
+        let beta = self.beta.as_ref().map(Param::val);
+
+        match (&self.running_mean, &self.running_var) {
+            (Some(running_mean), Some(running_var)) if !training => Ok(functional::batch_norm(
+                input,
+                running_mean.value(),
+                running_var.value(),
+                gamma,
+                beta,
+                self.epsilon,
+            )),
+            _ => {
+                let count = dims.iter().product::<usize>() / self.num_features;
+                if count <= 1 {
+                    return Err(NormError::SingleValuePerChannel {
+                        layer: LAYER,
+                        got: dims.to_vec(),
+                    });
+                }
+                let batch = functional::batch_norm_train(input, gamma, beta, self.epsilon);
+                if training {
+                    self.track(&batch);
+                }
+                Ok(batch.output)
+            }
+        }
+    }
+
+    /// Normalizes `input`, see [`try_forward`](Self::try_forward).
+    ///
+    /// # Panics
+    /// Where `try_forward` returns an error, with its message.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.try_forward(input).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Folds one training batch into the running statistics, as PyTorch.
+    fn track<const D: usize>(&self, batch: &functional::BatchStatistics<D>) {
+        let (Some(mean), Some(var), Some(counter)) = (
+            &self.running_mean,
+            &self.running_var,
+            &self.num_batches_tracked,
+        ) else {
+            return;
+        };
+        let steps = counter.increment();
+        let factor = self.momentum.unwrap_or(1.0 / steps as f64);
+        let device = batch.mean.device();
+        let (new_mean, new_var) = functional::update_running_statistics(
+            mean.value_sync().to_device(&device),
+            var.value_sync().to_device(&device),
+            batch,
+            factor,
+        );
+        mean.update(new_mean.detach());
+        var.update(new_var.detach());
+        // `RunningState` keeps an update pending until it is synced, and
+        // records read the synced value: publish now so that a record taken
+        // right after training holds this step.
+        mean.value_sync();
+        var.value_sync();
+    }
+}
+
+impl ModuleDisplay for BatchNorm {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("num_features", &self.num_features)
+            .add("epsilon", &self.epsilon)
+            .add("momentum", &format!("{:?}", self.momentum))
+            .add("affine", &self.gamma.is_some())
+            .add("track_running_stats", &self.running_mean.is_some())
+            .optional()
+    }
+}

@@ -1,0 +1,76 @@
+//! The error type of every fallible call in this crate.
+
+use thiserror::Error;
+
+/// What went wrong when building a layer or running it.
+///
+/// Every message names the layer, what it expected and what it got, so that a
+/// user can fix the call site without reading this crate.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum NormError {
+    /// A configuration value is out of its valid range.
+    #[error("{layer}: invalid config: `{field}` must be {expected}, got {got}")]
+    InvalidConfig {
+        /// The layer being configured, e.g. `BatchNorm`.
+        layer: &'static str,
+        /// The offending config field.
+        field: &'static str,
+        /// The valid range, in words.
+        expected: &'static str,
+        /// The value that arrived.
+        got: String,
+    },
+    /// The input tensor has the wrong rank or shape.
+    #[error("{layer}: expected input {expected}, got shape {got:?}")]
+    InvalidInput {
+        /// The layer that rejected the input.
+        layer: &'static str,
+        /// The expected shape, in words.
+        expected: String,
+        /// The shape that arrived.
+        got: Vec<usize>,
+    },
+    /// Batch statistics were requested from a single value per channel, which
+    /// has no variance (PyTorch raises the same error).
+    #[error(
+        "{layer}: expected more than 1 value per channel when training, got input shape {got:?}"
+    )]
+    SingleValuePerChannel {
+        /// The layer that rejected the input.
+        layer: &'static str,
+        /// The shape that arrived.
+        got: Vec<usize>,
+    },
+}
+
+/// Checks `epsilon` the way every layer of the family needs it.
+pub(crate) fn check_epsilon(layer: &'static str, epsilon: f64) -> Result<(), NormError> {
+    if epsilon.is_finite() && epsilon > 0.0 {
+        Ok(())
+    } else {
+        Err(NormError::InvalidConfig {
+            layer,
+            field: "epsilon",
+            expected: "finite and > 0",
+            got: epsilon.to_string(),
+        })
+    }
+}
+
+/// Checks a feature count: a layer over zero features normalizes nothing.
+pub(crate) fn check_features(
+    layer: &'static str,
+    field: &'static str,
+    value: usize,
+) -> Result<(), NormError> {
+    if value > 0 {
+        Ok(())
+    } else {
+        Err(NormError::InvalidConfig {
+            layer,
+            field,
+            expected: "> 0",
+            got: value.to_string(),
+        })
+    }
+}

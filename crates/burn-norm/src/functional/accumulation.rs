@@ -1,0 +1,30 @@
+//! The dtype the statistics are accumulated in.
+
+use burn::tensor::{DType, FloatDType, Tensor};
+
+/// The dtype a normalization accumulates its statistics in, or `None` when the
+/// input's own dtype is wide enough.
+///
+/// Half-precision inputs are widened to f32, as PyTorch does: `f16` overflows
+/// when squaring activations past ~256, and both `f16` and `bf16` lose most of
+/// their mantissa when summing thousands of values.
+pub fn accumulation_dtype(input: DType) -> Option<FloatDType> {
+    matches!(input, DType::F16 | DType::BF16).then_some(FloatDType::F32)
+}
+
+/// Runs `f` on `x` (and the parameters) widened to the accumulation dtype, and
+/// narrows the result back to the input's dtype.
+pub(crate) fn widened<const D: usize>(
+    x: Tensor<D>,
+    params: [Option<Tensor<1>>; 2],
+    f: impl FnOnce(Tensor<D>, [Option<Tensor<1>>; 2]) -> Tensor<D>,
+) -> Tensor<D> {
+    match accumulation_dtype(x.dtype()) {
+        Some(wide) => {
+            let original: FloatDType = x.dtype().into();
+            let params = params.map(|p| p.map(|p| p.cast(wide)));
+            f(x.cast(wide), params).cast(original)
+        }
+        None => f(x, params),
+    }
+}

@@ -1,0 +1,147 @@
+//! Batch normalization: statistics per channel, over the batch and every
+//! spatial axis.
+
+use super::accumulation::widened;
+use super::core::{affine, moments, standardize};
+use burn::tensor::Tensor;
+
+/// The shape `[1, C, 1, ...]` that per-channel vectors broadcast to.
+fn channel_shape<const D: usize>(x: &Tensor<D>) -> [usize; D] {
+    let mut shape = [1; D];
+    shape[1] = x.dims()[1];
+    shape
+}
+
+/// Batch normalization with given statistics (evaluation with running
+/// statistics).
+///
+/// `y = (x - mean) / sqrt(var + epsilon) * gamma + beta`, per channel.
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`; `mean`, `var`, `gamma`, `beta`: `[C]`
+/// - output: `[N, C, ...]`
+pub fn batch_norm<const D: usize>(
+    x: Tensor<D>,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> Tensor<D> {
+    widened(x, [gamma, beta], |x, [gamma, beta]| {
+        let shape = channel_shape(&x);
+        let dtype = x.dtype();
+        let mean = mean.cast(dtype).reshape(shape);
+        let var = var.cast(dtype).reshape(shape);
+        affine(standardize(x - mean, var, epsilon), gamma, beta, shape)
+    })
+}
+
+/// The output of [`batch_norm_train`] and the statistics it normalized with.
+#[derive(Debug, Clone)]
+pub struct BatchStatistics<const D: usize> {
+    /// The normalized input, `[N, C, ...]`.
+    pub output: Tensor<D>,
+    /// The batch mean per channel, `[C]`, detached.
+    pub mean: Tensor<1>,
+    /// The biased batch variance per channel, `[C]`, detached.
+    pub variance: Tensor<1>,
+    /// The number of values each channel's statistics were taken over
+    /// (`N x spatial`).
+    pub count: usize,
+}
+
+/// Batch normalization with the statistics of the batch itself (training).
+///
+/// `y = (x - mean_c) / sqrt(var_c + epsilon) * gamma + beta`, where `mean_c`
+/// and the biased `var_c` are taken over every axis but the channel axis 1.
+/// Gradients flow into `x`, `gamma` and `beta` through the statistics.
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`; `gamma`, `beta`: `[C]`
+/// - output: `[N, C, ...]`; returned statistics: `[C]`
+pub fn batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> BatchStatistics<D> {
+    let dims = x.dims();
+    let channels = dims[1];
+    let count = dims.iter().product::<usize>() / channels.max(1);
+    let axes: Vec<usize> = (0..D).filter(|&axis| axis != 1).collect();
+    let dtype = x.dtype();
+    let mut stats = None;
+    let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
+        let shape = channel_shape(&x);
+        let m = moments(x, &axes);
+        stats = Some((m.mean.detach(), m.variance.clone().detach()));
+        affine(standardize(m.centered, m.variance, epsilon), gamma, beta, shape)
+    });
+    let (mean, variance) = stats.expect("the closure always runs");
+    BatchStatistics {
+        output,
+        mean: mean.reshape([channels]).cast(dtype),
+        variance: variance.reshape([channels]).cast(dtype),
+        count,
+    }
+}
+
+/// PyTorch's running-statistics update after one training batch:
+///
+/// `running_mean = (1 - f) * running_mean + f * mean`
+/// `running_var  = (1 - f) * running_var  + f * var * n / (n - 1)`
+///
+/// The running variance takes the *unbiased* batch variance (Bessel's
+/// correction over the `n = count` values per channel), while the batch is
+/// normalized with the biased one. `factor` is the momentum, or `1 / steps` for
+/// a cumulative average. Returns the new `(running_mean, running_var)`.
+///
+/// # Panics
+/// If `batch.count < 2`: one value has no unbiased variance.
+pub fn update_running_statistics<const D: usize>(
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    batch: &BatchStatistics<D>,
+    factor: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    assert!(
+        batch.count > 1,
+        "update_running_statistics: need more than 1 value per channel, got {}",
+        batch.count
+    );
+    let n = batch.count as f64;
+    let unbiased = batch.variance.clone().mul_scalar(n / (n - 1.0));
+    let mean = running_mean.mul_scalar(1.0 - factor) + batch.mean.clone().mul_scalar(factor);
+    let var = running_var.mul_scalar(1.0 - factor) + unbiased.mul_scalar(factor);
+    (mean, var)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn running_statistics_use_the_unbiased_variance() {
+        let device = Device::flex();
+        // One channel, values 1 and 3: mean 2, biased var 1, unbiased var 2.
+        let x = Tensor::<2>::from_data(TensorData::from([[1.0f32], [3.0]]), &device);
+        let batch = batch_norm_train(x, None, None, 1e-5);
+        assert_eq!(batch.count, 2);
+        assert_eq!(values(batch.variance.clone()), [1.0]);
+        let (mean, var) = update_running_statistics(
+            Tensor::zeros([1], &device),
+            Tensor::ones([1], &device),
+            &batch,
+            0.5,
+        );
+        // 0.5 * 0 + 0.5 * 2 = 1; 0.5 * 1 + 0.5 * 2 = 1.5.
+        assert_eq!(values(mean), [1.0]);
+        assert_eq!(values(var), [1.5]);
+    }
+}

@@ -1,0 +1,43 @@
+//! # burn-norm
+//!
+//! PyTorch-exact normalization layers for [Burn](https://burn.dev) 0.22.
+//!
+//! - [`BatchNorm`]: `BatchNorm1d/2d/3d` with PyTorch's running statistics
+//!   (unbiased running variance, `momentum = None` for a cumulative average,
+//!   `affine`, `track_running_stats`, `num_batches_tracked`).
+//! - [`LayerNorm`]: `LayerNorm` with `elementwise_affine`, `bias` and a
+//!   multi-axis `normalized_shape`.
+//!
+//! The layers are Burn [`Module`](burn::module::Module)s built from
+//! [`Config`](burn::config::Config)s, as in `burn::nn`; the math lives in
+//! [`functional`]. The backend is chosen at run time by the device the
+//! tensors live on (`Device::flex()`, `Device::ndarray()`,
+//! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients.
+//!
+//! ```
+//! use burn_norm::{BatchNormConfig, LayerNormConfig};
+//! use burn::tensor::{Device, Tensor, Distribution};
+//!
+//! let device = Device::flex().autodiff();
+//! let bn = BatchNormConfig::new(16).init(&device);
+//! let x = Tensor::<4>::random([8, 16, 5, 5], Distribution::Default, &device);
+//! let y = bn.forward(x); // batch statistics; running statistics updated
+//! assert_eq!(bn.num_batches_tracked(), Some(1));
+//!
+//! let ln = LayerNormConfig::new(32).init(&device);
+//! let h = ln.forward(Tensor::<3>::zeros([2, 7, 32], &device));
+//! # let _ = (y, h);
+//! ```
+
+#![warn(missing_docs)]
+
+mod batch_norm;
+mod error;
+pub mod functional;
+mod layer_norm;
+mod running_counter;
+
+pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use error::NormError;
+pub use layer_norm::{LayerNorm, LayerNormConfig};
+pub use running_counter::RunningCounter;

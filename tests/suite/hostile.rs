@@ -1,0 +1,121 @@
+//! Hostile numerics: f32 inputs with mean 1e4 and standard deviation 1e-2.
+//!
+//! Against an f64 reference computed on the very same f32 inputs, the layers
+//! must keep a relative error <= 1e-4 (floored at 1, the scale of a normalized
+//! output). A one-pass `E[x^2] - E[x]^2` loses every significant digit here;
+//! the test checks that it would fail, so it cannot pass vacuously.
+
+use crate::common::{tensor, values};
+use burn::tensor::Device;
+use burn_norm::{BatchNormConfig, LayerNormConfig};
+
+const RTOL: f64 = 1e-4;
+
+/// f32 values `1e4 + 1e-2 * noise`, with a deterministic noise in [-1.7, 1.7].
+fn hostile(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let u = ((i as f64 * 12.9898).sin() * 43758.5453).fract();
+            (1e4 + 1e-2 * 3.0f64.sqrt() * (2.0 * u - 1.0).clamp(-1.0, 1.0)) as f32
+        })
+        .collect()
+}
+
+/// Normalizes each group of values (given as index lists) in f64.
+fn reference(x: &[f32], groups: &[Vec<usize>], epsilon: f64) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for group in groups {
+        let n = group.len() as f64;
+        let mean = group.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
+        let var = group.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / n;
+        for &i in group {
+            out[i] = (x[i] as f64 - mean) / (var + epsilon).sqrt();
+        }
+    }
+    out
+}
+
+/// One-pass `E[x^2] - E[x]^2` in f32, the textbook mistake.
+fn naive(x: &[f32], groups: &[Vec<usize>], epsilon: f32) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for group in groups {
+        let n = group.len() as f32;
+        let mean = group.iter().map(|&i| x[i]).sum::<f32>() / n;
+        let sq = group.iter().map(|&i| x[i] * x[i]).sum::<f32>() / n;
+        let var = (sq - mean * mean).max(0.0);
+        for &i in group {
+            out[i] = ((x[i] - mean) / (var + epsilon).sqrt()) as f64;
+        }
+    }
+    out
+}
+
+fn worst_error(actual: &[f64], expected: &[f64]) -> f64 {
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| {
+            let err = (a - e).abs() / e.abs().max(1.0);
+            if err.is_nan() { f64::INFINITY } else { err }
+        })
+        .fold(0.0, f64::max)
+}
+
+fn check(what: &str, x: &[f32], groups: &[Vec<usize>], actual: Vec<f32>) {
+    let expected = reference(x, groups, 1e-5);
+    let actual: Vec<f64> = actual.into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= RTOL, "{what}: relative error {err:.3e} > {RTOL:.0e}");
+    let naive_err = worst_error(&naive(x, groups, 1e-5), &expected);
+    assert!(naive_err > RTOL, "{what}: the input is not hostile (naive error {naive_err:.1e})");
+}
+
+fn batch_norm_is_stable_on_large_mean_small_spread(device: &Device) {
+    let (n, c, hw) = (4, 3, 64);
+    let x = hostile(n * c * hw);
+    // Channel k holds the indices (b, k, s) for every sample b and position s.
+    let groups: Vec<Vec<usize>> = (0..c)
+        .map(|k| (0..n).flat_map(|b| (0..hw).map(move |s| (b * c + k) * hw + s)).collect())
+        .collect();
+    let ad = device.clone().autodiff();
+    let bn = BatchNormConfig::new(c).init(&ad);
+    let y = bn.forward(tensor::<3>(&x, &[n, c, hw], &ad));
+    check("BatchNorm training", &x, &groups, values(y));
+
+    // Evaluation with the running statistics this batch left (momentum 1):
+    // against f64 on the same f32 inputs and the same f32 statistics.
+    let bn = BatchNormConfig::new(c).with_momentum(Some(1.0)).init(&ad);
+    bn.forward(tensor::<3>(&x, &[n, c, hw], &ad));
+    let bn = burn::module::Module::valid(&bn);
+    let y = bn.forward(tensor::<3>(&x, &[n, c, hw], device));
+    let mean = values(bn.running_mean().unwrap());
+    let var = values(bn.running_var().unwrap());
+    let expected: Vec<f64> = (0..x.len())
+        .map(|i| {
+            let k = (i / hw) % c;
+            (x[i] as f64 - mean[k] as f64) / (var[k] as f64 + 1e-5).sqrt()
+        })
+        .collect();
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= RTOL, "BatchNorm evaluation: relative error {err:.3e} > {RTOL:.0e}");
+    // And the running mean itself is the batch mean to f32 precision.
+    for (k, g) in groups.iter().enumerate() {
+        let exact = g.iter().map(|&j| x[j] as f64).sum::<f64>() / g.len() as f64;
+        assert!((mean[k] as f64 - exact).abs() <= 1e4 * 1e-7, "running mean {k}: {} vs {exact}", mean[k]);
+    }
+}
+
+fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
+    let (rows, d) = (8, 256);
+    let x = hostile(rows * d);
+    let groups: Vec<Vec<usize>> = (0..rows).map(|r| (r * d..(r + 1) * d).collect()).collect();
+    let ln = LayerNormConfig::new(d).init(device);
+    let y = ln.forward(tensor::<2>(&x, &[rows, d], device));
+    check("LayerNorm", &x, &groups, values(y));
+}
+
+on_every_backend!(
+    batch_norm_is_stable_on_large_mean_small_spread,
+    layer_norm_is_stable_on_large_mean_small_spread,
+);

@@ -1,0 +1,15 @@
+//! The burn-norm test suite: one binary, so that Burn is linked once.
+//!
+//! Every test that touches tensors runs on each backend: `flex`, `ndarray`,
+//! and `wgpu` (with the `wgpu` feature; on machines without a GPU it runs on
+//! the CPU through Mesa's lavapipe, so shapes are kept small).
+
+#[macro_use]
+mod common;
+
+mod drop_in;
+mod errors;
+mod gradcheck;
+mod hostile;
+mod parity;
+mod records;
