@@ -115,7 +115,48 @@ fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
     check("LayerNorm", &x, &groups, values(y));
 }
 
+
+/// f16 activations of +-300: their squares overflow f16 (max 65504),
+/// so statistics must be accumulated in f32. The output is compared with the
+/// f64 reference at f16's own precision (2^-10 relative, floored at 1).
+fn half_precision_accumulates_in_f32(device: &Device) {
+    use burn::tensor::{DType, Tensor, TensorData};
+    let has_f16 = std::panic::catch_unwind(|| {
+        Tensor::<1>::from_data(TensorData::from([1.0f32]), (device, DType::F16)).into_data()
+    });
+    if has_f16.is_err() {
+        // burn-ndarray 0.22 has no f16 storage at all ("Unsupported dtype F16").
+        eprintln!("this backend has no f16 tensors: nothing to check");
+        return;
+    }
+    let (rows, d) = (4, 64);
+    let x: Vec<f32> = (0..rows * d)
+        .map(|i| 20.0 + 300.0 * ((i as f32) * 0.37).sin())
+        .collect();
+    let x16: Vec<f32> = x.iter().map(|&v| burn::tensor::f16::from_f32(v).to_f32()).collect();
+    let groups: Vec<Vec<usize>> = (0..rows).map(|r| (r * d..(r + 1) * d).collect()).collect();
+    let expected = reference(&x16, &groups, 1e-5);
+    let input = Tensor::<2>::from_data(TensorData::new(x16.clone(), [rows, d]), (device, DType::F16));
+    let bn_input = input.clone();
+    let ln = LayerNormConfig::new(d).init(device);
+    let y = ln.forward(input);
+    assert_eq!(y.dtype(), DType::F16, "the output keeps the input's dtype");
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= 2e-3, "LayerNorm f16: relative error {err:.3e}");
+
+    // BatchNorm over the same values, with the rows as the batch.
+    let bn = BatchNormConfig::new(d).with_track_running_stats(false).init(device);
+    let y = bn.forward(bn_input);
+    let groups: Vec<Vec<usize>> = (0..d).map(|c| (0..rows).map(|r| r * d + c).collect()).collect();
+    let expected = reference(&x16, &groups, 1e-5);
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= 2e-3, "BatchNorm f16: relative error {err:.3e}");
+}
+
 on_every_backend!(
     batch_norm_is_stable_on_large_mean_small_spread,
     layer_norm_is_stable_on_large_mean_small_spread,
+    half_precision_accumulates_in_f32,
 );
