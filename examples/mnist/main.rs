@@ -1,0 +1,365 @@
+//! Train a CNN on MNIST with burn-norm's BatchNorm, and show what it buys.
+//!
+//! ```sh
+//! cargo run --release --example mnist                      # the default run
+//! cargo run --release --example mnist -- --compare         # BatchNorm vs none, one chart
+//! cargo run --release --example mnist -- --limit 512       # smoke run (1 epoch)
+//! cargo run --release --example mnist -- --help
+//! ```
+//!
+//! Blocks of conv3x3 -> BatchNorm -> ReLU, then a classifier; evaluation on
+//! the 10,000 test images with the running statistics (`.valid()`). Writes the
+//! model record, `metrics.csv` and `chart.png` into `--out` (default
+//! `out/mnist`), and checks that the record reloaded from disk scores the
+//! same test accuracy.
+
+mod data;
+mod model;
+mod report;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use data::{Mnist, PIXELS, SIDE, Split};
+use indicatif::{ProgressBar, ProgressStyle};
+use model::{Cnn, CnnConfig};
+use report::Row;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: mnist [options]
+  --device flex|ndarray|wgpu   backend (default flex)
+  --epochs N                   training epochs (default 4; 1 with --limit)
+  --batch-size N               (default 128)
+  --lr X                       peak learning rate of Adam (default 0.003)
+  --width N                    channels of the first convolutions (default 16)
+  --seed N                     (default 42)
+  --no-norm                    replace every BatchNorm by the identity
+  --compare                    train with and without BatchNorm, one chart
+  --no-augment                 no random shifts of the training images
+  --limit N                    use only the first N training and test images
+  --data-dir DIR               MNIST IDX files (.gz or raw); see README
+  --out DIR                    outputs (default out/mnist)";
+
+struct Args {
+    device: String,
+    epochs: Option<usize>,
+    batch_size: usize,
+    lr: f64,
+    width: usize,
+    seed: u64,
+    no_norm: bool,
+    compare: bool,
+    augment: bool,
+    limit: Option<usize>,
+    data_dir: Option<PathBuf>,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        device: "flex".into(),
+        epochs: None,
+        batch_size: 128,
+        lr: 3e-3,
+        width: 16,
+        seed: 42,
+        no_norm: false,
+        compare: false,
+        augment: true,
+        limit: None,
+        data_dir: None,
+        out: "out/mnist".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
+        }
+        match flag.as_str() {
+            "--device" => args.device = value()?,
+            "--epochs" => args.epochs = Some(num(&flag, value()?)?),
+            "--batch-size" => args.batch_size = num(&flag, value()?)?,
+            "--lr" => args.lr = num(&flag, value()?)?,
+            "--width" => args.width = num(&flag, value()?)?,
+            "--seed" => args.seed = num(&flag, value()?)?,
+            "--limit" => args.limit = Some(num(&flag, value()?)?),
+            "--data-dir" => args.data_dir = Some(value()?.into()),
+            "--out" => args.out = value()?.into(),
+            "--no-norm" => args.no_norm = true,
+            "--compare" => args.compare = true,
+            "--no-augment" => args.augment = false,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    if args.batch_size < 2 || args.epochs == Some(0) || args.limit == Some(0) {
+        return Err("--batch-size must be >= 2, --epochs and --limit >= 1".into());
+    }
+    Ok(args)
+}
+
+fn device(name: &str) -> Result<Device, String> {
+    match name {
+        "flex" => Ok(Device::flex()),
+        // Deprecated in Burn 0.22 in favour of flex, still supported.
+        #[allow(deprecated)]
+        "ndarray" => Ok(Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        other => Err(format!("unknown device `{other}`: flex, ndarray or wgpu")),
+    }
+}
+
+/// Pixel scaling measured on the training set: `x = (p / 255 - mean) / std`.
+#[derive(Clone, Copy)]
+struct Scaling {
+    mean: f32,
+    std: f32,
+}
+
+impl Scaling {
+    fn measure(train: &Split) -> Self {
+        let n = train.images.len() as f64;
+        let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
+        let var = train.images.iter().map(|&p| (p as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n;
+        Self { mean: mean as f32, std: var.sqrt() as f32 }
+    }
+}
+
+/// SplitMix64: a small seeded generator for shuffling and augmentation.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle(&mut self, v: &mut [usize]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// A batch of images `[B, 1, 28, 28]` (scaled, optionally shifted by up to 2
+/// pixels) and labels `[B]`.
+fn batch(split: &Split, idx: &[usize], scaling: Scaling, rng: Option<&mut Rng>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let mut pixels = Vec::with_capacity(idx.len() * PIXELS);
+    let mut shifts = rng;
+    for &i in idx {
+        let image = &split.images[i * PIXELS..(i + 1) * PIXELS];
+        let (dy, dx) = match shifts.as_deref_mut() {
+            Some(rng) => (rng.below(5) as isize - 2, rng.below(5) as isize - 2),
+            None => (0, 0),
+        };
+        for y in 0..SIDE as isize {
+            for x in 0..SIDE as isize {
+                let (sy, sx) = (y - dy, x - dx);
+                let inside = (0..SIDE as isize).contains(&sy) && (0..SIDE as isize).contains(&sx);
+                let p = if inside { image[sy as usize * SIDE + sx as usize] } else { 0 };
+                pixels.push((p as f32 / 255.0 - scaling.mean) / scaling.std);
+            }
+        }
+    }
+    let labels: Vec<i64> = idx.iter().map(|&i| split.labels[i] as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), device),
+        Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
+    )
+}
+
+/// Test loss and accuracy (%) of the model in evaluation mode.
+fn evaluate(model: &Cnn, test: &Split, scaling: Scaling, device: &Device) -> (f64, f64) {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss, mut correct) = (0.0, 0usize);
+    let all: Vec<usize> = (0..test.len()).collect();
+    for idx in all.chunks(1000) {
+        let (x, y) = batch(test, idx, scaling, None, device);
+        let logits = model.forward(x);
+        correct += logits.clone().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum().into_scalar::<i64>() as usize;
+        loss += loss_fn.forward(logits, y).into_scalar::<f64>() * idx.len() as f64;
+    }
+    (loss / test.len() as f64, 100.0 * correct as f64 / test.len() as f64)
+}
+
+/// Learning rate at `step` of `total`: linear warm-up over the first 5%,
+/// then cosine decay to zero.
+fn learning_rate(peak: f64, step: usize, total: usize) -> f64 {
+    let warmup = (total / 20).max(1);
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup as f64
+    } else {
+        let t = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+        peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+struct Outcome {
+    test_acc: f64,
+    test_loss: f64,
+    wall_s: f64,
+    images_per_s: f64,
+}
+
+fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, device: &Device, out: &Path, rows: &mut Vec<Row>) -> Result<Outcome, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let epochs = args.epochs.unwrap_or(if args.limit.is_some() { 1 } else { 4 });
+    let train_device = device.clone().autodiff();
+    train_device.seed(args.seed);
+    let config = CnnConfig::new().with_width(args.width).with_norm(norm);
+    let mut model = config.init(&train_device);
+    let mut optim = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut rng = Rng(args.seed);
+    let n = data.train.len();
+    let per_epoch = n.div_ceil(args.batch_size);
+    let total = per_epoch * epochs;
+    let start = Instant::now();
+    let mut step = 0;
+    let mut seen = 0usize;
+    println!("\n[{run}] {} parameters, {epochs} epochs of {per_epoch} steps, batch {}, peak lr {}", model.num_params(), args.batch_size, args.lr);
+
+    for epoch in 1..=epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        let bar = ProgressBar::new(per_epoch as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("[{run}] epoch {epoch}/{epochs}"));
+        let epoch_start = Instant::now();
+        let (mut epoch_loss, mut epoch_correct, mut epoch_seen) = (0.0, 0usize, 0usize);
+        let (mut window_loss, mut window_steps) = (0.0, 0usize);
+        for idx in order.chunks(args.batch_size) {
+            if idx.len() < 2 {
+                continue; // BatchNorm needs two values per channel.
+            }
+            let augment = args.augment.then_some(&mut rng);
+            let (x, y) = batch(&data.train, idx, scaling, augment, &train_device);
+            let logits = model.forward(x);
+            let correct = logits.clone().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
+            let loss = loss_fn.forward(logits, y);
+            let lr = learning_rate(args.lr, step, total);
+            let loss_value = loss.clone().into_scalar::<f64>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+
+            step += 1;
+            seen += idx.len();
+            epoch_seen += idx.len();
+            epoch_loss += loss_value * idx.len() as f64;
+            epoch_correct += correct.into_scalar::<i64>() as usize;
+            window_loss += loss_value;
+            window_steps += 1;
+            let rate = epoch_seen as f64 / epoch_start.elapsed().as_secs_f64();
+            bar.inc(1);
+            bar.set_message(format!("loss {loss_value:.4} | {rate:.0} img/s"));
+            if step % 50 == 0 || step == total {
+                rows.push(Row {
+                    run: run.into(), kind: "step", epoch, step, lr,
+                    train_loss: window_loss / window_steps as f64,
+                    train_acc: None, test_loss: None, test_acc: None,
+                    images_per_s: rate, wall_s: start.elapsed().as_secs_f64(),
+                });
+                (window_loss, window_steps) = (0.0, 0);
+            }
+        }
+        bar.finish_and_clear();
+        let rate = epoch_seen as f64 / epoch_start.elapsed().as_secs_f64();
+        let (test_loss, test_acc) = evaluate(&model.valid(), &data.test, scaling, device);
+        let (train_loss, train_acc) = (epoch_loss / epoch_seen as f64, 100.0 * epoch_correct as f64 / epoch_seen as f64);
+        println!(
+            "[{run}] epoch {epoch}/{epochs}: train loss {train_loss:.4} acc {train_acc:.2}% | test loss {test_loss:.4} acc {test_acc:.2}% | {rate:.0} img/s | {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+        rows.push(Row {
+            run: run.into(), kind: "epoch", epoch, step, lr: learning_rate(args.lr, step.saturating_sub(1), total),
+            train_loss, train_acc: Some(train_acc), test_loss: Some(test_loss), test_acc: Some(test_acc),
+            images_per_s: rate, wall_s: start.elapsed().as_secs_f64(),
+        });
+    }
+    let wall_s = start.elapsed().as_secs_f64();
+
+    // Evaluation uses the running statistics; the record must reproduce it.
+    let model = model.valid();
+    let (test_loss, test_acc) = evaluate(&model, &data.test, scaling, device);
+    let record = out.join("model");
+    model.save_file(&record).map_err(|e| format!("saving {}: {e}", record.display()))?;
+    config.save(out.join("config.json")).map_err(|e| format!("saving the config: {e}"))?;
+    std::fs::write(out.join("scaling.json"), format!("{{\"mean\": {}, \"std\": {}}}\n", scaling.mean, scaling.std))
+        .map_err(|e| format!("saving the scaling: {e}"))?;
+    let reloaded = config
+        .init(device)
+        .try_load_file(&record)
+        .map_err(|e| format!("reloading {}: {e}", record.display()))?;
+    let (_, reloaded_acc) = evaluate(&reloaded, &data.test, scaling, device);
+    if reloaded_acc != test_acc {
+        return Err(format!("the reloaded record scores {reloaded_acc}% instead of {test_acc}%"));
+    }
+    println!("[{run}] test accuracy {test_acc:.2}% (reloaded record: {reloaded_acc:.2}%, identical) | {wall_s:.1}s, {:.0} img/s | saved to {}", seen as f64 / wall_s, out.display());
+    Ok(Outcome { test_acc, test_loss, wall_s, images_per_s: seen as f64 / wall_s })
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let device = device(&args.device)?;
+    let mut data = data::load(args.data_dir.as_deref())?;
+    if let Some(limit) = args.limit {
+        data = Mnist { train: data.train.truncate(limit), test: data.test.truncate(limit) };
+    }
+    let scaling = Scaling::measure(&data.train);
+    println!(
+        "{} training / {} test images; pixels scaled to [0, 1], then standardized with the training set's mean {:.4} and std {:.4}",
+        data.train.len(), data.test.len(), scaling.mean, scaling.std
+    );
+    let runs: Vec<(&str, bool)> = if args.compare {
+        vec![("batchnorm", true), ("no-norm", false)]
+    } else if args.no_norm {
+        vec![("no-norm", false)]
+    } else {
+        vec![("batchnorm", true)]
+    };
+    let mut rows = Vec::new();
+    let mut outcomes = Vec::new();
+    for (name, norm) in &runs {
+        let out = if args.compare { args.out.join(name) } else { args.out.clone() };
+        outcomes.push((*name, train(name, *norm, &args, &data, scaling, &device, &out, &mut rows)?));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let csv = args.out.join("metrics.csv");
+    report::write_csv(&csv, &rows).map_err(|e| format!("{}: {e}", csv.display()))?;
+    let chart = args.out.join(if args.compare { "compare.png" } else { "chart.png" });
+    let title = format!("MNIST CNN, {} backend, peak lr {}", args.device, args.lr);
+    report::draw_chart(&chart, &title, &rows)?;
+    println!("\n| run | test accuracy | test loss | wall time | images/s |\n|---|---|---|---|---|");
+    for (name, o) in &outcomes {
+        println!("| {name} | {:.2}% | {:.4} | {:.1} s | {:.0} |", o.test_acc, o.test_loss, o.wall_s, o.images_per_s);
+    }
+    println!("\nwrote {} and {}", csv.display(), chart.display());
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,136 @@
+//! What a run leaves behind: `metrics.csv` and a PNG chart.
+
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One row of `metrics.csv`: a logged training step, or an epoch's summary.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub run: String,
+    /// `step` or `epoch`.
+    pub kind: &'static str,
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: Option<f64>,
+    pub test_loss: Option<f64>,
+    pub test_acc: Option<f64>,
+    pub images_per_s: f64,
+    pub wall_s: f64,
+}
+
+pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    let mut text = String::from(
+        "run,kind,epoch,step,lr,train_loss,train_acc,test_loss,test_acc,images_per_s,wall_s\n",
+    );
+    for r in rows {
+        writeln!(
+            text,
+            "{},{},{},{},{:.6e},{:.6},{},{},{},{:.1},{:.2}",
+            r.run, r.kind, r.epoch, r.step, r.lr, r.train_loss,
+            opt(r.train_acc), opt(r.test_loss), opt(r.test_acc), r.images_per_s, r.wall_s
+        )
+        .unwrap();
+    }
+    std::fs::write(path, text)
+}
+
+const COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
+
+/// Two panels: training loss (log scale) and test accuracy, against steps,
+/// one line per run.
+pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
+    register_font();
+    let mut runs: Vec<&str> = Vec::new();
+    for r in rows {
+        if !runs.contains(&r.run.as_str()) {
+            runs.push(&r.run);
+        }
+    }
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let steps = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    let losses: Vec<f64> = rows.iter().filter(|r| r.kind == "step").filter_map(|r| finite(r.train_loss)).collect();
+    let lo = losses.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-4).min(1.0);
+    let hi = losses.iter().cloned().fold(0.0, f64::max).max(lo * 10.0).min(1e3);
+    let accs: Vec<f64> = rows.iter().filter_map(|r| r.test_acc).collect();
+    let acc_lo = accs.iter().cloned().fold(100.0, f64::min).clamp(0.0, 97.0).floor();
+
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(600);
+
+    let mut chart = ChartBuilder::on(&left)
+        .caption("training loss", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..steps, (lo..hi).log_scale())
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("step").y_desc("loss").draw().map_err(|e| err(&e))?;
+    for (i, run) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points = rows
+            .iter()
+            .filter(|r| r.run == *run && r.kind == "step")
+            .filter_map(|r| finite(r.train_loss).map(|l| (r.step as f64, l.clamp(lo, hi))));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(*run)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+
+    let mut chart = ChartBuilder::on(&right)
+        .caption("test accuracy (%)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..steps, acc_lo..100.0)
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("step").y_desc("accuracy %").draw().map_err(|e| err(&e))?;
+    for (i, run) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.run == *run)
+            .filter_map(|r| r.test_acc.map(|a| (r.step as f64, a.max(acc_lo))))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(*run)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+/// Charts use an embedded DejaVu Sans, so they render on machines without
+/// system fonts.
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .unwrap_or_else(|_| panic!("the embedded DejaVu font is valid"));
+    });
+}
