@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench norm                    # flex
-//! cargo bench --bench norm -- --device wgpu   # (wgpu feature, on by default)
+//! cargo bench --bench norm -- --device wgpu   # or ndarray
 //! ```
 //!
 //! Prints the median of 20 timed runs after 3 warm-up runs. The issue on
@@ -11,6 +11,9 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use std::time::{Duration, Instant};
+
+#[path = "../examples/common/device.rs"]
+mod device;
 
 fn median(mut f: impl FnMut()) -> Duration {
     for _ in 0..3 {
@@ -54,12 +57,8 @@ fn bench<const D: usize>(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let device = match args.iter().position(|a| a == "--device").map(|i| args[i + 1].as_str()) {
-        None | Some("flex") => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        Some("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        Some(other) => panic!("unknown device {other}: flex or wgpu"),
-    };
+    let name = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1));
+    let device = device::device_named(name.map_or("flex", String::as_str)).unwrap_or_else(|e| panic!("{e}"));
     let ad = device.clone().autodiff();
     println!("device: {device:?}");
 

@@ -19,6 +19,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 use burn_norm::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig};
 use std::time::Instant;
 
+#[path = "common/device.rs"]
+mod device;
+
 #[derive(Module, Debug)]
 struct Net {
     conv: Conv2d,
@@ -53,21 +56,10 @@ impl Net {
 
 fn device_from_args() -> Result<Device, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = match args.as_slice() {
-        [] => "flex",
-        [flag, name] if flag == "--device" => name.as_str(),
-        _ => return Err("usage: demo [--device flex|ndarray|wgpu]".into()),
-    };
-    match name {
-        "flex" => Ok(Device::flex()),
-        // Deprecated in Burn 0.22 in favour of flex, still supported.
-        #[allow(deprecated)]
-        "ndarray" => Ok(Device::ndarray()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        other => Err(format!(
-            "unknown device `{other}`: expected flex, ndarray or wgpu (wgpu needs the `wgpu` feature)"
-        )),
+    match args.as_slice() {
+        [] => device::device_named("flex"),
+        [flag, name] if flag == "--device" => device::device_named(name),
+        _ => Err("usage: demo [--device flex|ndarray|wgpu]".into()),
     }
 }
 

@@ -13,6 +13,8 @@
 //! `out/mnist`), and checks that the record reloaded from disk scores the
 //! same test accuracy.
 
+#[path = "../common/device.rs"]
+mod device;
 mod data;
 mod model;
 mod report;
@@ -42,7 +44,8 @@ usage: mnist [options]
   --no-augment                 no random shifts of the training images
   --limit N                    use only the first N training and test images
   --data-dir DIR               MNIST IDX files (.gz or raw); see README
-  --out DIR                    outputs (default out/mnist)";
+  --out DIR                    outputs (default out/mnist)
+  --replot DIR                 redraw DIR's chart from its metrics.csv, no training";
 
 struct Args {
     device: String,
@@ -57,6 +60,7 @@ struct Args {
     limit: Option<usize>,
     data_dir: Option<PathBuf>,
     out: PathBuf,
+    replot: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -73,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         limit: None,
         data_dir: None,
         out: "out/mnist".into(),
+        replot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
             "--limit" => args.limit = Some(num(&flag, value()?)?),
             "--data-dir" => args.data_dir = Some(value()?.into()),
             "--out" => args.out = value()?.into(),
+            "--replot" => args.replot = Some(value()?.into()),
             "--no-norm" => args.no_norm = true,
             "--compare" => args.compare = true,
             "--no-augment" => args.augment = false,
@@ -104,18 +110,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--batch-size must be >= 2, --epochs and --limit >= 1".into());
     }
     Ok(args)
-}
-
-fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "flex" => Ok(Device::flex()),
-        // Deprecated in Burn 0.22 in favour of flex, still supported.
-        #[allow(deprecated)]
-        "ndarray" => Ok(Device::ndarray()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        other => Err(format!("unknown device `{other}`: flex, ndarray or wgpu")),
-    }
 }
 
 /// Pixel scaling measured on the training set: `x = (p / 255 - mean) / std`.
@@ -318,9 +312,23 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
     Ok(Outcome { test_acc, test_loss, wall_s, images_per_s: seen as f64 / wall_s })
 }
 
+/// Redraws the chart of an earlier run from its `metrics.csv`.
+fn replot(dir: &Path, args: &Args) -> Result<(), String> {
+    let rows = report::read_csv(&dir.join("metrics.csv"))?;
+    let compare = rows.iter().any(|r| r.run != rows[0].run);
+    let chart = dir.join(if compare { "compare.png" } else { "chart.png" });
+    let lr = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
+    report::draw_chart(&chart, &format!("MNIST CNN, {} backend, peak lr {lr:.3}", args.device), &rows)?;
+    println!("redrew {}", chart.display());
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let device = device(&args.device)?;
+    if let Some(dir) = &args.replot {
+        return replot(dir, &args);
+    }
+    let device = device::device_named(&args.device)?;
     let mut data = data::load(args.data_dir.as_deref())?;
     if let Some(limit) = args.limit {
         data = Mnist { train: data.train.truncate(limit), test: data.test.truncate(limit) };

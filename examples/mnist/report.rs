@@ -38,6 +38,35 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// Reads back a `metrics.csv` written by [`write_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |line: usize| format!("{}: line {line} is not a metrics row", path.display());
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 11 {
+            return Err(bad(i + 1));
+        }
+        let num = |s: &str| s.parse::<f64>().map_err(|_| bad(i + 1));
+        let opt = |s: &str| if s.is_empty() { Ok(None) } else { num(s).map(Some) };
+        rows.push(Row {
+            run: f[0].to_string(),
+            kind: if f[1] == "epoch" { "epoch" } else { "step" },
+            epoch: num(f[2])? as usize,
+            step: num(f[3])? as usize,
+            lr: num(f[4])?,
+            train_loss: num(f[5])?,
+            train_acc: opt(f[6])?,
+            test_loss: opt(f[7])?,
+            test_acc: opt(f[8])?,
+            images_per_s: num(f[9])?,
+            wall_s: num(f[10])?,
+        });
+    }
+    Ok(rows)
+}
+
 const COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
 
 /// Two panels: training loss (log scale) and test accuracy, against steps,
@@ -54,7 +83,7 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
     let steps = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
     let losses: Vec<f64> = rows.iter().filter(|r| r.kind == "step").filter_map(|r| finite(r.train_loss)).collect();
     let lo = losses.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-4).min(1.0);
-    let hi = losses.iter().cloned().fold(0.0, f64::max).max(lo * 10.0).min(1e3);
+    let hi = (losses.iter().cloned().fold(0.0, f64::max) * 1.2).max(lo * 10.0).min(1e3);
     let accs: Vec<f64> = rows.iter().filter_map(|r| r.test_acc).collect();
     let acc_lo = accs.iter().cloned().fold(100.0, f64::min).clamp(0.0, 97.0).floor();
 
@@ -71,7 +100,15 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..steps, (lo..hi).log_scale())
         .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc("step").y_desc("loss").draw().map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
+        .x_desc("step")
+        .y_desc("loss")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .draw()
+        .map_err(|e| err(&e))?;
     for (i, run) in runs.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let points = rows
@@ -98,7 +135,15 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..steps, acc_lo..100.0)
         .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc("step").y_desc("accuracy %").draw().map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
+        .x_desc("step")
+        .y_desc("accuracy %")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .draw()
+        .map_err(|e| err(&e))?;
     for (i, run) in runs.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let points: Vec<(f64, f64)> = rows
