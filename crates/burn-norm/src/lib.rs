@@ -41,3 +41,9 @@ pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use error::NormError;
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use running_counter::RunningCounter;
+
+/// The README's Rust snippets, compiled and run as doc tests so that they
+/// cannot drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
