@@ -1,7 +1,7 @@
 //! MNIST in its standard IDX files: finding them, checking them, reading them.
 
 use flate2::read::GzDecoder;
-use sha2::{Digest, Sha256};
+use crate::download::{cache_dir, fetch, sha256_hex, write_atomically};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -77,7 +77,7 @@ pub struct Mnist {
 }
 
 /// Finds, checks and reads MNIST: `--data-dir`, then `$MNIST_DIR`, then
-/// `../shared/data/mnist`, then the cache folder, downloading into it from a
+/// `../shared/data/mnist`, then the cache folder (`~/.cache/burn-norm/mnist`), downloading into it from a
 /// public mirror if needed. Every file is checked (gzip stream, sha256, IDX
 /// header and size); a bad file is an error that names it.
 pub fn load(data_dir: Option<&Path>) -> Result<Mnist, String> {
@@ -88,16 +88,6 @@ pub fn load(data_dir: Option<&Path>) -> Result<Mnist, String> {
         train: Split { images: read(&TRAIN_IMAGES)?, labels: read(&TRAIN_LABELS)? },
         test: Split { images: read(&TEST_IMAGES)?, labels: read(&TEST_LABELS)? },
     })
-}
-
-/// The cache folder downloads go to: `$XDG_CACHE_HOME/burn-norm/mnist` or
-/// `~/.cache/burn-norm/mnist`.
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("burn-norm").join("mnist")
 }
 
 /// The file of `f` in `dir`, gzip-compressed or not, if present.
@@ -119,7 +109,7 @@ fn locate(data_dir: Option<&Path>) -> Result<PathBuf, String> {
     candidates.push(("../shared/data/mnist".into(), "../shared/data/mnist".into()));
     let beside_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
     candidates.push(("the shared data beside the repository".into(), beside_repo));
-    let cache = cache_dir();
+    let cache = cache_dir("mnist");
     candidates.push(("the cache".into(), cache.clone()));
 
     for (what, dir) in &candidates {
@@ -146,7 +136,6 @@ fn download(dir: &Path) -> Result<(), String> {
         let mut done = false;
         for mirror in MIRRORS {
             let url = format!("{mirror}{}.gz", f.name);
-            println!("downloading {url}");
             match fetch(&url) {
                 Ok(bytes) => {
                     // Check before keeping it, so a bad download is never cached.
@@ -154,14 +143,11 @@ fn download(dir: &Path) -> Result<(), String> {
                         errors.push(e);
                         continue;
                     }
-                    let partial = target.with_extension("gz.partial");
-                    std::fs::write(&partial, &bytes)
-                        .and_then(|_| std::fs::rename(&partial, &target))
-                        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                    write_atomically(&target, &bytes)?;
                     done = true;
                     break;
                 }
-                Err(e) => errors.push(format!("{url}: {e}")),
+                Err(e) => errors.push(e),
             }
         }
         if !done {
@@ -175,16 +161,6 @@ fn download(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let mut response = ureq::get(url).call().map_err(|e| e.to_string())?;
-    response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .map_err(|e| e.to_string())
-}
-
 fn gunzip(what: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     GzDecoder::new(bytes)
@@ -196,7 +172,7 @@ fn gunzip(what: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// Checks the decompressed bytes of `f`: sha256, IDX magic number, shape
 /// and length.
 fn check(what: &str, f: &IdxFile, bytes: &[u8]) -> Result<(), String> {
-    let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = sha256_hex(bytes);
     let (magic, header) = if f.images { (2051u32, 16) } else { (2049u32, 8) };
     let word = |i: usize| -> Option<u32> {
         bytes.get(4 * i..4 * i + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()))

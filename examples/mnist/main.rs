@@ -15,6 +15,12 @@
 
 #[path = "../common/device.rs"]
 mod device;
+#[path = "../common/download.rs"]
+mod download;
+#[path = "../common/chart.rs"]
+mod chart;
+#[path = "../common/train.rs"]
+mod train_helpers;
 mod data;
 mod model;
 mod report;
@@ -28,6 +34,7 @@ use data::{Mnist, PIXELS, SIDE, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::{Cnn, CnnConfig};
 use report::Row;
+use train_helpers::Rng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -128,29 +135,6 @@ impl Scaling {
     }
 }
 
-/// SplitMix64: a small seeded generator for shuffling and augmentation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle(&mut self, v: &mut [usize]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
-
 /// A batch of images `[B, 1, 28, 28]` (scaled, optionally shifted by up to 2
 /// pixels) and labels `[B]`.
 fn batch(split: &Split, idx: &[usize], scaling: Scaling, rng: Option<&mut Rng>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
@@ -192,16 +176,9 @@ fn evaluate(model: &Cnn, test: &Split, scaling: Scaling, device: &Device) -> (f6
     (loss / test.len() as f64, 100.0 * correct as f64 / test.len() as f64)
 }
 
-/// Learning rate at `step` of `total`: linear warm-up over the first 5%,
-/// then cosine decay to zero.
+/// Linear warm-up over the first 5% of the steps, then cosine decay to zero.
 fn learning_rate(peak: f64, step: usize, total: usize) -> f64 {
-    let warmup = (total / 20).max(1);
-    if step < warmup {
-        peak * (step + 1) as f64 / warmup as f64
-    } else {
-        let t = (step - warmup) as f64 / (total - warmup).max(1) as f64;
-        peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-    }
+    train_helpers::warmup_cosine(peak, 0.0, step, total, total / 20)
 }
 
 struct Outcome {

@@ -1,5 +1,6 @@
 //! What a run leaves behind: `metrics.csv` and a PNG chart.
 
+use crate::chart::{COLORS, line_panel, register_font};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -67,8 +68,6 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-const COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
-
 /// Two panels: training loss (log scale) and test accuracy, against steps,
 /// one line per run.
 pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
@@ -128,54 +127,17 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
         .draw()
         .map_err(|e| err(&e))?;
 
-    let mut chart = ChartBuilder::on(&right)
-        .caption("test accuracy (%)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..steps, acc_lo..100.0)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .light_line_style(RGBColor(238, 238, 238))
-        .x_desc("step")
-        .y_desc("accuracy %")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.1}"))
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, run) in runs.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| r.run == *run)
-            .filter_map(|r| r.test_acc.map(|a| (r.step as f64, a.max(acc_lo))))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(*run)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-            .map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|run| {
+            let points = rows
+                .iter()
+                .filter(|r| r.run == *run)
+                .filter_map(|r| r.test_acc.map(|a| (r.step as f64, a.max(acc_lo))))
+                .collect();
+            (*run, points)
+        })
+        .collect();
+    line_panel(&right, "test accuracy (%)", steps, acc_lo..100.0, "accuracy %", 1, &series, SeriesLabelPosition::LowerRight, true)?;
     root.present().map_err(|e| err(&e))
-}
-
-/// Charts use an embedded DejaVu Sans, so they render on machines without
-/// system fonts.
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-            .unwrap_or_else(|_| panic!("the embedded DejaVu font is valid"));
-    });
 }
