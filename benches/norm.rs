@@ -2,14 +2,18 @@
 //! forward + backward of `sum(y * g)`, f32.
 //!
 //! ```sh
-//! cargo bench --bench norm                    # flex
-//! cargo bench --bench norm -- --device wgpu   # or ndarray
+//! cargo bench --bench norm                          # flex, CPU shapes
+//! cargo bench --bench norm -- --device wgpu --large # GPU shapes
+//! cargo bench --bench norm -- --json                # one JSON object per line
+//! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! ```
 //!
 //! Prints the median of 20 timed runs after 3 warm-up runs.
 //! `benches/torch_norm.py` times PyTorch on the same shapes with the same
-//! harness; `docs/benchmarks.md` has the results.
+//! harness; `docs/benchmarks.md` has the results. `BURN_NORM_COMPOSED=1`
+//! turns burn-norm's fused kernels off (its composed path).
 
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use std::time::{Duration, Instant};
 
@@ -31,34 +35,69 @@ fn median(mut f: impl FnMut()) -> Duration {
     times[times.len() / 2]
 }
 
-/// Times `ours` and `theirs` (burn-nn) on a random `shape`: forward, then
-/// forward + backward of `sum(y * g)`. The forward runs on the autodiff
-/// device only when `train` (BatchNorm's training mode needs it, Burn's
-/// rule), else on the plain device, as inference does. Each timed call ends
-/// by reading back a sum, which also synchronizes GPU backends.
-fn bench<const D: usize>(
-    name: &str,
-    device: &Device,
-    shape: [usize; D],
-    train: bool,
-    ours: impl Fn(Tensor<D>) -> Tensor<D>,
-    theirs: impl Fn(Tensor<D>) -> Tensor<D>,
-) {
-    let ad = device.clone().autodiff();
-    let x = Tensor::<D>::random(shape, Distribution::Default, device);
-    let g = Tensor::<D>::random(shape, Distribution::Default, &ad);
-    let x_fwd = if train { x.clone().autodiff() } else { x.clone() };
-    let sync = |t: Tensor<D>| {
-        let _ = t.sum().into_data();
-    };
-    for (what, layer) in [("burn-norm", &ours as &dyn Fn(Tensor<D>) -> Tensor<D>), ("burn-nn", &theirs)] {
-        let fwd = median(|| sync(layer(x_fwd.clone())));
-        let bwd = median(|| {
-            let x = x.clone().autodiff().require_grad();
-            let grads = (layer(x.clone()) * g.clone()).sum().backward();
-            sync(x.grad(&grads).unwrap());
-        });
-        println!("{name:<36} {what:<10} fwd {:>9.3} ms   fwd+bwd {:>9.3} ms", ms(fwd), ms(bwd));
+/// One layer under test: its forward on the inference device (`valid`) and
+/// on the autodiff device (`train`).
+struct Layer<'a, const D: usize> {
+    name: &'static str,
+    valid: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
+    train: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
+}
+
+/// The identity "layer": what the harness itself costs (random `g`, the
+/// product `y * g`, the sum, its backward, the read-back).
+fn identity<const D: usize>() -> Layer<'static, D> {
+    fn same<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        x
+    }
+    Layer { name: "identity", valid: &same::<D>, train: &same::<D> }
+}
+
+struct Bench {
+    json: bool,
+    /// `--only TEXT`: run the cases whose name and shape contain TEXT.
+    only: Option<String>,
+}
+
+impl Bench {
+    /// Times each layer on a random `shape`: forward, then forward +
+    /// backward of `sum(y * g)`. The forward is inference (plain device,
+    /// `.valid()` module) unless `train_forward` (BatchNorm's training mode
+    /// needs the autodiff device, Burn's rule). Each timed call ends by
+    /// reading back a sum, which also synchronizes GPU backends.
+    fn run<const D: usize>(&self, op: &str, device: &Device, shape: [usize; D], train_forward: bool, layers: &[Layer<D>]) {
+        let ad = device.clone().autodiff();
+        let x = Tensor::<D>::random(shape, Distribution::Default, device);
+        let g = Tensor::<D>::random(shape, Distribution::Default, &ad);
+        let sync = |t: Tensor<D>| {
+            let _ = t.sum().into_data();
+        };
+        let shape_text = format!("{shape:?}");
+        if self.only.as_ref().is_some_and(|only| !format!("{op} {shape_text}").contains(only.as_str())) {
+            return;
+        }
+        for layer in layers {
+            if std::env::var("BENCH_IMPL").is_ok_and(|only| only != layer.name) {
+                continue;
+            }
+            let fwd = if train_forward {
+                median(|| sync((layer.train)(x.clone().autodiff())))
+            } else {
+                median(|| sync((layer.valid)(x.clone())))
+            };
+            let bwd = median(|| {
+                let x = x.clone().autodiff().require_grad();
+                let grads = ((layer.train)(x.clone()) * g.clone()).sum().backward();
+                sync(x.grad(&grads).unwrap());
+            });
+            if self.json {
+                println!(
+                    "{{\"op\": \"{op}\", \"shape\": \"{shape_text}\", \"impl\": \"{}\", \"fwd_ms\": {:.4}, \"fwd_bwd_ms\": {:.4}}}",
+                    layer.name, ms(fwd), ms(bwd)
+                );
+            } else {
+                println!("{:<44} {:<10} fwd {:>9.3} ms   fwd+bwd {:>9.3} ms", format!("{op} {shape_text}"), layer.name, ms(fwd), ms(bwd));
+            }
+        }
     }
 }
 
@@ -66,25 +105,102 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+fn layer_norm(bench: &Bench, device: &Device, rows: usize, d: usize) {
+    let ad = device.clone().autodiff();
+    let ours = burn_norm::LayerNormConfig::new(d).init(&ad);
+    let theirs = burn::nn::LayerNormConfig::new(d).init(&ad);
+    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+    bench.run("LayerNorm", device, [rows, d], false, &[
+        Layer { name: "burn-norm", valid: &|x| ours_valid.forward(x), train: &|x| ours.forward(x) },
+        Layer { name: "burn-nn", valid: &|x| theirs_valid.forward(x), train: &|x| theirs.forward(x) },
+        identity(),
+    ]);
+}
+
+fn batch_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
+    let ad = device.clone().autodiff();
+    let ours = burn_norm::BatchNormConfig::new(shape[1]).init(&ad);
+    let theirs = burn::nn::BatchNormConfig::new(shape[1]).init(&ad);
+    bench.run("BatchNorm2d train", device, shape, true, &[
+        Layer { name: "burn-norm", valid: &|x| ours.forward(x), train: &|x| ours.forward(x) },
+        Layer { name: "burn-nn", valid: &|x| theirs.forward(x), train: &|x| theirs.forward(x) },
+        identity(),
+    ]);
+}
+
+/// Resident-set figures of this process, in KiB, from `/proc/self/status`.
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+const MEMORY_LAYERS: usize = 8;
+const MEMORY_SHAPE: [usize; 2] = [4096, 768];
+
+/// One training step (forward + backward) through a stack of LayerNorms
+/// on flex; prints the rise of the peak resident set over the set-up, in
+/// MiB: the memory the step's autodiff graph and gradients take.
+fn memory_probe(which: &str) {
+    let ad = Device::flex().autodiff();
+    let d = MEMORY_SHAPE[1];
+    let ours: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn_norm::LayerNormConfig::new(d).init(&ad)).collect();
+    let theirs: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn::nn::LayerNormConfig::new(d).init(&ad)).collect();
+    let x = Tensor::<2>::random(MEMORY_SHAPE, Distribution::Default, &ad).require_grad();
+    let _ = x.clone().sum().into_data();
+    // Writing 5 to clear_refs resets the peak (VmHWM) to the current size.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:").unwrap_or(0);
+    let mut y = x.clone();
+    for i in 0..MEMORY_LAYERS {
+        y = if which == "burn-norm" { ours[i].forward(y) } else { theirs[i].forward(y) };
+    }
+    let grads = y.sum().backward();
+    let _ = x.grad(&grads).unwrap().sum().into_data();
+    let peak = status_kib("VmHWM:").unwrap_or(0);
+    println!("{:.1}", peak.saturating_sub(before) as f64 / 1024.0);
+}
+
+/// Runs [`memory_probe`] in a fresh process per implementation.
+fn memory(json: bool) {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let one_tensor = (MEMORY_SHAPE[0] * MEMORY_SHAPE[1] * 4) as f64 / (1 << 20) as f64;
+    for which in ["burn-norm", "burn-nn"] {
+        let out = std::process::Command::new(&exe).args(["--memory-probe", which]).output().expect("run the probe");
+        let mib: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN);
+        if json {
+            println!("{{\"op\": \"LayerNorm x{MEMORY_LAYERS} training step, peak memory\", \"shape\": \"{MEMORY_SHAPE:?}\", \"impl\": \"{which}\", \"mib\": {mib:.1}}}");
+        } else {
+            println!(
+                "LayerNorm x{MEMORY_LAYERS} {MEMORY_SHAPE:?} training step on flex, {which:<9}: peak +{mib:.1} MiB ({:.1} input-sized tensors)",
+                mib / one_tensor
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory-probe") {
+        return memory_probe(&args[i + 1]);
+    }
     let name = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1));
     let device = device::device_named(name.map_or("flex", String::as_str)).unwrap_or_else(|e| panic!("{e}"));
-    let ad = device.clone().autodiff();
-    println!("device: {device:?}");
-
-    let ln = burn_norm::LayerNormConfig::new(768).init(&ad);
-    let ln_nn = burn::nn::LayerNormConfig::new(768).init(&ad);
-    bench("LayerNorm fwd [4096, 768]", &device, [4096, 768], false, |x| ln.forward(x), |x| ln_nn.forward(x));
-
-    let bn = burn_norm::BatchNormConfig::new(128).init(&ad);
-    let bn_nn = burn::nn::BatchNormConfig::new(128).init(&ad);
-    bench(
-        "BatchNorm2d train [8, 128, 56, 56]",
-        &device,
-        [8, 128, 56, 56],
-        true,
-        |x| bn.forward(x),
-        |x| bn_nn.forward(x),
-    );
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let bench = Bench { json: args.iter().any(|a| a == "--json"), only };
+    let large = args.iter().any(|a| a == "--large");
+    if !bench.json {
+        println!("device: {device:?}");
+    }
+    // The issue's shapes (CPU / GPU), then the examples' shapes: the
+    // transformer's [batch 32 x context 128, 128] and the MNIST CNN's
+    // second block.
+    let scale = if large { 8 } else { 1 };
+    layer_norm(&bench, &device, 4096 * scale, 768);
+    layer_norm(&bench, &device, 4096, 128);
+    batch_norm(&bench, &device, [8 * scale, 128, 56, 56]);
+    batch_norm(&bench, &device, [128, 16, 28, 28]);
+    if name.is_none_or(|n| n == "flex") && bench.only.is_none() {
+        memory(bench.json);
+    }
 }

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """PyTorch reference timings for benches/norm.rs: same shapes, same harness.
 
-    python3 benches/torch_norm.py            # CPU
-    python3 benches/torch_norm.py --cuda     # GPU, where there is one
+    python3 benches/torch_norm.py                   # CPU
+    python3 benches/torch_norm.py --cuda --large    # GPU shapes, where there is one
+    python3 benches/torch_norm.py --json            # one JSON object per line
 
 Median of 20 timed runs after 3 warm-ups; each timed call ends by reading
 back a sum (as the Rust bench does, which also synchronizes the GPU).
 Forward: LayerNorm without autograd (inference), BatchNorm in training mode.
 Forward + backward: backward of sum(y * g), reading back the input gradient.
 """
+import json
 import statistics
 import sys
 import time
@@ -27,7 +29,7 @@ def median(f):
     return statistics.median(times)
 
 
-def bench(name, layer, shape, device):
+def bench(op, layer, shape, device, as_json, name="pytorch"):
     x = torch.rand(shape, device=device)
     g = torch.rand(shape, device=device)
 
@@ -40,14 +42,32 @@ def bench(name, layer, shape, device):
         (layer(xg) * g).sum().backward()
         xg.grad.sum().item()
 
-    print(f"{name:<36} {'pytorch':<10} fwd {median(fwd) * 1e3:>9.3f} ms   fwd+bwd {median(fwd_bwd) * 1e3:>9.3f} ms")
+    f, fb = median(fwd) * 1e3, median(fwd_bwd) * 1e3
+    shape_text = "[" + ", ".join(str(s) for s in shape) + "]"
+    if as_json:
+        print(json.dumps({"op": op, "shape": shape_text, "impl": name, "fwd_ms": round(f, 4), "fwd_bwd_ms": round(fb, 4)}))
+    else:
+        print(f"{op + ' ' + shape_text:<44} {name:<10} fwd {f:>9.3f} ms   fwd+bwd {fb:>9.3f} ms")
 
 
 def main():
     device = "cuda" if "--cuda" in sys.argv else "cpu"
-    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    bench("LayerNorm fwd [4096, 768]", torch.nn.LayerNorm(768).to(device), [4096, 768], device)
-    bench("BatchNorm2d train [8, 128, 56, 56]", torch.nn.BatchNorm2d(128).to(device).train(), [8, 128, 56, 56], device)
+    as_json = "--json" in sys.argv
+    scale = 8 if "--large" in sys.argv else 1
+    if not as_json:
+        print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    ln = lambda d: torch.nn.LayerNorm(d).to(device)
+    bn = lambda c: torch.nn.BatchNorm2d(c).to(device).train()
+    identity = torch.nn.Identity()
+    for op, layer, shape in [
+        ("LayerNorm", ln(768), [4096 * scale, 768]),
+        ("LayerNorm", ln(128), [4096, 128]),
+        ("BatchNorm2d train", bn(128), [8 * scale, 128, 56, 56]),
+        ("BatchNorm2d train", bn(16), [128, 16, 28, 28]),
+    ]:
+        bench(op, layer, shape, device, as_json)
+        # What the harness itself costs, as the Rust bench's identity row.
+        bench(op, identity, shape, device, as_json, name="pytorch-identity")
 
 
 if __name__ == "__main__":

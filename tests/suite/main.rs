@@ -9,6 +9,7 @@ mod common;
 
 mod drop_in;
 mod errors;
+mod fused;
 mod gradcheck;
 mod hostile;
 mod parity;

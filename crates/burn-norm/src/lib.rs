@@ -10,7 +10,9 @@
 //!
 //! The layers are Burn [`Module`](burn::module::Module)s built from
 //! [`Config`](burn::config::Config)s, as in `burn::nn`; the math lives in
-//! [`functional`]. The backend is chosen at run time by the device the
+//! [`functional`], and per-backend fused kernels (LayerNorm and training
+//! BatchNorm as one operation with a handwritten backward; flex today) sit
+//! behind Burn's `#[backend_extension]` in [`backend`]. The backend is chosen at run time by the device the
 //! tensors live on (`Device::flex()`, `Device::ndarray()`,
 //! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients.
 //!
@@ -33,6 +35,7 @@
 
 mod batch_norm;
 mod error;
+pub mod backend;
 pub mod functional;
 mod layer_norm;
 mod running_counter;

@@ -3,6 +3,7 @@
 
 use super::accumulation::widened;
 use super::core::{affine, moments, standardize};
+use crate::backend;
 use burn::tensor::Tensor;
 
 /// The shape `[1, C, 1, ...]` that per-channel vectors broadcast to.
@@ -57,6 +58,10 @@ pub struct BatchStatistics<const D: usize> {
 /// and the biased `var_c` are taken over every axis but the channel axis 1.
 /// Gradients flow into `x`, `gamma` and `beta` through the statistics.
 ///
+/// On backends with a fused kernel (see [`crate::backend`]) this is one
+/// operation with a handwritten backward; elsewhere it is composed from
+/// Burn's tensor operations. Both compute the same formula.
+///
 /// # Shapes
 /// - `x`: `[N, C, ...]`; `gamma`, `beta`: `[C]`
 /// - output: `[N, C, ...]`; returned statistics: `[C]`
@@ -73,16 +78,22 @@ pub fn batch_norm_train<const D: usize>(
     let dtype = x.dtype();
     let mut stats = None;
     let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
+        if backend::has_fused_kernel(&x.device(), x.dtype()) {
+            // One fused operation over the channels of [N, C, spatial].
+            let (y, s) = backend::normalize(x.reshape([dims[0], channels, count / dims[0].max(1)]), gamma, beta, true, epsilon);
+            stats = Some((s.mean, s.var));
+            return y.reshape(dims);
+        }
         let shape = channel_shape(&x);
         let m = moments(x, &axes);
-        stats = Some((m.mean.detach(), m.variance.clone().detach()));
+        stats = Some((m.mean.reshape([channels]), m.variance.clone().reshape([channels])));
         affine(standardize(m.centered, m.variance, epsilon), gamma, beta, shape)
     });
     let (mean, variance) = stats.expect("the closure always runs");
     BatchStatistics {
         output,
-        mean: mean.reshape([channels]).cast(dtype),
-        variance: variance.reshape([channels]).cast(dtype),
+        mean: mean.detach().cast(dtype),
+        variance: variance.detach().cast(dtype),
         count,
     }
 }

@@ -2,6 +2,7 @@
 
 use super::accumulation::widened;
 use super::core::{affine, moments, standardize};
+use crate::backend;
 use burn::tensor::Tensor;
 
 /// Layer normalization over the last `normalized_dims` axes.
@@ -10,6 +11,10 @@ use burn::tensor::Tensor;
 /// biased `var` are taken over the last `normalized_dims` axes of each sample,
 /// as PyTorch's `layer_norm(x, normalized_shape)` with
 /// `normalized_shape = x.shape[-normalized_dims:]`.
+///
+/// On backends with a fused kernel (see [`crate::backend`]) this is one
+/// operation with a handwritten backward; elsewhere it is composed from
+/// Burn's tensor operations. Both compute the same formula.
 ///
 /// # Shapes
 /// - `x`: `[..., s_1, ..., s_k]` with `k = normalized_dims`
@@ -33,6 +38,13 @@ pub fn layer_norm<const D: usize>(
     let axes: Vec<usize> = (D - normalized_dims..D).collect();
     widened(x, [gamma, beta], |x, [gamma, beta]| {
         let dims = x.dims();
+        if backend::has_fused_kernel(&x.device(), x.dtype()) {
+            // One fused operation over the rows of [samples, 1, normalized size].
+            let d: usize = dims[D - normalized_dims..].iter().product();
+            let rows = x.shape().num_elements() / d.max(1);
+            let (y, _) = backend::normalize(x.reshape([rows, 1, d]), gamma, beta, false, epsilon);
+            return y.reshape(dims);
+        }
         let mut shape = [1; D];
         for &axis in &axes {
             shape[axis] = dims[axis];

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Runs benches/norm.rs and benches/torch_norm.py on the same shapes and
+prints one Markdown table with the ratios.
+
+    python3 benches/compare.py                          # flex vs PyTorch CPU
+    python3 benches/compare.py --device wgpu --large    # wgpu vs PyTorch CUDA
+    python3 benches/compare.py --bin PATH ...           # a prebuilt bench binary
+
+Ratios: burn-norm / PyTorch (<= 1 means as fast or faster) and
+burn-nn / burn-norm (the speed-up over Burn's own layers). The last column
+is the harness alone (an identity layer): the product y * g, the sum, its
+backward and the read-back, which every row's time includes.
+"""
+import json
+import os
+import subprocess
+import sys
+
+
+def rows(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main():
+    args = sys.argv[1:]
+    device = args[args.index("--device") + 1] if "--device" in args else "flex"
+    large = ["--large"] if "--large" in args else []
+    if "--bin" in args:
+        burn_cmd = [args[args.index("--bin") + 1]]
+    else:
+        burn_cmd = ["cargo", "bench", "-q", "--bench", "norm", "--"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    burn = rows(burn_cmd + ["--json", "--device", device] + large)
+    torch_cmd = [sys.executable, os.path.join(here, "torch_norm.py"), "--json"] + large
+    if device != "flex" and device != "ndarray":
+        torch_cmd.append("--cuda")
+    torch = rows(torch_cmd)
+    memory = [r for r in burn if "mib" in r]
+    table = {}
+    for r in [r for r in burn if "mib" not in r] + torch:
+        table.setdefault((r["op"], r["shape"]), {})[r["impl"]] = r
+    print(f"| op | shape | pass | burn-norm {device} | burn-nn {device} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | harness alone: Burn {device} / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (op, shape), impls in table.items():
+        for key, label in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
+            ours, nn, pt, base, pt_base = (
+                impls.get(k, {}).get(key) for k in ("burn-norm", "burn-nn", "pytorch", "identity", "pytorch-identity")
+            )
+            fmt = lambda v: f"{v:.3f} ms" if v is not None else "-"
+            ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
+            print(f"| {op} | {shape} | {label} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {fmt(base)} / {fmt(pt_base)} |")
+    for r in memory:
+        print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
+    if memory:
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+//! [`NormOps`] for the autodiff backend: one recorded operation with a
+//! handwritten backward that calls the inner backend's kernel.
+
+use super::NormOps;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+
+/// The autodiff backend's tensor (its type is not exported by name).
+type AutodiffTensor<B, C> = FloatTensor<Autodiff<B, C>>;
+
+/// The backward step. Its state is what the gradient needs and nothing
+/// more: the input, the per-group `rstd` and `gamma` (the mean is
+/// recomputed from the input, see the flex kernel's notes).
+#[derive(Debug)]
+struct NormalizeBackward;
+
+impl<B: NormOps> Backward<B, 3> for NormalizeBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, rstd, gamma, has_gamma, per_channel) = ops.state;
+        let (dx, dgamma, dbeta) = B::normalize_backward(x, rstd, gamma, has_gamma, per_channel, dy);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<B>(node.id, dgamma);
+        }
+        if let Some(node) = node_beta {
+            grads.register::<B>(node.id, dbeta);
+        }
+    }
+}
+
+impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
+    fn normalize(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        [has_gamma, has_beta]: [bool; 2],
+        per_channel: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // An absent parameter's stand-in must not receive a gradient: its
+        // place among the parents goes to an untracked leaf.
+        let untracked = || AutodiffTensor::<B, C>::new(x.primitive().clone()).node();
+        let gamma_node = if has_gamma { gamma.node() } else { untracked() };
+        let beta_node = if has_beta { beta.node() } else { untracked() };
+        let constant = AutodiffTensor::<B, C>::new;
+        let affine = [has_gamma, has_beta];
+
+        match NormalizeBackward.prepare::<C>([x.node(), gamma_node, beta_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                let (y, mean, var, rstd) =
+                    B::normalize(x.clone(), gamma.clone(), beta.into_primitive(), affine, per_channel, epsilon);
+                let y = prep.finish((x, rstd.clone(), gamma, has_gamma, per_channel), y);
+                (y, constant(mean), constant(var), constant(rstd))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var, rstd) = B::normalize(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    affine,
+                    per_channel,
+                    epsilon,
+                );
+                (prep.finish(y), constant(mean), constant(var), constant(rstd))
+            }
+        }
+    }
+
+    /// Computed on the inner backend; the result is not differentiable
+    /// again (no double backward through the fused operation).
+    fn normalize_backward(
+        x: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        has_gamma: bool,
+        per_channel: bool,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = B::normalize_backward(
+            x.into_primitive(),
+            rstd.into_primitive(),
+            gamma.into_primitive(),
+            has_gamma,
+            per_channel,
+            dy.into_primitive(),
+        );
+        let constant = AutodiffTensor::<B, C>::new;
+        (constant(dx), constant(dgamma), constant(dbeta))
+    }
+}

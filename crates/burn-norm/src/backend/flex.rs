@@ -1,0 +1,106 @@
+//! [`NormOps`] for the flex CPU backend: the slice kernels of [`groups`]
+//! on the tensors' storage.
+
+use super::NormOps;
+use super::groups::{self, Grouping, Groups, Real};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Element, TensorData};
+
+/// The storage of a contiguous tensor as a slice of `T`.
+fn slice<T: Real + Element + bytemuck::Pod>(t: &FlexTensor) -> &[T] {
+    t.as_slice::<T>().expect("a contiguous tensor of the checked dtype")
+}
+
+fn tensor<T: Element>(values: Vec<T>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn groups_of(x: &FlexTensor, per_channel: bool) -> Groups {
+    match x.layout().shape().as_slice() {
+        &[n, c, s] => Groups { n, c, s, grouping: if per_channel { Grouping::Channels } else { Grouping::Rows } },
+        other => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"),
+    }
+}
+
+fn forward<T: Real + Element + bytemuck::Pod>(
+    x: FlexTensor,
+    gamma: Option<FlexTensor>,
+    beta: Option<FlexTensor>,
+    groups: Groups,
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+    let x = x.to_contiguous();
+    let (gamma, beta) = (gamma.map(|g| g.to_contiguous()), beta.map(|b| b.to_contiguous()));
+    let shape = x.layout().shape().to_vec();
+    let mut y = vec![T::ZERO; x.layout().num_elements()];
+    let stats = groups::forward(slice(&x), groups, gamma.as_ref().map(slice), beta.as_ref().map(slice), epsilon, &mut y);
+    let k = groups.count();
+    (tensor(y, shape), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
+}
+
+fn backward<T: Real + Element + bytemuck::Pod>(
+    x: FlexTensor,
+    rstd: FlexTensor,
+    gamma: Option<FlexTensor>,
+    mut dy: FlexTensor,
+    groups: Groups,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, rstd) = (x.to_contiguous(), rstd.to_contiguous());
+    let gamma = gamma.map(|g| g.to_contiguous());
+    let shape = x.layout().shape().to_vec();
+    let numel = x.layout().num_elements();
+    let p = groups.params();
+    let (x_values, rstd_values, gamma_values) = (slice(&x), slice(&rstd), gamma.as_ref().map(slice));
+    // The upstream gradient is usually owned by this step alone: then dx
+    // overwrites it instead of taking fresh pages.
+    let dense = dy.layout().contiguous_offsets() == Some((0, numel));
+    if dense && let Some(dy_dx) = dy.try_storage_mut::<T>().filter(|v| v.len() == numel) {
+        let (dgamma, dbeta) = groups::backward_in_place(x_values, groups, rstd_values, gamma_values, dy_dx);
+        return (dy, tensor(dgamma, vec![p]), tensor(dbeta, vec![p]));
+    }
+    let dy = dy.to_contiguous();
+    let mut dx = vec![T::ZERO; numel];
+    let (dgamma, dbeta) = groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy), &mut dx);
+    (tensor(dx, shape), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
+}
+
+fn unsupported(dtype: DType) -> ! {
+    panic!("burn-norm's fused normalization takes f32 or f64 tensors, got {dtype:?}")
+}
+
+impl NormOps for Flex {
+    fn normalize(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        [has_gamma, has_beta]: [bool; 2],
+        per_channel: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let groups = groups_of(&x, per_channel);
+        let (gamma, beta) = (has_gamma.then_some(gamma), has_beta.then_some(beta));
+        match x.dtype() {
+            DType::F32 => forward::<f32>(x, gamma, beta, groups, epsilon),
+            DType::F64 => forward::<f64>(x, gamma, beta, groups, epsilon),
+            other => unsupported(other),
+        }
+    }
+
+    fn normalize_backward(
+        x: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        has_gamma: bool,
+        per_channel: bool,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let groups = groups_of(&x, per_channel);
+        let gamma = has_gamma.then_some(gamma);
+        match x.dtype() {
+            DType::F32 => backward::<f32>(x, rstd, gamma, dy, groups),
+            DType::F64 => backward::<f64>(x, rstd, gamma, dy, groups),
+            other => unsupported(other),
+        }
+    }
+}

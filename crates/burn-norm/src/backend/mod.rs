@@ -1,0 +1,100 @@
+//! Fused kernels behind Burn's `#[backend_extension]`.
+//!
+//! [`NormOps`] is one backend operation for the whole family: normalize
+//! groups of values (the rows of LayerNorm, the channels of a training
+//! BatchNorm), forward and backward, implemented per backend. The autodiff
+//! backend records it as *one* operation whose handwritten backward keeps
+//! only the input, the per-group `rstd` and `gamma`, instead of every
+//! intermediate tensor of the composed formula.
+//!
+//! Backends with a kernel: flex (CPU, threaded). Everywhere else
+//! [`has_fused_kernel`] says no and the functional layer keeps its composed
+//! path, so every backend still runs every layer.
+
+mod autodiff;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+pub(crate) mod groups;
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
+use burn::tensor::{DType, Device, Tensor};
+
+/// Group normalization as a backend operation; see the module docs.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait NormOps: Backend {
+    /// Normalizes `x` (`[n, c, s]`) with statistics over each `[s]` row
+    /// (`per_channel = false`, LayerNorm; `gamma`, `beta`: `[s]`) or over each
+    /// channel's `n x s` values (`per_channel = true`, BatchNorm training;
+    /// `gamma`, `beta`: `[c]`):
+    /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`,
+    /// biased variance. Returns `(y, mean, var, rstd)`, the statistics with
+    /// one value per group (`[n * c]` or `[c]`).
+    ///
+    /// An absent `gamma` or `beta` is passed as any tensor (never read) with
+    /// its `affine` flag `false`: Burn 0.22.1's `#[backend_extension]` does not
+    /// route `Option` tensor arguments.
+    fn normalize(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        affine: [bool; 2],
+        per_channel: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Backward of [`normalize`](NormOps::normalize): from `x`, `rstd` and
+    /// the output gradient `dy`, returns `(dx, dgamma, dbeta)`. `gamma` is
+    /// read only when `has_gamma`.
+    fn normalize_backward(
+        x: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        has_gamma: bool,
+        per_channel: bool,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Whether [`NormOps`] has a kernel for tensors of `dtype` on `device`
+/// (with or without autodiff). Setting `BURN_NORM_COMPOSED=1` turns the
+/// kernels off, to compare them with the composed path.
+pub fn has_fused_kernel(device: &Device, dtype: DType) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0")) {
+        return false;
+    }
+    let kernel = match device.clone().inner().as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        _ => false,
+    };
+    kernel && matches!(dtype, DType::F32 | DType::F64)
+}
+
+/// The statistics [`normalize`] returns with its output, one per group.
+pub(crate) struct GroupStatistics {
+    pub mean: Tensor<1>,
+    pub var: Tensor<1>,
+}
+
+/// [`NormOps::normalize`] on high-level tensors: differentiable with
+/// respect to `x`, `gamma` and `beta`; the statistics are constants.
+pub(crate) fn normalize(
+    x: Tensor<3>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    per_channel: bool,
+    epsilon: f64,
+) -> (Tensor<3>, GroupStatistics) {
+    // An absent parameter travels as a flat view of `x` (not read).
+    let stand_in = || x.clone().flatten::<1>(0, 2);
+    let affine = [gamma.is_some(), beta.is_some()];
+    let gamma = gamma.unwrap_or_else(stand_in);
+    let beta = beta.unwrap_or_else(stand_in);
+    let (y, mean, var, _rstd) =
+        Dispatch::normalize(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), affine, per_channel, epsilon);
+    let stats = GroupStatistics { mean: Tensor::from_dispatch(mean), var: Tensor::from_dispatch(var) };
+    (Tensor::from_dispatch(y), stats)
+}

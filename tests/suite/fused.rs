@@ -1,0 +1,111 @@
+//! The fused kernels against the composed path: the same layer on flex
+//! (fused, one operation with a handwritten backward) and on ndarray
+//! (composed from Burn's tensor operations, differentiated by autodiff), on
+//! the same inputs, within 1e-5 relative: outputs, the gradients of
+//! `sum(y * g)` with respect to the input, gamma and beta, and BatchNorm's
+//! running statistics.
+
+use crate::common::{assert_close, values};
+use burn::module::Param;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn_norm::{BatchNormConfig, LayerNormConfig};
+
+const RTOL: f64 = 1e-5;
+
+fn irregular(n: usize, seed: f64, offset: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i as f64 + 1.0) * seed).sin() as f32 * 2.0 + offset).collect()
+}
+
+/// Non-trivial affine parameters, the same on both backends.
+fn set(p: Param<Tensor<1>>, seed: f64, device: &Device) -> Param<Tensor<1>> {
+    let len = p.dims()[0];
+    Param::from_tensor(Tensor::from_data(TensorData::new(irregular(len, seed, 1.0), [len]), device))
+}
+
+/// Output and gradients of `sum(y * g)`: input first, then the parameters.
+fn output_and_grads<const D: usize>(
+    shape: [usize; D],
+    params: [Option<&Param<Tensor<1>>>; 2],
+    forward: impl Fn(Tensor<D>) -> Tensor<D>,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let n = shape.iter().product();
+    let x = Tensor::<D>::from_data(TensorData::new(irregular(n, 0.37, 3.0), shape), device).require_grad();
+    let g = Tensor::<D>::from_data(TensorData::new(irregular(n, 2.11, 0.0), shape), device);
+    let y = forward(x.clone());
+    let grads = (y.clone() * g).sum().backward();
+    let mut out = vec![values(y), values(x.grad(&grads).unwrap())];
+    for p in params.into_iter().flatten() {
+        out.push(values(p.val().grad(&grads).unwrap()));
+    }
+    out
+}
+
+/// Output and gradients (x, gamma, beta) of `config`'s layer on `device`.
+fn run(config: &LayerNormConfig, shape: [usize; 3], device: &Device) -> Vec<Vec<f32>> {
+    let ad = device.clone().autodiff();
+    let mut layer = config.init(&ad);
+    layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
+    layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
+    output_and_grads(shape, [layer.gamma.as_ref(), layer.beta.as_ref()], |x| layer.forward(x), &ad)
+}
+
+/// The same for a training BatchNorm, then its running statistics.
+fn run_batch_norm(config: &BatchNormConfig, shape: [usize; 4], device: &Device) -> Vec<Vec<f32>> {
+    let ad = device.clone().autodiff();
+    let mut layer = config.init(&ad);
+    layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
+    layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
+    let mut out = output_and_grads(shape, [layer.gamma.as_ref(), layer.beta.as_ref()], |x| layer.forward(x), &ad);
+    out.extend([layer.running_mean(), layer.running_var()].into_iter().flatten().map(values));
+    out
+}
+
+#[test]
+fn fused_layer_norm_matches_the_composed_path() {
+    let flex = Device::flex();
+    assert!(burn_norm::backend::has_fused_kernel(&flex, DType::F32), "flex should take the fused path");
+    #[allow(deprecated)]
+    let ndarray = Device::ndarray();
+    assert!(!burn_norm::backend::has_fused_kernel(&ndarray, DType::F32));
+    let cases = [
+        ("affine", LayerNormConfig::new(96), [3, 5, 96]),
+        ("no bias", LayerNormConfig::new(40).with_bias(false), [2, 7, 40]),
+        ("no affine", LayerNormConfig::new(33).with_elementwise_affine(false), [4, 3, 33]),
+        ("two normalized axes", LayerNormConfig::from_normalized_shape(vec![6, 17]), [5, 6, 17]),
+        ("width 1", LayerNormConfig::new(1), [2, 3, 1]),
+    ];
+    for (name, config, shape) in cases {
+        let fused = run(&config, shape, &flex);
+        let composed = run(&config, shape, &ndarray);
+        assert_eq!(fused.len(), composed.len());
+        for (what, (a, e)) in ["output", "input grad", "gamma grad", "beta grad"].iter().zip(fused.iter().zip(&composed)) {
+            assert_close(&format!("{name}: {what}"), a, e, RTOL);
+        }
+    }
+}
+
+#[test]
+fn fused_batch_norm_matches_the_composed_path() {
+    let flex = Device::flex();
+    #[allow(deprecated)]
+    let ndarray = Device::ndarray();
+    let cases = [
+        ("2d", BatchNormConfig::new(5), [4, 5, 6, 7]),
+        ("no affine", BatchNormConfig::new(3).with_affine(false), [2, 3, 4, 4]),
+        ("spatial 1", BatchNormConfig::new(6), [9, 6, 1, 1]),
+    ];
+    for (name, config, shape) in cases {
+        let fused = run_batch_norm(&config, shape, &flex);
+        let composed = run_batch_norm(&config, shape, &ndarray);
+        assert_eq!(fused.len(), composed.len());
+        let names = if config.affine {
+            ["output", "input grad", "gamma grad", "beta grad", "running mean", "running var"].as_slice()
+        } else {
+            ["output", "input grad", "running mean", "running var"].as_slice()
+        };
+        for (what, (a, e)) in names.iter().zip(fused.iter().zip(&composed)) {
+            assert_close(&format!("batch norm {name}: {what}"), a, e, RTOL);
+        }
+    }
+}
