@@ -1,0 +1,178 @@
+//! A decoder-only transformer: token + learned position embeddings, blocks of
+//! causal self-attention and a GELU MLP with residual connections, a final
+//! LayerNorm and a linear head.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig, generate_autoregressive_mask};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor};
+use burn_norm::{LayerNorm, LayerNormConfig};
+
+/// Where the LayerNorms go.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// `x + f(LN(x))`, as in GPT-2 and most models since: the residual path
+    /// stays an identity, plus one final LayerNorm before the head.
+    Pre,
+    /// `LN(x + f(x))`, as in the original Transformer (Vaswani et al., 2017).
+    Post,
+    /// No normalization at all.
+    None,
+}
+
+impl Placement {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "pre" => Ok(Self::Pre),
+            "post" => Ok(Self::Post),
+            "none" => Ok(Self::None),
+            "rms" => Err("--norm rms needs RMSNorm, which burn-norm does not have yet".into()),
+            other => Err(format!("unknown --norm `{other}`: expected pre, post or none")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pre => "pre-LN",
+            Self::Post => "post-LN",
+            Self::None => "no-norm",
+        }
+    }
+}
+
+#[derive(Config, Debug)]
+pub struct CharTransformerConfig {
+    /// Number of distinct characters.
+    pub vocab_size: usize,
+    /// Longest sequence the position embedding covers.
+    #[config(default = 128)]
+    pub context: usize,
+    #[config(default = 128)]
+    pub d_model: usize,
+    #[config(default = 4)]
+    pub n_layers: usize,
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Hidden width of the MLP as a multiple of `d_model`.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    #[config(default = "Placement::Pre")]
+    pub norm: Placement,
+}
+
+/// One block: causal self-attention, then the MLP, each with a residual
+/// connection and (depending on [`Placement`]) a LayerNorm.
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: Option<LayerNorm>,
+    attn: MultiHeadAttention,
+    mlp_norm: Option<LayerNorm>,
+    fc: Linear,
+    gelu: Gelu,
+    proj: Linear,
+    dropout: Dropout,
+    #[module(skip)]
+    placement: Placement,
+}
+
+impl Block {
+    fn new(config: &CharTransformerConfig, device: &Device) -> Self {
+        let d = config.d_model;
+        let norm = || (config.norm != Placement::None).then(|| LayerNormConfig::new(d).init(device));
+        Self {
+            attn_norm: norm(),
+            attn: MultiHeadAttentionConfig::new(d, config.n_heads).with_dropout(config.dropout).init(device),
+            mlp_norm: norm(),
+            fc: LinearConfig::new(d, config.mlp_ratio * d).init(device),
+            gelu: Gelu::new(),
+            proj: LinearConfig::new(config.mlp_ratio * d, d).init(device),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            placement: config.norm,
+        }
+    }
+
+    /// `[B, T, d_model]` -> `[B, T, d_model]`; `mask` is `[B, T, T]`, true
+    /// where a position must not attend (the future).
+    fn forward(&self, x: Tensor<3>, mask: Tensor<3, burn::tensor::Bool>) -> Tensor<3> {
+        let norm = |ln: &Option<LayerNorm>, x: Tensor<3>| match ln {
+            Some(ln) => ln.forward(x),
+            None => x,
+        };
+        let attn = |x: Tensor<3>| {
+            let out = self.attn.forward(MhaInput::self_attn(x).mask_attn(mask.clone())).context;
+            self.dropout.forward(out)
+        };
+        let mlp = |x: Tensor<3>| self.dropout.forward(self.proj.forward(self.gelu.forward(self.fc.forward(x))));
+        match self.placement {
+            Placement::Pre => {
+                let x = x.clone() + attn(norm(&self.attn_norm, x));
+                x.clone() + mlp(norm(&self.mlp_norm, x))
+            }
+            Placement::Post => {
+                let x = norm(&self.attn_norm, x.clone() + attn(x));
+                norm(&self.mlp_norm, x.clone() + mlp(x))
+            }
+            Placement::None => {
+                let x = x.clone() + attn(x);
+                x.clone() + mlp(x)
+            }
+        }
+    }
+}
+
+/// Character-level language model: tokens `[B, T]` -> logits `[B, T, vocab]`.
+#[derive(Module, Debug)]
+pub struct CharTransformer {
+    token: Embedding,
+    position: Embedding,
+    dropout: Dropout,
+    blocks: Vec<Block>,
+    /// Pre-LN ends with a LayerNorm (the residual stream is never normalized
+    /// otherwise); post-LN's last block already ends with one.
+    final_norm: Option<LayerNorm>,
+    head: Linear,
+    #[module(skip)]
+    context: usize,
+}
+
+impl CharTransformerConfig {
+    pub fn init(&self, device: &Device) -> CharTransformer {
+        CharTransformer {
+            token: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
+            position: EmbeddingConfig::new(self.context, self.d_model).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            blocks: (0..self.n_layers).map(|_| Block::new(self, device)).collect(),
+            final_norm: (self.norm == Placement::Pre).then(|| LayerNormConfig::new(self.d_model).init(device)),
+            head: LinearConfig::new(self.d_model, self.vocab_size).init(device),
+            context: self.context,
+        }
+    }
+}
+
+impl CharTransformer {
+    /// Longest input [`forward`](Self::forward) accepts.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// `[B, T]` token ids (T <= context) -> logits `[B, T, vocab]`; position
+    /// `t` sees tokens `0..=t` only.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, len] = tokens.dims();
+        assert!(len <= self.context, "sequence of {len} tokens is longer than the context of {}", self.context);
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]).expand([batch, len]);
+        let mut x = self.dropout.forward(self.token.forward(tokens) + self.position.forward(positions));
+        let mask = generate_autoregressive_mask(batch, len, &device);
+        for block in &self.blocks {
+            x = block.forward(x, mask.clone());
+        }
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(x);
+        }
+        self.head.forward(x)
+    }
+}
