@@ -158,8 +158,7 @@ fn sum<T: Real>(a: &[T], f: impl Fn(T) -> T) -> T {
 #[inline(always)]
 fn group_mean<T: Real>(x: &[T], groups: &Groups, g: usize) -> (T, T) {
     let s = groups.s;
-    let mut starts = groups.segments(g);
-    let shift = x[starts.next().map_or(0, |first| first)];
+    let shift = x[groups.segments(g).next().unwrap_or(0)];
     let total = groups.segments(g).fold(T::ZERO, |acc, start| {
         let row = &x[start..start + s];
         acc + sum(row, |v| v - shift)
@@ -325,13 +324,14 @@ unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Opti
         .into_par_iter()
         .with_min_len(groups.per_task())
         .fold(
-            || (vec![0.0f64; p], vec![0.0f64; p]),
-            |(mut dgamma, mut dbeta), g| {
+            || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
+            |(mut dgamma, mut dbeta, mut scratch), g| {
                 with_simd(|| {
                     let (shift, m) = group_mean(x, &groups, g);
                     let r = rstd[g];
-                    // gamma along the row (Rows), or one value per group (Channels).
-                    let ones;
+                    // gamma along the row (Rows), or one value per group
+                    // (Channels, spread over a per-task scratch row so that
+                    // both cases share the vectorized loops below).
                     let (row_w, group_w): (Option<&[T]>, T) = match (gamma, grouping) {
                         (None, _) => (None, T::ONE),
                         (Some(w), Grouping::Rows) => (Some(w), T::ONE),
@@ -340,8 +340,9 @@ unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Opti
                     let w: &[T] = match row_w {
                         Some(w) => w,
                         None => {
-                            ones = vec![group_w; s];
-                            &ones
+                            scratch.clear();
+                            scratch.resize(s, group_w);
+                            &scratch
                         }
                     };
                     // Pass 1, reading only: the sums, and the parameter gradients.
@@ -388,9 +389,10 @@ unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Opti
                         }
                     }
                 });
-                (dgamma, dbeta)
+                (dgamma, dbeta, scratch)
             },
         )
+        .map(|(dgamma, dbeta, _)| (dgamma, dbeta))
         .reduce(
             || (vec![0.0f64; p], vec![0.0f64; p]),
             |(mut ga, mut ba), (gb, bb)| {
