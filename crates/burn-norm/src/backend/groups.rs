@@ -15,6 +15,7 @@
 //! compiler vectorizes them.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The float types the kernels run in: f32 and f64 (f16/bf16 are widened
 /// to f32 before they get here, as in the composed path).
@@ -113,23 +114,28 @@ impl Groups {
     }
 }
 
+/// Partial sums per loop: one AVX2 register of f32 (two of f64).
 const LANES: usize = 8;
 
-/// `Σ f(a[i], b[i], c[i])` with eight partial sums: slices and
-/// `chunks_exact` keep bounds checks out of the loop so that it vectorizes,
+/// `Σ f(a[i], b[i], c[i])` with [`LANES`] partial sums: fixed-size chunks
+/// (`as_chunks`) keep bounds checks out of the loop so that it vectorizes,
 /// and the partial sums are more accurate than one running sum.
+///
+/// LLVM's vectorizer is fragile here: more accumulators, or adding them
+/// pairwise at the end, made it pack the loop two lanes wide instead of
+/// eight (checked in the disassembly; 30% slower LayerNorm).
 #[inline(always)]
 fn sum3<T: Real>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> T {
     let (b, c) = (&b[..a.len()], &c[..a.len()]);
     let mut acc = [T::ZERO; LANES];
-    let (ca, cb, cc) = (a.chunks_exact(LANES), b.chunks_exact(LANES), c.chunks_exact(LANES));
-    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
-    for ((xa, xb), xc) in ca.zip(cb).zip(cc) {
+    let ((ca, ra), (cb, rb), (cc, rc)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>(), c.as_chunks::<LANES>());
+    for ((xa, xb), xc) in ca.iter().zip(cb).zip(cc) {
         for l in 0..LANES {
             acc[l] = acc[l] + f(xa[l], xb[l], xc[l]);
         }
     }
-    let mut total = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    // Sequential on purpose; see above.
+    let mut total = acc.iter().fold(T::ZERO, |t, &a| t + a);
     for i in 0..ra.len() {
         total = total + f(ra[i], rb[i], rc[i]);
     }
@@ -159,30 +165,44 @@ fn sum<T: Real>(a: &[T], f: impl Fn(T) -> T) -> T {
 fn group_mean<T: Real>(x: &[T], groups: &Groups, g: usize) -> (T, T) {
     let s = groups.s;
     let shift = x[groups.segments(g).next().unwrap_or(0)];
-    let total = groups.segments(g).fold(T::ZERO, |acc, start| {
-        let row = &x[start..start + s];
-        acc + sum(row, |v| v - shift)
-    });
+    // A `for` loop, not `Iterator::fold`: fold's closure would be compiled
+    // out of line, for the baseline CPU instead of the AVX2 caller.
+    let mut total = T::ZERO;
+    for start in groups.segments(g) {
+        total = total + sum(&x[start..start + s], |v| v - shift);
+    }
     (shift, total / T::from_f64(groups.size() as f64))
 }
 
-/// Runs `f` compiled for AVX2 where the CPU has it (checked once, at run
-/// time): the loops above then work on 8 floats at a time instead of the
-/// 4 of the x86-64 baseline (SSE2), without asking users for
-/// `-C target-cpu`. `f` and the `#[inline(always)]` helpers it calls are
-/// inlined into the AVX2 function.
+/// One group's share of a kernel pass, compiled twice by [`simd`].
+///
+/// A trait method rather than a closure: a method can be
+/// `#[inline(always)]`, so that it and the helpers above are inlined into
+/// the AVX2 copy; a closure body stays a separate function compiled for
+/// the baseline, and the AVX2 wrapper around it would change nothing.
+trait GroupPass: Sync {
+    type State;
+    type Out;
+    fn run(&self, state: &mut Self::State, g: usize) -> Self::Out;
+}
+
+/// Runs `pass` on group `g`, compiled for AVX2 where the CPU has it
+/// (detected at run time, cached by std): the loops above then work on 8
+/// f32 at a time instead of the 4 of the x86-64 baseline (SSE2), without
+/// asking users for `-C target-cpu`. No FMA: contracting `a * b + c` would
+/// round differently from the reference.
 #[inline(always)]
-fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+fn simd<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+        unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
+            pass.run(state, g)
         }
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2(f) };
+        return unsafe { avx2(pass, state, g) };
     }
-    f()
+    pass.run(state, g)
 }
 
 /// An output slice written by many tasks, each to its own groups' values.
@@ -198,6 +218,16 @@ impl<T> Shared<T> {
         assert!(start + len <= self.1);
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
+
+    /// [`Shared::range`] for a buffer that may not be initialized yet.
+    ///
+    /// # Safety
+    /// As [`Shared::range`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn range_uninit(&self, start: usize, len: usize) -> &mut [MaybeUninit<T>] {
+        assert!(start + len <= self.1);
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start).cast(), len) }
+    }
 }
 
 /// Per-group statistics written by [`forward`].
@@ -209,72 +239,206 @@ pub struct Statistics<T> {
     pub rstd: Vec<T>,
 }
 
-/// Normalizes each group of `x` into `y`:
-/// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`
-/// with the biased variance; returns the statistics.
-pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Option<&[T]>, epsilon: f64, y: &mut [T]) -> Statistics<T> {
-    let Groups { n, c, s, grouping } = groups;
-    assert!(x.len() == n * c * s && y.len() == x.len());
-    assert!(gamma.is_none_or(|v| v.len() == groups.params()) && beta.is_none_or(|v| v.len() == groups.params()));
-    let eps = T::from_f64(epsilon);
-    let size = T::from_f64(groups.size() as f64);
-    let out = Shared(y.as_mut_ptr(), y.len());
-    let stats: Vec<(T, T, T)> = (0..groups.count())
-        .into_par_iter()
-        .with_min_len(groups.per_task())
-        .map(|g| with_simd(|| {
-            let (shift, m) = group_mean(x, &groups, g);
-            let var = groups.segments(g).fold(T::ZERO, |acc, start| {
-                let row = &x[start..start + s];
-                acc + sum(row, |v| {
+/// The forward pass over one group: statistics, then `y`.
+struct Forward<'a, T> {
+    x: &'a [T],
+    groups: Groups,
+    gamma: Option<&'a [T]>,
+    beta: Option<&'a [T]>,
+    eps: T,
+    size: T,
+    out: Shared<T>,
+}
+
+impl<T: Real> GroupPass for Forward<'_, T> {
+    type State = ();
+    /// `(mean, var, rstd)`.
+    type Out = (T, T, T);
+
+    #[inline(always)]
+    fn run(&self, _: &mut (), g: usize) -> (T, T, T) {
+        let Self { x, groups, gamma, beta, eps, size, ref out } = *self;
+        let Groups { s, grouping, .. } = groups;
+        let (shift, m) = group_mean(x, &groups, g);
+        let mut squares = T::ZERO;
+        for start in groups.segments(g) {
+            squares = squares
+                + sum(&x[start..start + s], |v| {
                     let d = (v - shift) - m;
                     d * d
-                })
-            }) / size;
-            let r = T::ONE / (var + eps).sqrt();
-            for start in groups.segments(g) {
-                let row = &x[start..start + s];
-                // SAFETY: the segments of distinct groups are disjoint.
-                let y = unsafe { out.range(start, s) };
-                match grouping {
-                    Grouping::Rows => match (gamma, beta) {
-                        (Some(w), Some(b)) => {
-                            for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
-                                *y = ((v - shift) - m) * r * w + b;
-                            }
+                });
+        }
+        let var = squares / size;
+        let r = T::ONE / (var + eps).sqrt();
+        for start in groups.segments(g) {
+            let row = &x[start..start + s];
+            // SAFETY: the segments of distinct groups are disjoint.
+            let y = unsafe { out.range_uninit(start, s) };
+            match grouping {
+                Grouping::Rows => match (gamma, beta) {
+                    (Some(w), Some(b)) => {
+                        for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
+                            y.write(((v - shift) - m) * r * w + b);
                         }
-                        (Some(w), None) => {
-                            for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
-                                *y = ((v - shift) - m) * r * w;
-                            }
+                    }
+                    (Some(w), None) => {
+                        for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
+                            y.write(((v - shift) - m) * r * w);
                         }
-                        (None, Some(b)) => {
-                            for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
-                                *y = ((v - shift) - m) * r + b;
-                            }
+                    }
+                    (None, Some(b)) => {
+                        for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
+                            y.write(((v - shift) - m) * r + b);
                         }
-                        (None, None) => {
-                            for (y, &v) in y.iter_mut().zip(row) {
-                                *y = ((v - shift) - m) * r;
-                            }
-                        }
-                    },
-                    Grouping::Channels => {
-                        let scale = gamma.map_or(r, |w| r * w[g]);
-                        let bias = beta.map_or(T::ZERO, |b| b[g]);
+                    }
+                    (None, None) => {
                         for (y, &v) in y.iter_mut().zip(row) {
-                            *y = ((v - shift) - m) * scale + bias;
+                            y.write(((v - shift) - m) * r);
                         }
+                    }
+                },
+                Grouping::Channels => {
+                    let scale = gamma.map_or(r, |w| r * w[g]);
+                    let bias = beta.map_or(T::ZERO, |b| b[g]);
+                    for (y, &v) in y.iter_mut().zip(row) {
+                        y.write(((v - shift) - m) * scale + bias);
                     }
                 }
             }
-            (shift + m, var, r)
-        }))
+        }
+        (shift + m, var, r)
+    }
+}
+
+/// Normalizes each group of `x` into `y`:
+/// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`
+/// with the biased variance; returns the statistics.
+#[cfg(test)]
+pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Option<&[T]>, epsilon: f64, y: &mut [T]) -> Statistics<T> {
+    // SAFETY: only initialized values are written through the view.
+    let y = unsafe { &mut *(y as *mut [T] as *mut [MaybeUninit<T>]) };
+    forward_uninit(x, groups, gamma, beta, epsilon, y)
+}
+
+/// [`forward`] into a buffer that is not initialized yet, such as a `Vec`'s
+/// spare capacity: every value of `y` is written. Zeroing the output first
+/// would cost a whole extra pass over memory (or fresh zero pages).
+pub fn forward_uninit<T: Real>(
+    x: &[T],
+    groups: Groups,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    epsilon: f64,
+    y: &mut [MaybeUninit<T>],
+) -> Statistics<T> {
+    let Groups { n, c, s, .. } = groups;
+    assert!(x.len() == n * c * s && y.len() == x.len());
+    assert!(gamma.is_none_or(|v| v.len() == groups.params()) && beta.is_none_or(|v| v.len() == groups.params()));
+    let pass = Forward {
+        x,
+        groups,
+        gamma,
+        beta,
+        eps: T::from_f64(epsilon),
+        size: T::from_f64(groups.size() as f64),
+        out: Shared(y.as_mut_ptr().cast::<T>(), y.len()),
+    };
+    let stats: Vec<(T, T, T)> = (0..groups.count())
+        .into_par_iter()
+        .with_min_len(groups.per_task())
+        .map(|g| simd(&pass, &mut (), g))
         .collect();
     Statistics {
         mean: stats.iter().map(|s| s.0).collect(),
         var: stats.iter().map(|s| s.1).collect(),
         rstd: stats.iter().map(|s| s.2).collect(),
+    }
+}
+
+/// The backward pass over one group: sums and parameter gradients, then `dx`.
+struct Backward<'a, T> {
+    x: &'a [T],
+    groups: Groups,
+    rstd: &'a [T],
+    gamma: Option<&'a [T]>,
+    size: T,
+    /// `dx` is written over `dy`.
+    in_place: bool,
+    input: Shared<T>,
+    out: Shared<T>,
+}
+
+impl<T: Real> GroupPass for Backward<'_, T> {
+    /// A task's `dgamma`, `dbeta` (f64) and scratch row.
+    type State = (Vec<f64>, Vec<f64>, Vec<T>);
+    type Out = ();
+
+    #[inline(always)]
+    fn run(&self, (dgamma, dbeta, scratch): &mut Self::State, g: usize) {
+        let Self { x, groups, rstd, gamma, size, in_place, ref input, ref out } = *self;
+        let Groups { s, grouping, .. } = groups;
+        let (shift, m) = group_mean(x, &groups, g);
+        let r = rstd[g];
+        // gamma along the row (Rows), or one value per group
+        // (Channels, spread over a per-task scratch row so that
+        // both cases share the vectorized loops below).
+        let (row_w, group_w): (Option<&[T]>, T) = match (gamma, grouping) {
+            (None, _) => (None, T::ONE),
+            (Some(w), Grouping::Rows) => (Some(w), T::ONE),
+            (Some(w), Grouping::Channels) => (None, w[g]),
+        };
+        let w: &[T] = match row_w {
+            Some(w) => w,
+            None => {
+                scratch.clear();
+                scratch.resize(s, group_w);
+                &scratch
+            }
+        };
+        // Pass 1, reading only: the sums, and the parameter gradients.
+        let (mut sum_g, mut sum_gx) = (T::ZERO, T::ZERO);
+        for start in groups.segments(g) {
+            let row = &x[start..start + s];
+            // SAFETY: no one writes this group's values during this pass.
+            let dy = unsafe { input.range(start, s) as &[T] };
+            sum_g = sum_g + sum2(dy, w, |d, w| d * w);
+            let dot = sum2(row, dy, |v, d| d * (((v - shift) - m) * r));
+            match grouping {
+                Grouping::Rows => {
+                    sum_gx = sum_gx + sum3(row, dy, w, |v, d, w| d * w * (((v - shift) - m) * r));
+                    for (((dg, db), &v), &d) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(row).zip(dy) {
+                        *dg += (d * (((v - shift) - m) * r)).to_f64();
+                        *db += d.to_f64();
+                    }
+                }
+                Grouping::Channels => {
+                    sum_gx = sum_gx + group_w * dot;
+                    dgamma[g] += dot.to_f64();
+                    dbeta[g] += sum(dy, |d| d).to_f64();
+                }
+            }
+        }
+        let (mean_g, mean_gx) = (sum_g / size, sum_gx / size);
+        // Pass 2: dx, each value written after its dy was read.
+        for start in groups.segments(g) {
+            let row = &x[start..start + s];
+            if in_place {
+                // SAFETY: the segments of distinct groups are disjoint.
+                let dx = unsafe { out.range(start, s) };
+                for ((slot, &v), &w) in dx.iter_mut().zip(row).zip(w) {
+                    let h = ((v - shift) - m) * r;
+                    *slot = r * ((*slot * w - mean_g) - h * mean_gx);
+                }
+            } else {
+                // SAFETY: disjoint segments, and `dy` is a different
+                // buffer from `dx` here.
+                let (dx, dy) = unsafe { (out.range_uninit(start, s), input.range(start, s) as &[T]) };
+                for (((slot, &v), &d), &w) in dx.iter_mut().zip(row).zip(dy).zip(w) {
+                    let h = ((v - shift) - m) * r;
+                    slot.write(r * ((d * w - mean_g) - h * mean_gx));
+                }
+            }
+        }
     }
 }
 
@@ -291,10 +455,11 @@ pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Opti
 /// back: stored in the element type, the mean of values at 1e4 would carry
 /// an error of 5e-4, a twentieth of a 1e-2 spread. `dgamma`, `dbeta` are
 /// accumulated in f64.
-pub fn backward<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: &[T], dx: &mut [T]) -> (Vec<T>, Vec<T>) {
+pub fn backward<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: &[T], dx: &mut [MaybeUninit<T>]) -> (Vec<T>, Vec<T>) {
     assert!(dy.len() == x.len() && dx.len() == x.len());
-    // SAFETY: `dy` and `dx` are distinct, live slices of `x.len()` values.
-    unsafe { backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr()) }
+    // SAFETY: `dy` and `dx` are distinct, live slices of `x.len()` values;
+    // `dx` is only written (every value), never read, when it is not `dy`.
+    unsafe { backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr().cast()) }
 }
 
 /// [`backward`] writing `dx` over `dy`, which the caller no longer needs: a
@@ -312,84 +477,28 @@ pub fn backward_in_place<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Op
 /// `dy` and `dx` point to `x.len()` values each; they are either the same
 /// buffer or disjoint.
 unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: *const T, dx: *mut T) -> (Vec<T>, Vec<T>) {
-    let Groups { n, c, s, grouping } = groups;
+    let Groups { n, c, s, .. } = groups;
     assert!(x.len() == n * c * s && rstd.len() == groups.count());
     assert!(gamma.is_none_or(|v| v.len() == groups.params()));
-    let in_place = std::ptr::eq(dy, dx);
-    let size = T::from_f64(groups.size() as f64);
+    let pass = Backward {
+        x,
+        groups,
+        rstd,
+        gamma,
+        size: T::from_f64(groups.size() as f64),
+        in_place: std::ptr::eq(dy, dx),
+        input: Shared(dy as *mut T, x.len()),
+        out: Shared(dx, x.len()),
+    };
     let p = groups.params();
-    let input = Shared(dy as *mut T, x.len());
-    let out = Shared(dx, x.len());
     let (dgamma, dbeta) = (0..groups.count())
         .into_par_iter()
         .with_min_len(groups.per_task())
         .fold(
             || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
-            |(mut dgamma, mut dbeta, mut scratch), g| {
-                with_simd(|| {
-                    let (shift, m) = group_mean(x, &groups, g);
-                    let r = rstd[g];
-                    // gamma along the row (Rows), or one value per group
-                    // (Channels, spread over a per-task scratch row so that
-                    // both cases share the vectorized loops below).
-                    let (row_w, group_w): (Option<&[T]>, T) = match (gamma, grouping) {
-                        (None, _) => (None, T::ONE),
-                        (Some(w), Grouping::Rows) => (Some(w), T::ONE),
-                        (Some(w), Grouping::Channels) => (None, w[g]),
-                    };
-                    let w: &[T] = match row_w {
-                        Some(w) => w,
-                        None => {
-                            scratch.clear();
-                            scratch.resize(s, group_w);
-                            &scratch
-                        }
-                    };
-                    // Pass 1, reading only: the sums, and the parameter gradients.
-                    let (mut sum_g, mut sum_gx) = (T::ZERO, T::ZERO);
-                    for start in groups.segments(g) {
-                        let row = &x[start..start + s];
-                        // SAFETY: no one writes this group's values during this pass.
-                        let dy = unsafe { input.range(start, s) as &[T] };
-                        sum_g = sum_g + sum2(dy, w, |d, w| d * w);
-                        let dot = sum2(row, dy, |v, d| d * (((v - shift) - m) * r));
-                        match grouping {
-                            Grouping::Rows => {
-                                sum_gx = sum_gx + sum3(row, dy, w, |v, d, w| d * w * (((v - shift) - m) * r));
-                                for (((dg, db), &v), &d) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(row).zip(dy) {
-                                    *dg += (d * (((v - shift) - m) * r)).to_f64();
-                                    *db += d.to_f64();
-                                }
-                            }
-                            Grouping::Channels => {
-                                sum_gx = sum_gx + group_w * dot;
-                                dgamma[g] += dot.to_f64();
-                                dbeta[g] += sum(dy, |d| d).to_f64();
-                            }
-                        }
-                    }
-                    let (mean_g, mean_gx) = (sum_g / size, sum_gx / size);
-                    // Pass 2: dx, each value written after its dy was read.
-                    for start in groups.segments(g) {
-                        let row = &x[start..start + s];
-                        // SAFETY: the segments of distinct groups are disjoint.
-                        let dx = unsafe { out.range(start, s) };
-                        if in_place {
-                            for ((slot, &v), &w) in dx.iter_mut().zip(row).zip(w) {
-                                let h = ((v - shift) - m) * r;
-                                *slot = r * ((*slot * w - mean_g) - h * mean_gx);
-                            }
-                        } else {
-                            // SAFETY: `dy` is a different buffer from `dx` here.
-                            let dy = unsafe { input.range(start, s) as &[T] };
-                            for (((slot, &v), &d), &w) in dx.iter_mut().zip(row).zip(dy).zip(w) {
-                                let h = ((v - shift) - m) * r;
-                                *slot = r * ((d * w - mean_g) - h * mean_gx);
-                            }
-                        }
-                    }
-                });
-                (dgamma, dbeta, scratch)
+            |mut state, g| {
+                simd(&pass, &mut state, g);
+                state
             },
         )
         .map(|(dgamma, dbeta, _)| (dgamma, dbeta))
@@ -424,8 +533,9 @@ mod tests {
         // dy = [1, 0, 0, 0], gamma 2: g = [2, 0, 0, 0], mean(g) = 0.5,
         // xhat = c r, mean(g xhat) = -3 r / 4.
         let dy = [1.0, 0.0, 0.0, 0.0];
-        let mut dx = [0.0; 4];
+        let mut dx = [MaybeUninit::new(0.0); 4];
         let (dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[2.0; 4]), &dy, &mut dx);
+        let dx = dx.map(|v| unsafe { v.assume_init() });
         for (i, c) in [-1.5f64, -0.5, 0.5, 1.5].iter().enumerate() {
             let g = if i == 0 { 2.0 } else { 0.0 };
             let expected = r * (g - 0.5 - c * r * (-0.75 * r));
@@ -451,8 +561,9 @@ mod tests {
         }
         // dy = 1 everywhere: mean(g) = gamma, mean(g xhat) = 0, so dx = 0;
         // dgamma = Σ xhat = 0, dbeta = 4 per channel.
-        let mut dx = [9.0; 8];
+        let mut dx = [MaybeUninit::new(9.0); 8];
         let (dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[1.0, 2.0]), &[1.0; 8], &mut dx);
+        let dx = dx.map(|v| unsafe { v.assume_init() });
         assert!(dx.iter().all(|v| v.abs() < 1e-14), "{dx:?}");
         assert!(dgamma.iter().all(|v| v.abs() < 1e-14) && dbeta == [4.0, 4.0]);
     }
@@ -467,8 +578,10 @@ mod tests {
             let w: Vec<f32> = (0..groups.params()).map(|i| 0.5 + i as f32 * 0.1).collect();
             let mut y = vec![0.0; x.len()];
             let stats = forward(&x, groups, Some(&w), None, 1e-5, &mut y);
-            let mut dx = vec![0.0; x.len()];
-            let separate = backward(&x, groups, &stats.rstd, Some(&w), &dy, &mut dx);
+            let mut dx = Vec::with_capacity(x.len());
+            let separate = backward(&x, groups, &stats.rstd, Some(&w), &dy, &mut dx.spare_capacity_mut()[..x.len()]);
+            // SAFETY: `backward` wrote every value.
+            unsafe { dx.set_len(x.len()) };
             let mut dy_dx = dy.clone();
             let in_place = backward_in_place(&x, groups, &stats.rstd, Some(&w), &mut dy_dx);
             assert_eq!(dx, dy_dx, "{grouping:?}");
