@@ -343,6 +343,7 @@ fn run() -> Result<(), String> {
 }
 
 fn main() {
+    device::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);
