@@ -7,11 +7,19 @@
 //! only the input, the per-group `rstd` and `gamma`, instead of every
 //! intermediate tensor of the composed formula.
 //!
-//! Backends with a kernel: flex (CPU, threaded). Everywhere else
+//! Backends with a kernel: flex (CPU, threaded, f32 and f64) and, with the
+//! `wgpu` feature, Burn's CubeCL backend (CubeCL kernels, f32; wgpu, and
+//! any other CubeCL runtime the application compiles in). Burn's `fusion`
+//! feature wraps that backend in another type and is not supported with
+//! `wgpu` yet. Everywhere else
 //! [`has_fused_kernel`] says no and the functional layer keeps its composed
 //! path, so every backend still runs every layer.
 
 mod autodiff;
+#[cfg(feature = "wgpu")]
+mod cube;
+#[cfg(feature = "wgpu")]
+mod cube_kernels;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
@@ -22,7 +30,7 @@ use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
 /// Group normalization as a backend operation; see the module docs.
-#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+#[backend_extension(Flex: cfg(feature = "flex"), Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait NormOps: Backend {
     /// Normalizes `x` (`[n, c, s]`) with statistics over each `[s]` row
     /// (`per_channel = false`, LayerNorm; `gamma`, `beta`: `[s]`) or over each
@@ -65,12 +73,15 @@ pub fn has_fused_kernel(device: &Device, dtype: DType) -> bool {
     if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0")) {
         return false;
     }
-    let kernel = match device.clone().inner().as_dispatch() {
+    match device.clone().inner().as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Flex(_) => matches!(dtype, DType::F32 | DType::F64),
+        // f32 only: wgpu has no f64 on most adapters (f16/bf16 reach the
+        // kernels widened to f32 by the functional layer).
+        #[cfg(feature = "wgpu")]
+        DispatchDevice::Cube(_) => dtype == DType::F32,
         _ => false,
-    };
-    kernel && matches!(dtype, DType::F32 | DType::F64)
+    }
 }
 
 /// The statistics [`normalize`] returns with its output, one per group.

@@ -1,0 +1,147 @@
+//! [`NormOps`] for Burn's CubeCL backend (wgpu, and any other CubeCL
+//! runtime the application compiles in): launches the kernels of
+//! [`cube_kernels`](super::cube_kernels).
+
+use super::NormOps;
+use super::cube_kernels::{self, CUBE_SIZE, ROWS_PER_BLOCK};
+use burn::backend::TensorMetadata;
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Shape};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::{CubeCount, CubeDim};
+
+/// The largest cube count of one grid dimension that every runtime takes.
+const MAX_GRID: usize = 65_535;
+
+/// `[n, c, s]` of a fused-normalization input.
+fn extents(x: &CubeTensor) -> [usize; 3] {
+    match x.shape().as_slice() {
+        &[n, c, s] => [n, c, s],
+        other => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"),
+    }
+}
+
+/// One cube per group, over two grid dimensions when there are many.
+fn cubes_for(groups: usize) -> CubeCount {
+    let x = groups.clamp(1, MAX_GRID);
+    CubeCount::Static(x as u32, groups.div_ceil(x).max(1) as u32, 1)
+}
+
+fn check_dtype(dtype: DType) {
+    assert!(dtype == DType::F32, "burn-norm's CubeCL kernels take f32 tensors, got {dtype:?}");
+}
+
+fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
+    empty_device_dtype(like.client.clone(), like.device.clone(), Shape::from(shape), like.dtype)
+}
+
+impl NormOps for CubeBackend {
+    fn normalize(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        [has_gamma, has_beta]: [bool; 2],
+        per_channel: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        check_dtype(x.dtype);
+        let [n, c, s] = extents(&x);
+        let groups = if per_channel { c } else { n * c };
+        let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+        let y = empty(&x, vec![n, c, s]);
+        let (mean, var, rstd) = (empty(&x, vec![groups]), empty(&x, vec![groups]), empty(&x, vec![groups]));
+        cube_kernels::normalize_forward::launch(
+            &x.client,
+            cubes_for(groups),
+            CubeDim::new_1d(CUBE_SIZE),
+            x.clone().into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            beta.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            mean.clone().into_tensor_arg(),
+            var.clone().into_tensor_arg(),
+            rstd.clone().into_tensor_arg(),
+            groups as u32,
+            c as u32,
+            s as u32,
+            epsilon as f32,
+            per_channel,
+            has_gamma,
+            has_beta,
+            dtype_to_storage_type(x.dtype),
+        );
+        (y, mean, var, rstd)
+    }
+
+    fn normalize_backward(
+        x: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        has_gamma: bool,
+        per_channel: bool,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        check_dtype(x.dtype);
+        let [n, c, s] = extents(&x);
+        let (groups, params) = if per_channel { (c, c) } else { (n * c, s) };
+        let (x, rstd, gamma, dy) = (into_contiguous(x), into_contiguous(rstd), into_contiguous(gamma), into_contiguous(dy));
+        let dx = empty(&x, vec![n, c, s]);
+        // Per channel the kernel writes the parameter gradients itself; per
+        // row it leaves each row's centre for the column sums below.
+        let (dgamma, dbeta, centers) = if per_channel {
+            (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
+        } else {
+            (empty(&x, vec![1]), empty(&x, vec![1]), empty(&x, vec![2 * groups]))
+        };
+        cube_kernels::normalize_backward::launch(
+            &x.client,
+            cubes_for(groups),
+            CubeDim::new_1d(CUBE_SIZE),
+            x.clone().into_tensor_arg(),
+            rstd.clone().into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            dy.clone().into_tensor_arg(),
+            dx.clone().into_tensor_arg(),
+            dgamma.clone().into_tensor_arg(),
+            dbeta.clone().into_tensor_arg(),
+            centers.clone().into_tensor_arg(),
+            groups as u32,
+            c as u32,
+            s as u32,
+            per_channel,
+            has_gamma,
+            dtype_to_storage_type(x.dtype),
+        );
+        if per_channel {
+            return (dx, dgamma, dbeta);
+        }
+        // Column sums in two stages: blocks of rows here, then Burn's own
+        // reduction over the blocks.
+        let blocks = groups.div_ceil(ROWS_PER_BLOCK as usize).max(1);
+        let (partial_gamma, partial_beta) = (empty(&x, vec![blocks, params]), empty(&x, vec![blocks, params]));
+        cube_kernels::row_parameter_grads::launch(
+            &x.client,
+            CubeCount::Static(params.div_ceil(CUBE_SIZE as usize).max(1) as u32, blocks as u32, 1),
+            CubeDim::new_1d(CUBE_SIZE),
+            x.clone().into_tensor_arg(),
+            rstd.into_tensor_arg(),
+            centers.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            partial_gamma.clone().into_tensor_arg(),
+            partial_beta.clone().into_tensor_arg(),
+            groups as u32,
+            params as u32,
+            dtype_to_storage_type(x.dtype),
+        );
+        let total = |partial: CubeTensor| {
+            let summed = <CubeBackend as FloatTensorOps<CubeBackend>>::float_sum_dim(partial, 0);
+            <CubeBackend as FloatTensorOps<CubeBackend>>::float_reshape(summed, Shape::from(vec![params]))
+        };
+        (dx, total(partial_gamma), total(partial_beta))
+    }
+}
