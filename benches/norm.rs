@@ -68,8 +68,11 @@ impl Bench {
         let ad = device.clone().autodiff();
         let x = Tensor::<D>::random(shape, Distribution::Default, device);
         let g = Tensor::<D>::random(shape, Distribution::Default, &ad);
+        // The value is read and kept: with `let _ = ....into_data()` the
+        // wgpu timings came out 100x too short (the work was never waited
+        // for), which read as an impossible 280 GB/s on lavapipe.
         let sync = |t: Tensor<D>| {
-            let _ = t.sum().into_data();
+            std::hint::black_box(t.sum().into_scalar::<f32>());
         };
         let shape_text = format!("{shape:?}");
         if self.only.as_ref().is_some_and(|only| !format!("{op} {shape_text}").contains(only.as_str())) {
@@ -147,7 +150,7 @@ fn memory_probe(which: &str) {
     let ours: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn_norm::LayerNormConfig::new(d).init(&ad)).collect();
     let theirs: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn::nn::LayerNormConfig::new(d).init(&ad)).collect();
     let x = Tensor::<2>::random(MEMORY_SHAPE, Distribution::Default, &ad).require_grad();
-    let _ = x.clone().sum().into_data();
+    std::hint::black_box(x.clone().sum().into_scalar::<f32>());
     // Writing 5 to clear_refs resets the peak (VmHWM) to the current size.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_kib("VmRSS:").unwrap_or(0);
@@ -156,7 +159,7 @@ fn memory_probe(which: &str) {
         y = if which == "burn-norm" { ours[i].forward(y) } else { theirs[i].forward(y) };
     }
     let grads = y.sum().backward();
-    let _ = x.grad(&grads).unwrap().sum().into_data();
+    std::hint::black_box(x.grad(&grads).unwrap().sum().into_scalar::<f32>());
     let peak = status_kib("VmHWM:").unwrap_or(0);
     println!("{:.1}", peak.saturating_sub(before) as f64 / 1024.0);
 }

@@ -3,7 +3,7 @@
 //! [`cube_kernels`](super::cube_kernels).
 
 use super::NormOps;
-use super::cube_kernels::{self, CUBE_SIZE, ROWS_PER_BLOCK};
+use super::cube_kernels::{self, MAX_CUBE_SIZE, ROWS_PER_BLOCK, cube_size};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::FloatTensorOps;
@@ -51,14 +51,15 @@ impl NormOps for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         check_dtype(x.dtype);
         let [n, c, s] = extents(&x);
-        let groups = if per_channel { c } else { n * c };
+        let (groups, size) = if per_channel { (c, n * s) } else { (n * c, s) };
+        let units = cube_size(size);
         let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
         let y = empty(&x, vec![n, c, s]);
         let (mean, var, rstd) = (empty(&x, vec![groups]), empty(&x, vec![groups]), empty(&x, vec![groups]));
         cube_kernels::normalize_forward::launch(
             &x.client,
             cubes_for(groups),
-            CubeDim::new_1d(CUBE_SIZE),
+            CubeDim::new_1d(units),
             x.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
             beta.into_tensor_arg(),
@@ -73,6 +74,7 @@ impl NormOps for CubeBackend {
             per_channel,
             has_gamma,
             has_beta,
+            units,
             dtype_to_storage_type(x.dtype),
         );
         (y, mean, var, rstd)
@@ -88,7 +90,8 @@ impl NormOps for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         check_dtype(x.dtype);
         let [n, c, s] = extents(&x);
-        let (groups, params) = if per_channel { (c, c) } else { (n * c, s) };
+        let (groups, params, size) = if per_channel { (c, c, n * s) } else { (n * c, s, s) };
+        let units = cube_size(size);
         let (x, rstd, gamma, dy) = (into_contiguous(x), into_contiguous(rstd), into_contiguous(gamma), into_contiguous(dy));
         let dx = empty(&x, vec![n, c, s]);
         // Per channel the kernel writes the parameter gradients itself; per
@@ -101,7 +104,7 @@ impl NormOps for CubeBackend {
         cube_kernels::normalize_backward::launch(
             &x.client,
             cubes_for(groups),
-            CubeDim::new_1d(CUBE_SIZE),
+            CubeDim::new_1d(units),
             x.clone().into_tensor_arg(),
             rstd.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
@@ -115,6 +118,7 @@ impl NormOps for CubeBackend {
             s as u32,
             per_channel,
             has_gamma,
+            units,
             dtype_to_storage_type(x.dtype),
         );
         if per_channel {
@@ -126,8 +130,8 @@ impl NormOps for CubeBackend {
         let (partial_gamma, partial_beta) = (empty(&x, vec![blocks, params]), empty(&x, vec![blocks, params]));
         cube_kernels::row_parameter_grads::launch(
             &x.client,
-            CubeCount::Static(params.div_ceil(CUBE_SIZE as usize).max(1) as u32, blocks as u32, 1),
-            CubeDim::new_1d(CUBE_SIZE),
+            CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, blocks as u32, 1),
+            CubeDim::new_1d(MAX_CUBE_SIZE),
             x.clone().into_tensor_arg(),
             rstd.into_tensor_arg(),
             centers.into_tensor_arg(),

@@ -14,14 +14,23 @@
 //!   the columns in blocks of rows (stage one of two; the caller adds the
 //!   blocks).
 //!
-//! Cubes have [`CUBE_SIZE`] units, a power of two, and reduce through
-//! shared memory. Groups are numbered `CUBE_POS_Y * CUBE_COUNT_X +
+//! Cubes have [`cube_size`] units, a power of two no larger than the group
+//! (so short rows leave no unit idle), and reduce through shared memory,
+//! several sums per tree where a pass needs several (every level of the
+//! tree is a barrier). Groups are numbered `CUBE_POS_Y * CUBE_COUNT_X +
 //! CUBE_POS_X` so that more than 65,535 of them fit one launch.
 
 use cubecl::prelude::*;
 
-/// Units per cube (a power of two: the reductions halve it).
-pub const CUBE_SIZE: u32 = 256;
+/// Most units per cube.
+pub const MAX_CUBE_SIZE: u32 = 256;
+
+/// Units per cube for groups of `size` values: a power of two (the tree
+/// reduction halves it), at least 32 (a GPU's smallest warp), at most
+/// [`MAX_CUBE_SIZE`].
+pub fn cube_size(size: usize) -> u32 {
+    size.next_power_of_two().clamp(32, MAX_CUBE_SIZE as usize) as u32
+}
 
 /// Row blocks of [`row_parameter_grads`]: rows per unit.
 pub const ROWS_PER_BLOCK: u32 = 64;
@@ -41,22 +50,38 @@ fn group_index() -> usize {
 /// Sum of `value` over the cube's units, returned to every unit.
 #[cube]
 fn cube_sum<F: Float>(value: F, scratch: &mut Shared<[F]>) -> F {
+    let (total, _) = cube_sum2::<F>(value, F::new(0.0_f32), scratch);
+    total
+}
+
+/// Sums of `a` and of `b` over the cube's units in one tree in shared
+/// memory (one barrier per level for both), returned to every unit;
+/// `scratch` holds `2 * CUBE_DIM_X` values.
+///
+/// No plane (subgroup) reduction: lavapipe, where CI runs these kernels,
+/// has none through wgpu, and a path that no test runs is not shipped.
+#[cube]
+fn cube_sum2<F: Float>(a: F, b: F, scratch: &mut Shared<[F]>) -> (F, F) {
     let unit = UNIT_POS_X as usize;
-    scratch[unit] = value;
+    let units = CUBE_DIM_X as usize;
+    scratch[unit] = a;
+    scratch[units + unit] = b;
     sync_cube();
-    let mut width = (CUBE_DIM_X / 2) as usize;
+    let mut width = units / 2;
     while width > 0 {
         if unit < width {
-            let other = scratch[unit + width];
-            scratch[unit] += other;
+            let other_a = scratch[unit + width];
+            let other_b = scratch[units + unit + width];
+            scratch[unit] += other_a;
+            scratch[units + unit] += other_b;
         }
         sync_cube();
         width /= 2;
     }
-    let total = scratch[0];
-    // Everyone has read the total before the scratch is written again.
+    let totals = (scratch[0], scratch[units]);
+    // Everyone has read the totals before the scratch is written again.
     sync_cube();
-    total
+    totals
 }
 
 /// Shift (the group's first value) and the mean of `x - shift`, as in the
@@ -101,6 +126,7 @@ pub fn normalize_forward<F: Float>(
     #[comptime] per_channel: bool,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
+    #[comptime] units: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let g = group_index();
@@ -109,7 +135,7 @@ pub fn normalize_forward<F: Float>(
     }
     let (c, s) = (c as usize, s as usize);
     let size = if per_channel { (x.len() / (c * s)) * s } else { s };
-    let mut scratch = Shared::new_slice(CUBE_SIZE as usize);
+    let mut scratch = Shared::new_slice(2 * units as usize);
 
     let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
     let mut acc = F::new(0.0_f32);
@@ -165,6 +191,7 @@ pub fn normalize_backward<F: Float>(
     s: u32,
     #[comptime] per_channel: bool,
     #[comptime] has_gamma: bool,
+    #[comptime] units: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let g = group_index();
@@ -173,7 +200,7 @@ pub fn normalize_backward<F: Float>(
     }
     let (c, s) = (c as usize, s as usize);
     let size = if per_channel { (x.len() / (c * s)) * s } else { s };
-    let mut scratch = Shared::new_slice(CUBE_SIZE as usize);
+    let mut scratch = Shared::new_slice(2 * units as usize);
 
     let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
     let r = rstd[g];
@@ -199,11 +226,10 @@ pub fn normalize_backward<F: Float>(
         k += CUBE_DIM_X as usize;
     }
     let size_f = F::cast_from(size as u32);
-    let mean_g = cube_sum::<F>(sum_g, &mut scratch) / size_f;
-    let mean_gx = cube_sum::<F>(sum_gx, &mut scratch) / size_f;
+    let (total_g, total_gx) = cube_sum2::<F>(sum_g, sum_gx, &mut scratch);
+    let (mean_g, mean_gx) = (total_g / size_f, total_gx / size_f);
     if per_channel {
-        let total_dx = cube_sum::<F>(sum_dx, &mut scratch);
-        let total_d = cube_sum::<F>(sum_d, &mut scratch);
+        let (total_dx, total_d) = cube_sum2::<F>(sum_dx, sum_d, &mut scratch);
         if UNIT_POS_X == 0 {
             dgamma[g] = total_dx;
             dbeta[g] = total_d;
@@ -230,7 +256,7 @@ pub fn normalize_backward<F: Float>(
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums
 /// over rows, one value per column): unit `j` of block `b` sums column `j`
 /// over rows `b * ROWS_PER_BLOCK ..`, reading consecutive columns across
-/// units (coalesced). Writes `[blocks, s]` partial sums.
+/// units (coalesced); cubes of [`MAX_CUBE_SIZE`] units. Writes `[blocks, s]` partial sums.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn row_parameter_grads<F: Float>(
