@@ -3,10 +3,9 @@
 //! [`cube_kernels`](super::cube_kernels).
 
 use super::NormOps;
-use super::cube_kernels::{self, MAX_CUBE_SIZE, ROWS_PER_BLOCK, cube_size};
+use super::cube_kernels::{self, MAX_CUBE_SIZE, cube_size, rows_per_block};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Shape};
 use burn_cubecl::CubeBackend;
@@ -124,9 +123,9 @@ impl NormOps for CubeBackend {
         if per_channel {
             return (dx, dgamma, dbeta);
         }
-        // Column sums in two stages: blocks of rows here, then Burn's own
-        // reduction over the blocks.
-        let blocks = groups.div_ceil(ROWS_PER_BLOCK as usize).max(1);
+        // Column sums in two stages: blocks of rows, then the blocks.
+        let per_block = rows_per_block(groups);
+        let blocks = groups.div_ceil(per_block).max(1);
         let (partial_gamma, partial_beta) = (empty(&x, vec![blocks, params]), empty(&x, vec![blocks, params]));
         cube_kernels::row_parameter_grads::launch(
             &x.client,
@@ -140,11 +139,22 @@ impl NormOps for CubeBackend {
             partial_beta.clone().into_tensor_arg(),
             groups as u32,
             params as u32,
+            per_block as u32,
             dtype_to_storage_type(x.dtype),
         );
         let total = |partial: CubeTensor| {
-            let summed = <CubeBackend as FloatTensorOps<CubeBackend>>::float_sum_dim(partial, 0);
-            <CubeBackend as FloatTensorOps<CubeBackend>>::float_reshape(summed, Shape::from(vec![params]))
+            let out = empty(&partial, vec![params]);
+            cube_kernels::column_sums::launch(
+                &partial.client,
+                CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, 1, 1),
+                CubeDim::new_1d(MAX_CUBE_SIZE),
+                partial.clone().into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                blocks as u32,
+                params as u32,
+                dtype_to_storage_type(partial.dtype),
+            );
+            out
         };
         (dx, total(partial_gamma), total(partial_beta))
     }

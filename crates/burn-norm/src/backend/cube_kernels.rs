@@ -11,8 +11,9 @@
 //! - [`normalize_backward`]: one cube per group computes `dx` (and, per
 //!   channel, `dgamma`, `dbeta`); for rows it also records each row's shift
 //!   and mean for [`row_parameter_grads`], which sums `dgamma`, `dbeta` down
-//!   the columns in blocks of rows (stage one of two; the caller adds the
-//!   blocks).
+//!   the columns in blocks of rows, and [`column_sums`] adds the blocks.
+//!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
+//!   sum of 70,007 ones down a column.)
 //!
 //! Cubes have [`cube_size`] units, a power of two no larger than the group
 //! (so short rows leave no unit idle), and reduce through shared memory,
@@ -32,8 +33,15 @@ pub fn cube_size(size: usize) -> u32 {
     size.next_power_of_two().clamp(32, MAX_CUBE_SIZE as usize) as u32
 }
 
-/// Row blocks of [`row_parameter_grads`]: rows per unit.
-pub const ROWS_PER_BLOCK: u32 = 64;
+/// Rows per block of [`row_parameter_grads`] for `rows` rows: 64, or more
+/// so that there are at most [`MAX_BLOCKS`] blocks.
+pub fn rows_per_block(rows: usize) -> usize {
+    64.max(rows.div_ceil(MAX_BLOCKS))
+}
+
+/// Most blocks of [`row_parameter_grads`]: one grid dimension holds 65,535
+/// cubes.
+pub const MAX_BLOCKS: usize = 65_535;
 
 /// Flat index of the `k`-th value of group `g`.
 #[cube]
@@ -255,7 +263,7 @@ pub fn normalize_backward<F: Float>(
 
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums
 /// over rows, one value per column): unit `j` of block `b` sums column `j`
-/// over rows `b * ROWS_PER_BLOCK ..`, reading consecutive columns across
+/// over rows `b * rows_per_block ..`, reading consecutive columns across
 /// units (coalesced); cubes of [`MAX_CUBE_SIZE`] units. Writes `[blocks, s]` partial sums.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -268,6 +276,7 @@ pub fn row_parameter_grads<F: Float>(
     dbeta: &mut Tensor<F>,
     rows: u32,
     s: u32,
+    rows_per_block: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
@@ -276,8 +285,8 @@ pub fn row_parameter_grads<F: Float>(
         terminate!();
     }
     let block = CUBE_POS_Y as usize;
-    let first = block * ROWS_PER_BLOCK as usize;
-    let mut last = first + ROWS_PER_BLOCK as usize;
+    let first = block * rows_per_block as usize;
+    let mut last = first + rows_per_block as usize;
     if last > rows as usize {
         last = rows as usize;
     }
@@ -291,4 +300,20 @@ pub fn row_parameter_grads<F: Float>(
     }
     dgamma[block * s + j] = acc_gamma;
     dbeta[block * s + j] = acc_beta;
+}
+
+/// Stage two: `out[j] = Σ_b partial[b, j]` over the `blocks` rows of
+/// `partial` (`[blocks, s]`), one unit per column.
+#[cube(launch)]
+pub fn column_sums<F: Float>(partial: &Tensor<F>, out: &mut Tensor<F>, blocks: u32, s: u32, #[define(F)] _dtype: ElemType) {
+    let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let s = s as usize;
+    if j >= s {
+        terminate!();
+    }
+    let mut total = F::new(0.0_f32);
+    for b in 0..blocks as usize {
+        total += partial[b * s + j];
+    }
+    out[j] = total;
 }
