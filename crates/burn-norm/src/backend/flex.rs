@@ -2,7 +2,7 @@
 //! on the tensors' storage.
 
 use super::NormOps;
-use super::groups::{self, Grouping, Groups, Real};
+use super::groups::{self, Groups, Real};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Element, TensorData};
@@ -14,13 +14,6 @@ fn slice<T: Real + Element + bytemuck::Pod>(t: &FlexTensor) -> &[T] {
 
 fn tensor<T: Element>(values: Vec<T>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-fn groups_of(x: &FlexTensor, per_channel: bool) -> Groups {
-    match x.layout().shape().as_slice() {
-        &[n, c, s] => Groups { n, c, s, grouping: if per_channel { Grouping::Channels } else { Grouping::Rows } },
-        other => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"),
-    }
 }
 
 fn forward<T: Real + Element + bytemuck::Pod>(
@@ -72,10 +65,6 @@ fn backward<T: Real + Element + bytemuck::Pod>(
     (tensor(dx, shape), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
 }
 
-fn unsupported(dtype: DType) -> ! {
-    panic!("burn-norm's fused normalization takes f32 or f64 tensors, got {dtype:?}")
-}
-
 impl NormOps for Flex {
     fn normalize(
         x: FloatTensor<Self>,
@@ -85,12 +74,12 @@ impl NormOps for Flex {
         per_channel: bool,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let groups = groups_of(&x, per_channel);
+        let groups = Groups::of(x.layout().shape().as_slice(), per_channel);
         let (gamma, beta) = (has_gamma.then_some(gamma), has_beta.then_some(beta));
         match x.dtype() {
             DType::F32 => forward::<f32>(x, gamma, beta, groups, epsilon),
             DType::F64 => forward::<f64>(x, gamma, beta, groups, epsilon),
-            other => unsupported(other),
+            other => groups::unsupported(other),
         }
     }
 
@@ -102,12 +91,12 @@ impl NormOps for Flex {
         per_channel: bool,
         dy: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let groups = groups_of(&x, per_channel);
+        let groups = Groups::of(x.layout().shape().as_slice(), per_channel);
         let gamma = has_gamma.then_some(gamma);
         match x.dtype() {
             DType::F32 => backward::<f32>(x, rstd, gamma, dy, groups),
             DType::F64 => backward::<f64>(x, rstd, gamma, dy, groups),
-            other => unsupported(other),
+            other => groups::unsupported(other),
         }
     }
 }

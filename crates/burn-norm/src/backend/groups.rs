@@ -58,6 +58,12 @@ macro_rules! real {
 real!(f32);
 real!(f64);
 
+/// The CPU kernels' answer to a dtype they do not take (the functional
+/// layer only calls them for f32 and f64).
+pub fn unsupported(dtype: burn::tensor::DType) -> ! {
+    panic!("burn-norm's fused normalization takes f32 or f64 tensors, got {dtype:?}")
+}
+
 /// Which values share one mean and variance; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grouping {
@@ -75,6 +81,15 @@ pub struct Groups {
 }
 
 impl Groups {
+    /// The groups of an `[n, c, s]` input: rows (LayerNorm) or, with
+    /// `per_channel`, channels (training BatchNorm).
+    pub fn of(shape: &[usize], per_channel: bool) -> Self {
+        match *shape {
+            [n, c, s] => Groups { n, c, s, grouping: if per_channel { Grouping::Channels } else { Grouping::Rows } },
+            _ => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {shape:?}"),
+        }
+    }
+
     /// Number of groups (statistics).
     pub fn count(&self) -> usize {
         match self.grouping {

@@ -7,13 +7,18 @@
 //! only the input, the per-group `rstd` and `gamma`, instead of every
 //! intermediate tensor of the composed formula.
 //!
-//! Backends with a kernel: flex (CPU, threaded, f32 and f64) and, with the
+//! Backends with a kernel: flex and ndarray (the same CPU kernel, threaded,
+//! f32 and f64) and, with the
 //! `wgpu` feature, Burn's CubeCL backend (CubeCL kernels, f32; wgpu, and
 //! any other CubeCL runtime the application compiles in). Burn's `fusion`
 //! feature wraps that backend in another type and is not supported with
-//! `wgpu` yet. Everywhere else
+//! `wgpu` yet. Everywhere else (and inside [`with_composed_path`])
 //! [`has_fused_kernel`] says no and the functional layer keeps its composed
 //! path, so every backend still runs every layer.
+
+// Burn 0.22 deprecates ndarray in favour of flex but still ships it; it keeps
+// its kernel until Burn removes it (the extension macro names it here).
+#![allow(deprecated)]
 
 mod autodiff;
 #[cfg(feature = "wgpu")]
@@ -22,15 +27,17 @@ mod cube;
 mod cube_kernels;
 #[cfg(feature = "flex")]
 mod flex;
-#[cfg(feature = "flex")]
+#[cfg(any(feature = "flex", feature = "ndarray"))]
 pub(crate) mod groups;
+#[cfg(feature = "ndarray")]
+mod ndarray;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
 /// Group normalization as a backend operation; see the module docs.
-#[backend_extension(Flex: cfg(feature = "flex"), Cube: cfg(feature = "wgpu"), Autodiff)]
+#[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait NormOps: Backend {
     /// Normalizes `x` (`[n, c, s]`) with statistics over each `[s]` row
     /// (`per_channel = false`, LayerNorm; `gamma`, `beta`: `[s]`) or over each
@@ -70,18 +77,51 @@ pub trait NormOps: Backend {
 /// kernels off, to compare them with the composed path.
 pub fn has_fused_kernel(device: &Device, dtype: DType) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0")) {
+    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0")) || COMPOSED.get() {
         return false;
     }
     match device.clone().inner().as_dispatch() {
         #[cfg(feature = "flex")]
         DispatchDevice::Flex(_) => matches!(dtype, DType::F32 | DType::F64),
+        #[cfg(feature = "ndarray")]
+        DispatchDevice::NdArray(_) => matches!(dtype, DType::F32 | DType::F64),
         // f32 only: wgpu has no f64 on most adapters (f16/bf16 reach the
         // kernels widened to f32 by the functional layer).
         #[cfg(feature = "wgpu")]
         DispatchDevice::Cube(_) => dtype == DType::F32,
         _ => false,
     }
+}
+
+thread_local! {
+    /// Set by [`with_composed_path`] for the calls it wraps.
+    static COMPOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused kernels turned off on this thread: the layers
+/// called inside take the composed path (generic tensor operations,
+/// differentiated by autodiff), on the same device. For comparisons and
+/// tests; `BURN_NORM_COMPOSED=1` does the same for a whole process.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex();
+/// let layer = burn_norm::LayerNormConfig::new(4).init(&device);
+/// let x = Tensor::<2>::from_floats([[1.0, 2.0, 3.0, 4.0]], &device);
+/// let fused = layer.forward(x.clone());
+/// let composed = burn_norm::backend::with_composed_path(|| layer.forward(x));
+/// fused.into_data().assert_approx_eq::<f32>(&composed.into_data(), Default::default());
+/// ```
+pub fn with_composed_path<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous setting, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            COMPOSED.set(self.0);
+        }
+    }
+    let _restore = Restore(COMPOSED.replace(true));
+    f()
 }
 
 /// The statistics [`normalize`] returns with its output, one per group.

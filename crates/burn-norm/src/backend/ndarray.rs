@@ -1,0 +1,113 @@
+//! [`NormOps`] for the ndarray CPU backend: the slice kernels of [`groups`]
+//! on the arrays' storage (as for flex; ndarray has no in-place gradient).
+//! Burn 0.22 deprecates ndarray in favour of flex, but still ships it.
+#![allow(deprecated)]
+
+use super::NormOps;
+use super::groups::{self, Groups, Real};
+use burn::backend::ndarray::{NdArray, NdArrayTensor};
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Element, TensorData};
+use std::borrow::Cow;
+
+/// The float types with a kernel, and their values in an ndarray tensor.
+trait Values: Real + Element {
+    /// The values in row-major order: borrowed when the array is already
+    /// laid out so, copied otherwise.
+    fn values(t: &NdArrayTensor) -> Cow<'_, [Self]>;
+}
+
+macro_rules! values {
+    ($t:ty, $variant:ident) => {
+        impl Values for $t {
+            fn values(t: &NdArrayTensor) -> Cow<'_, [Self]> {
+                let NdArrayTensor::$variant(storage) = t else {
+                    unreachable!("dtype checked by the caller");
+                };
+                match storage.view().to_slice() {
+                    Some(slice) => Cow::Borrowed(slice),
+                    None => Cow::Owned(storage.view().iter().copied().collect()),
+                }
+            }
+        }
+    };
+}
+values!(f32, F32);
+values!(f64, F64);
+
+fn tensor<T: Element>(values: Vec<T>, shape: Vec<usize>) -> NdArrayTensor {
+    NdArrayTensor::from_data(TensorData::new(values, shape))
+}
+
+fn shape(t: &NdArrayTensor) -> Vec<usize> {
+    burn::backend::TensorMetadata::shape(t).to_vec()
+}
+
+fn forward<T: Values>(
+    x: &NdArrayTensor,
+    gamma: Option<&NdArrayTensor>,
+    beta: Option<&NdArrayTensor>,
+    groups: Groups,
+    epsilon: f64,
+) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor, NdArrayTensor) {
+    let (gamma, beta) = (gamma.map(T::values), beta.map(T::values));
+    let (x_values, numel) = (T::values(x), groups.n * groups.c * groups.s);
+    let mut y: Vec<T> = Vec::with_capacity(numel);
+    let stats = groups::forward_uninit(&x_values, groups, gamma.as_deref(), beta.as_deref(), epsilon, &mut y.spare_capacity_mut()[..numel]);
+    // SAFETY: `forward_uninit` wrote all `numel` values.
+    unsafe { y.set_len(numel) };
+    let k = groups.count();
+    (tensor(y, shape(x)), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
+}
+
+fn backward<T: Values>(
+    x: &NdArrayTensor,
+    rstd: &NdArrayTensor,
+    gamma: Option<&NdArrayTensor>,
+    dy: &NdArrayTensor,
+    groups: Groups,
+) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor) {
+    let (x_values, rstd, gamma, dy) = (T::values(x), T::values(rstd), gamma.map(T::values), T::values(dy));
+    let (numel, p) = (x_values.len(), groups.params());
+    let mut dx: Vec<T> = Vec::with_capacity(numel);
+    let (dgamma, dbeta) = groups::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy, &mut dx.spare_capacity_mut()[..numel]);
+    // SAFETY: `backward` wrote all `numel` values.
+    unsafe { dx.set_len(numel) };
+    (tensor(dx, shape(x)), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
+}
+
+impl NormOps for NdArray {
+    fn normalize(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        [has_gamma, has_beta]: [bool; 2],
+        per_channel: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let groups = Groups::of(&shape(&x), per_channel);
+        let (gamma, beta) = (has_gamma.then_some(&gamma), has_beta.then_some(&beta));
+        match burn::backend::TensorMetadata::dtype(&x) {
+            DType::F32 => forward::<f32>(&x, gamma, beta, groups, epsilon),
+            DType::F64 => forward::<f64>(&x, gamma, beta, groups, epsilon),
+            other => groups::unsupported(other),
+        }
+    }
+
+    fn normalize_backward(
+        x: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        has_gamma: bool,
+        per_channel: bool,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let groups = Groups::of(&shape(&x), per_channel);
+        let gamma = has_gamma.then_some(&gamma);
+        match burn::backend::TensorMetadata::dtype(&x) {
+            DType::F32 => backward::<f32>(&x, &rstd, gamma, &dy, groups),
+            DType::F64 => backward::<f64>(&x, &rstd, gamma, &dy, groups),
+            other => groups::unsupported(other),
+        }
+    }
+}
