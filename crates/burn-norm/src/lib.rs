@@ -11,9 +11,10 @@
 //! The layers are Burn [`Module`](burn::module::Module)s built from
 //! [`Config`](burn::config::Config)s, as in `burn::nn`; the math lives in
 //! [`functional`], and per-backend fused kernels (LayerNorm and training
-//! BatchNorm as one operation with a handwritten backward; flex today) sit
-//! behind Burn's `#[backend_extension]` in [`backend`]. The backend is chosen at run time by the device the
-//! tensors live on (`Device::flex()`, `Device::ndarray()`,
+//! BatchNorm as one operation with a handwritten backward: a CPU kernel on
+//! flex and ndarray, CubeCL kernels on wgpu) sit behind Burn's
+//! `#[backend_extension]` in [`backend`]. The backend is chosen at run time
+//! by the device the tensors live on (`Device::flex()`, `Device::ndarray()`,
 //! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients.
 //!
 //! ```

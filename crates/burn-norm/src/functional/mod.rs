@@ -5,8 +5,10 @@
 //! core ([`moments`], [`standardize`], [`affine`]): a layer is a choice of the
 //! axes to reduce and of the shape its parameters broadcast to.
 //!
-//! Gradients come from Burn's autodiff through these composed tensor
-//! operations, on every backend.
+//! Composed from Burn's tensor operations, these functions run on every
+//! backend with gradients from Burn's autodiff; where [`crate::backend`]
+//! has a fused kernel, LayerNorm and training BatchNorm call it instead (one
+//! operation, handwritten backward, the same formula).
 
 mod accumulation;
 mod batch_norm;
