@@ -49,6 +49,12 @@ fn value_index(k: usize, g: usize, c: usize, s: usize, #[comptime] per_channel: 
     if per_channel { (k / s) * c * s + g * s + k % s } else { g * s + k }
 }
 
+/// Values per group: a row, or a channel's `n` rows.
+#[cube]
+fn group_size<F: Float>(x: &Tensor<F>, c: usize, s: usize, #[comptime] per_channel: bool) -> usize {
+    if per_channel { (x.len() / (c * s)) * s } else { s }
+}
+
 /// The group this cube works on.
 #[cube]
 fn group_index() -> usize {
@@ -142,9 +148,8 @@ pub fn normalize_forward<F: Float>(
         terminate!();
     }
     let (c, s) = (c as usize, s as usize);
-    let size = if per_channel { (x.len() / (c * s)) * s } else { s };
+    let size = group_size::<F>(x, c, s, per_channel);
     let mut scratch = Shared::new_slice(2 * units as usize);
-
     let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
     let mut acc = F::new(0.0_f32);
     let mut k = UNIT_POS_X as usize;
@@ -207,9 +212,8 @@ pub fn normalize_backward<F: Float>(
         terminate!();
     }
     let (c, s) = (c as usize, s as usize);
-    let size = if per_channel { (x.len() / (c * s)) * s } else { s };
+    let size = group_size::<F>(x, c, s, per_channel);
     let mut scratch = Shared::new_slice(2 * units as usize);
-
     let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
     let r = rstd[g];
     // Σ dy·w, Σ dy·w·xhat, and per channel Σ dy·xhat, Σ dy.
