@@ -36,10 +36,30 @@ pub trait Real:
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn sqrt(self) -> Self;
+
+    /// The statistics passes: `Σ (v - shift)`, or with `square`
+    /// `Σ ((v - shift) - m)²`.
+    #[inline(always)]
+    fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
+        generic_centered_sum(a, shift, m, square)
+    }
+}
+
+/// [`Real::centered_sum`] for any float type, with [`sum`].
+#[inline(always)]
+fn generic_centered_sum<T: Real>(a: &[T], shift: T, m: T, square: bool) -> T {
+    if square {
+        sum(a, |v| {
+            let d = (v - shift) - m;
+            d * d
+        })
+    } else {
+        sum(a, |v| (v - shift) - m)
+    }
 }
 
 macro_rules! real {
-    ($t:ty) => {
+    ($t:ty $(, $centered_sum:path)?) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -52,10 +72,17 @@ macro_rules! real {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
+            $(
+                #[inline(always)]
+                fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
+                    $centered_sum(a, shift, m, square).unwrap_or_else(|| generic_centered_sum(a, shift, m, square))
+                }
+            )?
         }
     };
 }
-real!(f32);
+// f32 has hand-written AVX2 statistics sums (see `sums_avx2`).
+real!(f32, super::sums_avx2::centered_sum);
 real!(f64);
 
 /// The CPU kernels' answer to a dtype they do not take (the functional
@@ -184,7 +211,7 @@ fn group_mean<T: Real>(x: &[T], groups: &Groups, g: usize) -> (T, T) {
     // out of line, for the baseline CPU instead of the AVX2 caller.
     let mut total = T::ZERO;
     for start in groups.segments(g) {
-        total = total + sum(&x[start..start + s], |v| v - shift);
+        total = total + T::centered_sum(&x[start..start + s], shift, T::ZERO, false);
     }
     (shift, total / T::from_f64(groups.size() as f64))
 }
@@ -277,11 +304,7 @@ impl<T: Real> GroupPass for Forward<'_, T> {
         let (shift, m) = group_mean(x, &groups, g);
         let mut squares = T::ZERO;
         for start in groups.segments(g) {
-            squares = squares
-                + sum(&x[start..start + s], |v| {
-                    let d = (v - shift) - m;
-                    d * d
-                });
+            squares = squares + T::centered_sum(&x[start..start + s], shift, m, true);
         }
         let var = squares / size;
         let r = T::ONE / (var + eps).sqrt();

@@ -31,6 +31,8 @@ mod flex;
 pub(crate) mod groups;
 #[cfg(feature = "ndarray")]
 mod ndarray;
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+mod sums_avx2;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
