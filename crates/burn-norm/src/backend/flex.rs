@@ -26,13 +26,7 @@ fn forward<T: Real + Element + bytemuck::Pod>(
     let x = x.to_contiguous();
     let (gamma, beta) = (gamma.map(|g| g.to_contiguous()), beta.map(|b| b.to_contiguous()));
     let shape = x.layout().shape().to_vec();
-    let numel = x.layout().num_elements();
-    // Not zeroed first: the kernel writes every value, and zeroing would be
-    // one more pass over memory (or fresh zero pages) than the kernel's own.
-    let mut y: Vec<T> = Vec::with_capacity(numel);
-    let stats = groups::forward_uninit(slice(&x), groups, gamma.as_ref().map(slice), beta.as_ref().map(slice), epsilon, &mut y.spare_capacity_mut()[..numel]);
-    // SAFETY: `forward_uninit` wrote all `numel` values.
-    unsafe { y.set_len(numel) };
+    let (y, stats) = groups::forward::<T>(slice(&x), groups, gamma.as_ref().map(slice), beta.as_ref().map(slice), epsilon);
     let k = groups.count();
     (tensor(y, shape), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
 }
@@ -58,10 +52,7 @@ fn backward<T: Real + Element + bytemuck::Pod>(
         return (dy, tensor(dgamma, vec![p]), tensor(dbeta, vec![p]));
     }
     let dy = dy.to_contiguous();
-    let mut dx: Vec<T> = Vec::with_capacity(numel);
-    let (dgamma, dbeta) = groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy), &mut dx.spare_capacity_mut()[..numel]);
-    // SAFETY: `backward` wrote all `numel` values.
-    unsafe { dx.set_len(numel) };
+    let (dx, dgamma, dbeta) = groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy));
     (tensor(dx, shape), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
 }
 

@@ -348,20 +348,29 @@ impl<T: Real> GroupPass for Forward<'_, T> {
     }
 }
 
-/// Normalizes each group of `x` into `y`:
+/// Normalizes each group of `x`:
 /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`
-/// with the biased variance; returns the statistics.
-#[cfg(test)]
-pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Option<&[T]>, epsilon: f64, y: &mut [T]) -> Statistics<T> {
-    // SAFETY: only initialized values are written through the view.
-    let y = unsafe { &mut *(y as *mut [T] as *mut [MaybeUninit<T>]) };
-    forward_uninit(x, groups, gamma, beta, epsilon, y)
+/// with the biased variance; returns `y` and the statistics.
+pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Option<&[T]>, epsilon: f64) -> (Vec<T>, Statistics<T>) {
+    // SAFETY: `forward_into` writes every value of `y`.
+    unsafe { written(x.len(), |y| forward_into(x, groups, gamma, beta, epsilon, y)) }
 }
 
-/// [`forward`] into a buffer that is not initialized yet, such as a `Vec`'s
-/// spare capacity: every value of `y` is written. Zeroing the output first
+/// A `Vec` of `len` values that `write` fills, not zeroed first: zeroing
 /// would cost a whole extra pass over memory (or fresh zero pages).
-pub fn forward_uninit<T: Real>(
+///
+/// # Safety
+/// `write` initializes every one of the `len` values it is given.
+unsafe fn written<T, R>(len: usize, write: impl FnOnce(&mut [MaybeUninit<T>]) -> R) -> (Vec<T>, R) {
+    let mut values = Vec::with_capacity(len);
+    let result = write(&mut values.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's promise.
+    unsafe { values.set_len(len) };
+    (values, result)
+}
+
+/// [`forward`] into `y`, which need not be initialized: every value is written.
+fn forward_into<T: Real>(
     x: &[T],
     groups: Groups,
     gamma: Option<&[T]>,
@@ -481,7 +490,7 @@ impl<T: Real> GroupPass for Backward<'_, T> {
 }
 
 /// Backward of [`forward`]: from `x`, each group's `rstd` and the upstream
-/// gradient `dy`, writes `dx` and returns `(dgamma, dbeta)`:
+/// gradient `dy`, returns `(dx, dgamma, dbeta)`:
 ///
 /// ```text
 /// xhat = (x - mean) * rstd,   g = dy * gamma
@@ -493,11 +502,13 @@ impl<T: Real> GroupPass for Backward<'_, T> {
 /// back: stored in the element type, the mean of values at 1e4 would carry
 /// an error of 5e-4, a twentieth of a 1e-2 spread. `dgamma`, `dbeta` are
 /// accumulated in f64.
-pub fn backward<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: &[T], dx: &mut [MaybeUninit<T>]) -> (Vec<T>, Vec<T>) {
-    assert!(dy.len() == x.len() && dx.len() == x.len());
-    // SAFETY: `dy` and `dx` are distinct, live slices of `x.len()` values;
+pub fn backward<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    assert!(dy.len() == x.len());
+    // SAFETY: `dy` and `dx` are distinct, live buffers of `x.len()` values;
     // `dx` is only written (every value), never read, when it is not `dy`.
-    unsafe { backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr().cast()) }
+    let (dx, (dgamma, dbeta)) =
+        unsafe { written(x.len(), |dx| backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr().cast())) };
+    (dx, dgamma, dbeta)
 }
 
 /// [`backward`] writing `dx` over `dy`, which the caller no longer needs: a
@@ -560,8 +571,7 @@ mod tests {
     fn rows_by_hand() {
         let x = [1.0f64, 2.0, 3.0, 4.0];
         let groups = Groups { n: 1, c: 1, s: 4, grouping: Grouping::Rows };
-        let mut y = [0.0; 4];
-        let stats = forward(&x, groups, Some(&[2.0; 4]), Some(&[1.0; 4]), 0.75, &mut y);
+        let (y, stats) = forward(&x, groups, Some(&[2.0; 4]), Some(&[1.0; 4]), 0.75);
         let r = 0.5f64.sqrt();
         assert_eq!((stats.mean[0], stats.var[0]), (2.5, 1.25));
         assert!((stats.rstd[0] - r).abs() < 1e-15);
@@ -571,9 +581,7 @@ mod tests {
         // dy = [1, 0, 0, 0], gamma 2: g = [2, 0, 0, 0], mean(g) = 0.5,
         // xhat = c r, mean(g xhat) = -3 r / 4.
         let dy = [1.0, 0.0, 0.0, 0.0];
-        let mut dx = [MaybeUninit::new(0.0); 4];
-        let (dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[2.0; 4]), &dy, &mut dx);
-        let dx = dx.map(|v| unsafe { v.assume_init() });
+        let (dx, dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[2.0; 4]), &dy);
         for (i, c) in [-1.5f64, -0.5, 0.5, 1.5].iter().enumerate() {
             let g = if i == 0 { 2.0 } else { 0.0 };
             let expected = r * (g - 0.5 - c * r * (-0.75 * r));
@@ -589,8 +597,7 @@ mod tests {
     fn channels_by_hand() {
         let x = [1.0f64, 2.0, 10.0, 10.0, 5.0, 6.0, 10.0, 14.0];
         let groups = Groups { n: 2, c: 2, s: 2, grouping: Grouping::Channels };
-        let mut y = [0.0; 8];
-        let stats = forward(&x, groups, Some(&[1.0, 2.0]), Some(&[0.0, -1.0]), 0.0, &mut y);
+        let (y, stats) = forward(&x, groups, Some(&[1.0, 2.0]), Some(&[0.0, -1.0]), 0.0);
         assert_eq!((stats.mean, stats.var), (vec![3.5, 11.0], vec![4.25, 3.0]));
         let (r0, r1) = (1.0 / 4.25f64.sqrt(), 1.0 / 3.0f64.sqrt());
         let expected = [-2.5 * r0, -1.5 * r0, -2.0 * r1 - 1.0, -2.0 * r1 - 1.0, 1.5 * r0, 2.5 * r0, -2.0 * r1 - 1.0, 6.0 * r1 - 1.0];
@@ -599,9 +606,7 @@ mod tests {
         }
         // dy = 1 everywhere: mean(g) = gamma, mean(g xhat) = 0, so dx = 0;
         // dgamma = Σ xhat = 0, dbeta = 4 per channel.
-        let mut dx = [MaybeUninit::new(9.0); 8];
-        let (dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[1.0, 2.0]), &[1.0; 8], &mut dx);
-        let dx = dx.map(|v| unsafe { v.assume_init() });
+        let (dx, dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&[1.0, 2.0]), &[1.0; 8]);
         assert!(dx.iter().all(|v| v.abs() < 1e-14), "{dx:?}");
         assert!(dgamma.iter().all(|v| v.abs() < 1e-14) && dbeta == [4.0, 4.0]);
     }
@@ -614,12 +619,9 @@ mod tests {
         for grouping in [Grouping::Rows, Grouping::Channels] {
             let groups = Groups { n: 2, c: 3, s: 40, grouping };
             let w: Vec<f32> = (0..groups.params()).map(|i| 0.5 + i as f32 * 0.1).collect();
-            let mut y = vec![0.0; x.len()];
-            let stats = forward(&x, groups, Some(&w), None, 1e-5, &mut y);
-            let mut dx = Vec::with_capacity(x.len());
-            let separate = backward(&x, groups, &stats.rstd, Some(&w), &dy, &mut dx.spare_capacity_mut()[..x.len()]);
-            // SAFETY: `backward` wrote every value.
-            unsafe { dx.set_len(x.len()) };
+            let (_, stats) = forward(&x, groups, Some(&w), None, 1e-5);
+            let (dx, dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&w), &dy);
+            let separate = (dgamma, dbeta);
             let mut dy_dx = dy.clone();
             let in_place = backward_in_place(&x, groups, &stats.rstd, Some(&w), &mut dy_dx);
             assert_eq!(dx, dy_dx, "{grouping:?}");

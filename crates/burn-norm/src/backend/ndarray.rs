@@ -51,11 +51,7 @@ fn forward<T: Values>(
     epsilon: f64,
 ) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor, NdArrayTensor) {
     let (gamma, beta) = (gamma.map(T::values), beta.map(T::values));
-    let (x_values, numel) = (T::values(x), groups.n * groups.c * groups.s);
-    let mut y: Vec<T> = Vec::with_capacity(numel);
-    let stats = groups::forward_uninit(&x_values, groups, gamma.as_deref(), beta.as_deref(), epsilon, &mut y.spare_capacity_mut()[..numel]);
-    // SAFETY: `forward_uninit` wrote all `numel` values.
-    unsafe { y.set_len(numel) };
+    let (y, stats) = groups::forward(&T::values(x), groups, gamma.as_deref(), beta.as_deref(), epsilon);
     let k = groups.count();
     (tensor(y, shape(x)), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
 }
@@ -68,11 +64,8 @@ fn backward<T: Values>(
     groups: Groups,
 ) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor) {
     let (x_values, rstd, gamma, dy) = (T::values(x), T::values(rstd), gamma.map(T::values), T::values(dy));
-    let (numel, p) = (x_values.len(), groups.params());
-    let mut dx: Vec<T> = Vec::with_capacity(numel);
-    let (dgamma, dbeta) = groups::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy, &mut dx.spare_capacity_mut()[..numel]);
-    // SAFETY: `backward` wrote all `numel` values.
-    unsafe { dx.set_len(numel) };
+    let (dx, dgamma, dbeta) = groups::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy);
+    let p = groups.params();
     (tensor(dx, shape(x)), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
 }
 
