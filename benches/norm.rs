@@ -49,7 +49,11 @@ fn identity<const D: usize>() -> Layer<'static, D> {
     fn same<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         x
     }
-    Layer { name: "identity", valid: &same::<D>, train: &same::<D> }
+    Layer {
+        name: "identity",
+        valid: &same::<D>,
+        train: &same::<D>,
+    }
 }
 
 struct Bench {
@@ -64,7 +68,14 @@ impl Bench {
     /// `.valid()` module) unless `train_forward` (BatchNorm's training mode
     /// needs the autodiff device, Burn's rule). Each timed call ends by
     /// reading back a sum, which also synchronizes GPU backends.
-    fn run<const D: usize>(&self, op: &str, device: &Device, shape: [usize; D], train_forward: bool, layers: &[Layer<D>]) {
+    fn run<const D: usize>(
+        &self,
+        op: &str,
+        device: &Device,
+        shape: [usize; D],
+        train_forward: bool,
+        layers: &[Layer<D>],
+    ) {
         let ad = device.clone().autodiff();
         let x = Tensor::<D>::random(shape, Distribution::Default, device);
         let g = Tensor::<D>::random(shape, Distribution::Default, &ad);
@@ -75,7 +86,11 @@ impl Bench {
             std::hint::black_box(t.sum().into_scalar::<f32>());
         };
         let shape_text = format!("{shape:?}");
-        if self.only.as_ref().is_some_and(|only| !format!("{op} {shape_text}").contains(only.as_str())) {
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|only| !format!("{op} {shape_text}").contains(only.as_str()))
+        {
             return;
         }
         for layer in layers {
@@ -95,10 +110,18 @@ impl Bench {
             if self.json {
                 println!(
                     "{{\"op\": \"{op}\", \"shape\": \"{shape_text}\", \"impl\": \"{}\", \"fwd_ms\": {:.4}, \"fwd_bwd_ms\": {:.4}}}",
-                    layer.name, ms(fwd), ms(bwd)
+                    layer.name,
+                    ms(fwd),
+                    ms(bwd)
                 );
             } else {
-                println!("{:<44} {:<10} fwd {:>9.3} ms   fwd+bwd {:>9.3} ms", format!("{op} {shape_text}"), layer.name, ms(fwd), ms(bwd));
+                println!(
+                    "{:<44} {:<10} fwd {:>9.3} ms   fwd+bwd {:>9.3} ms",
+                    format!("{op} {shape_text}"),
+                    layer.name,
+                    ms(fwd),
+                    ms(bwd)
+                );
             }
         }
     }
@@ -113,22 +136,50 @@ fn layer_norm(bench: &Bench, device: &Device, rows: usize, d: usize) {
     let ours = burn_norm::LayerNormConfig::new(d).init(&ad);
     let theirs = burn::nn::LayerNormConfig::new(d).init(&ad);
     let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
-    bench.run("LayerNorm", device, [rows, d], false, &[
-        Layer { name: "burn-norm", valid: &|x| ours_valid.forward(x), train: &|x| ours.forward(x) },
-        Layer { name: "burn-nn", valid: &|x| theirs_valid.forward(x), train: &|x| theirs.forward(x) },
-        identity(),
-    ]);
+    bench.run(
+        "LayerNorm",
+        device,
+        [rows, d],
+        false,
+        &[
+            Layer {
+                name: "burn-norm",
+                valid: &|x| ours_valid.forward(x),
+                train: &|x| ours.forward(x),
+            },
+            Layer {
+                name: "burn-nn",
+                valid: &|x| theirs_valid.forward(x),
+                train: &|x| theirs.forward(x),
+            },
+            identity(),
+        ],
+    );
 }
 
 fn batch_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
     let ad = device.clone().autodiff();
     let ours = burn_norm::BatchNormConfig::new(shape[1]).init(&ad);
     let theirs = burn::nn::BatchNormConfig::new(shape[1]).init(&ad);
-    bench.run("BatchNorm2d train", device, shape, true, &[
-        Layer { name: "burn-norm", valid: &|x| ours.forward(x), train: &|x| ours.forward(x) },
-        Layer { name: "burn-nn", valid: &|x| theirs.forward(x), train: &|x| theirs.forward(x) },
-        identity(),
-    ]);
+    bench.run(
+        "BatchNorm2d train",
+        device,
+        shape,
+        true,
+        &[
+            Layer {
+                name: "burn-norm",
+                valid: &|x| ours.forward(x),
+                train: &|x| ours.forward(x),
+            },
+            Layer {
+                name: "burn-nn",
+                valid: &|x| theirs.forward(x),
+                train: &|x| theirs.forward(x),
+            },
+            identity(),
+        ],
+    );
 }
 
 /// Resident-set figures of this process, in KiB, from `/proc/self/status`.
@@ -147,8 +198,12 @@ const MEMORY_SHAPE: [usize; 2] = [4096, 768];
 fn memory_probe(which: &str) {
     let ad = Device::flex().autodiff();
     let d = MEMORY_SHAPE[1];
-    let ours: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn_norm::LayerNormConfig::new(d).init(&ad)).collect();
-    let theirs: Vec<_> = (0..MEMORY_LAYERS).map(|_| burn::nn::LayerNormConfig::new(d).init(&ad)).collect();
+    let ours: Vec<_> = (0..MEMORY_LAYERS)
+        .map(|_| burn_norm::LayerNormConfig::new(d).init(&ad))
+        .collect();
+    let theirs: Vec<_> = (0..MEMORY_LAYERS)
+        .map(|_| burn::nn::LayerNormConfig::new(d).init(&ad))
+        .collect();
     let x = Tensor::<2>::random(MEMORY_SHAPE, Distribution::Default, &ad).require_grad();
     std::hint::black_box(x.clone().sum().into_scalar::<f32>());
     // Writing 5 to clear_refs resets the peak (VmHWM) to the current size.
@@ -156,7 +211,11 @@ fn memory_probe(which: &str) {
     let before = status_kib("VmRSS:").unwrap_or(0);
     let mut y = x.clone();
     for i in 0..MEMORY_LAYERS {
-        y = if which == "burn-norm" { ours[i].forward(y) } else { theirs[i].forward(y) };
+        y = if which == "burn-norm" {
+            ours[i].forward(y)
+        } else {
+            theirs[i].forward(y)
+        };
     }
     let grads = y.sum().backward();
     std::hint::black_box(x.grad(&grads).unwrap().sum().into_scalar::<f32>());
@@ -169,10 +228,18 @@ fn memory(json: bool) {
     let exe = std::env::current_exe().expect("the bench binary's path");
     let one_tensor = (MEMORY_SHAPE[0] * MEMORY_SHAPE[1] * 4) as f64 / (1 << 20) as f64;
     for which in ["burn-norm", "burn-nn"] {
-        let out = std::process::Command::new(&exe).args(["--memory-probe", which]).output().expect("run the probe");
-        let mib: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN);
+        let out = std::process::Command::new(&exe)
+            .args(["--memory-probe", which])
+            .output()
+            .expect("run the probe");
+        let mib: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN);
         if json {
-            println!("{{\"op\": \"LayerNorm x{MEMORY_LAYERS} training step, peak memory\", \"shape\": \"{MEMORY_SHAPE:?}\", \"impl\": \"{which}\", \"mib\": {mib:.1}}}");
+            println!(
+                "{{\"op\": \"LayerNorm x{MEMORY_LAYERS} training step, peak memory\", \"shape\": \"{MEMORY_SHAPE:?}\", \"impl\": \"{which}\", \"mib\": {mib:.1}}}"
+            );
         } else {
             println!(
                 "LayerNorm x{MEMORY_LAYERS} {MEMORY_SHAPE:?} training step on flex, {which:<9}: peak +{mib:.1} MiB ({:.1} input-sized tensors)",
@@ -187,10 +254,21 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--memory-probe") {
         return memory_probe(&args[i + 1]);
     }
-    let name = args.iter().position(|a| a == "--device").and_then(|i| args.get(i + 1));
-    let device = device::device_named(name.map_or("flex", String::as_str)).unwrap_or_else(|e| panic!("{e}"));
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
-    let bench = Bench { json: args.iter().any(|a| a == "--json"), only };
+    let name = args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1));
+    let device =
+        device::device_named(name.map_or("flex", String::as_str)).unwrap_or_else(|e| panic!("{e}"));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let bench = Bench {
+        json: args.iter().any(|a| a == "--json"),
+        only,
+    };
     let large = args.iter().any(|a| a == "--large");
     if !bench.json {
         println!("device: {device:?}");

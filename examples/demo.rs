@@ -49,7 +49,9 @@ impl Net {
     /// `[N, 3, 8, 8]` -> `[N, 1]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.relu.forward(self.bn.forward(self.conv.forward(x)));
-        let x = self.relu.forward(self.ln.forward(self.hidden.forward(x.flatten(1, 3))));
+        let x = self
+            .relu
+            .forward(self.ln.forward(self.hidden.forward(x.flatten(1, 3))));
         self.head.forward(x)
     }
 }
@@ -74,7 +76,12 @@ fn main() {
     // Target: the mean of the input's first channel, squared — any smooth
     // function of the pixels would do.
     let x = Tensor::<4>::random([32, 3, 8, 8], Distribution::Normal(2.0, 3.0), &train_device);
-    let y = x.clone().narrow(1, 0, 1).mean_dims(&[2, 3]).flatten::<2>(1, 3).square();
+    let y = x
+        .clone()
+        .narrow(1, 0, 1)
+        .mean_dims(&[2, 3])
+        .flatten::<2>(1, 3)
+        .square();
 
     let mut model = Net::new(&train_device);
     let mut optim = AdamConfig::new().init();
@@ -82,15 +89,27 @@ fn main() {
     for step in 1..=100 {
         let loss = MseLoss::new().forward(model.forward(x.clone()), y.clone(), Reduction::Mean);
         if step % 20 == 0 || step == 1 {
-            println!("step {step:>3}  loss {:.5}", loss.clone().into_scalar::<f32>());
+            println!(
+                "step {step:>3}  loss {:.5}",
+                loss.clone().into_scalar::<f32>()
+            );
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(3e-3, model, grads);
     }
     println!("trained 100 steps in {:.2?}", start.elapsed());
-    println!("BatchNorm after {:?} batches:", model.bn.num_batches_tracked());
-    println!("  running_mean[..4] = {:?}", &head(model.bn.running_mean().unwrap()));
-    println!("  running_var[..4]  = {:?}", &head(model.bn.running_var().unwrap()));
+    println!(
+        "BatchNorm after {:?} batches:",
+        model.bn.num_batches_tracked()
+    );
+    println!(
+        "  running_mean[..4] = {:?}",
+        &head(model.bn.running_mean().unwrap())
+    );
+    println!(
+        "  running_var[..4]  = {:?}",
+        &head(model.bn.running_var().unwrap())
+    );
 
     // Evaluation uses the running statistics; a saved record reproduces it.
     let eval = model.valid();
@@ -101,7 +120,10 @@ fn main() {
     let loaded = Net::new(&device).load_file(&path);
     let after = loaded.forward(x_eval);
     let same = before.to_data() == after.to_data();
-    println!("saved to {}; reloaded evaluation identical: {same}", path.display());
+    println!(
+        "saved to {}; reloaded evaluation identical: {same}",
+        path.display()
+    );
     assert!(same, "a reloaded model must evaluate identically");
 }
 

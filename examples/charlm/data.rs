@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// sha256 of Tiny Shakespeare's `input.txt` (see `shared/data/README.md`).
 const SHAKESPEARE_SHA256: &str = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed";
-const SHAKESPEARE_URL: &str = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
+const SHAKESPEARE_URL: &str =
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 /// Finds the text: `--data`, then `../shared/data/tinyshakespeare/input.txt`
 /// (from the working directory, then beside the repository), then the cache
@@ -16,7 +17,10 @@ pub fn load(data: Option<&Path>) -> Result<(String, PathBuf), String> {
     if let Some(path) = data {
         // An explicit path is the user's own corpus: any valid text goes.
         let bytes = std::fs::read(path).map_err(|e| format!("--data {}: {e}", path.display()))?;
-        return Ok((decode(&path.display().to_string(), bytes)?, path.to_path_buf()));
+        return Ok((
+            decode(&path.display().to_string(), bytes)?,
+            path.to_path_buf(),
+        ));
     }
     let relative = Path::new("../shared/data/tinyshakespeare/input.txt");
     let beside_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -32,7 +36,9 @@ pub fn load(data: Option<&Path>) -> Result<(String, PathBuf), String> {
     })?;
     let digest = sha256_hex(&bytes);
     if digest != SHAKESPEARE_SHA256 {
-        return Err(format!("{SHAKESPEARE_URL}: sha256 {digest}, expected {SHAKESPEARE_SHA256}; not cached"));
+        return Err(format!(
+            "{SHAKESPEARE_URL}: sha256 {digest}, expected {SHAKESPEARE_SHA256}; not cached"
+        ));
     }
     write_atomically(&cached, &bytes)?;
     Ok((decode(SHAKESPEARE_URL, bytes)?, cached))
@@ -41,7 +47,10 @@ pub fn load(data: Option<&Path>) -> Result<(String, PathBuf), String> {
 /// The bytes as text, or an error that says where the first invalid byte is.
 pub fn decode(what: &str, bytes: Vec<u8>) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| {
-        format!("{what}: not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())
+        format!(
+            "{what}: not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -66,7 +75,11 @@ impl Vocab {
     /// Token ids of `text`; a character outside the vocabulary is an error.
     pub fn encode(&self, text: &str) -> Result<Vec<usize>, String> {
         text.chars()
-            .map(|c| self.chars.binary_search(&c).map_err(|_| format!("character {c:?} is not in the model's vocabulary")))
+            .map(|c| {
+                self.chars
+                    .binary_search(&c)
+                    .map_err(|_| format!("character {c:?} is not in the model's vocabulary"))
+            })
             .collect()
     }
 
@@ -78,13 +91,15 @@ impl Vocab {
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let strings: Vec<String> = self.chars.iter().map(|c| c.to_string()).collect();
         let json = serde_json::to_string(&strings).expect("strings serialize");
-        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::write(path, json + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<Self, String> {
         let what = path.display();
         let text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
-        let strings: Vec<String> = serde_json::from_str(&text).map_err(|e| format!("{what}: not a vocabulary: {e}"))?;
+        let strings: Vec<String> =
+            serde_json::from_str(&text).map_err(|e| format!("{what}: not a vocabulary: {e}"))?;
         let mut chars = Vec::with_capacity(strings.len());
         for s in strings {
             let mut it = s.chars();
@@ -94,7 +109,9 @@ impl Vocab {
             }
         }
         if chars.is_empty() || chars.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("{what}: the vocabulary must be non-empty, sorted and without repeats"));
+            return Err(format!(
+                "{what}: the vocabulary must be non-empty, sorted and without repeats"
+            ));
         }
         Ok(Self { chars })
     }
@@ -125,9 +142,15 @@ impl Corpus {
             ));
         }
         let vocab = Vocab::of(text);
-        let ids = vocab.encode(text).expect("the vocabulary covers its own text");
+        let ids = vocab
+            .encode(text)
+            .expect("the vocabulary covers its own text");
         let cut = n * 9 / 10;
-        Ok(Self { vocab, train: ids[..cut].to_vec(), valid: ids[cut..].to_vec() })
+        Ok(Self {
+            vocab,
+            train: ids[..cut].to_vec(),
+            valid: ids[cut..].to_vec(),
+        })
     }
 }
 
@@ -142,7 +165,12 @@ mod tests {
         let e = Corpus::new("t.txt", "", 8).err().unwrap();
         assert_eq!(e, "t.txt: the text is empty");
         let e = Corpus::new("t.txt", &"ab".repeat(49), 8).err().unwrap();
-        assert!(e.starts_with("t.txt: 98 characters is too short for a context of 8: need at least 100"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.txt: 98 characters is too short for a context of 8: need at least 100"
+            ),
+            "{e}"
+        );
         assert!(Corpus::new("t.txt", &"ab".repeat(50), 8).is_ok());
     }
 

@@ -15,15 +15,15 @@
 
 #[path = "../common/chart.rs"]
 mod chart;
+mod data;
 #[path = "../common/device.rs"]
 mod device;
 #[path = "../common/download.rs"]
 mod download;
-#[path = "../common/train.rs"]
-mod train_helpers;
-mod data;
 mod model;
 mod report;
+#[path = "../common/train.rs"]
+mod train_helpers;
 
 use burn::config::Config;
 use burn::module::Module;
@@ -128,7 +128,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
+            v.parse()
+                .map_err(|_| format!("{flag}: `{v}` is not a valid number"))
         }
         match flag.as_str() {
             "--device" => args.device = value()?,
@@ -164,7 +165,13 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if args.smoke {
-        (args.d_model, args.layers, args.heads, args.context, args.batch_size) = (32, 2, 2, 32, 8);
+        (
+            args.d_model,
+            args.layers,
+            args.heads,
+            args.context,
+            args.batch_size,
+        ) = (32, 2, 2, 32, 8);
         args.steps.get_or_insert(20);
         (args.warmup, args.eval_every, args.eval_windows) = (5, 10, 8);
     }
@@ -182,9 +189,16 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!("{flag} must be at least 1"));
     }
     if args.d_model % args.heads != 0 {
-        return Err(format!("--d-model {} is not a multiple of --heads {}", args.d_model, args.heads));
+        return Err(format!(
+            "--d-model {} is not a multiple of --heads {}",
+            args.d_model, args.heads
+        ));
     }
-    if !(0.0..1.0).contains(&args.dropout) || args.lr.is_some_and(|lr| !(lr > 0.0)) || args.clip < 0.0 || !(args.temperature > 0.0) {
+    if !(0.0..1.0).contains(&args.dropout)
+        || args.lr.is_some_and(|lr| !(lr > 0.0))
+        || args.clip < 0.0
+        || !(args.temperature > 0.0)
+    {
         return Err("--dropout must be in [0, 1), --lr and --temperature > 0, --clip >= 0".into());
     }
     Ok(args)
@@ -192,7 +206,12 @@ fn parse_args() -> Result<Args, String> {
 
 /// Inputs `[B, T]` and next-character targets `[B*T]` for the windows
 /// starting at `starts`.
-fn batch(tokens: &[usize], starts: &[usize], len: usize, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
+fn batch(
+    tokens: &[usize],
+    starts: &[usize],
+    len: usize,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<1, Int>) {
     let mut inputs = Vec::with_capacity(starts.len() * len);
     let mut targets = Vec::with_capacity(starts.len() * len);
     for &s in starts {
@@ -206,17 +225,27 @@ fn batch(tokens: &[usize], starts: &[usize], len: usize, device: &Device) -> (Te
 }
 
 /// Mean cross-entropy (nats/char) of `model` over the windows at `starts`.
-fn loss_of(model: &CharTransformer, tokens: &[usize], starts: &[usize], len: usize, device: &Device) -> Tensor<1> {
+fn loss_of(
+    model: &CharTransformer,
+    tokens: &[usize],
+    starts: &[usize],
+    len: usize,
+    device: &Device,
+) -> Tensor<1> {
     let (inputs, targets) = batch(tokens, starts, len, device);
     let logits = model.forward(inputs);
     let [b, t, v] = logits.dims();
-    CrossEntropyLossConfig::new().init(device).forward(logits.reshape([b * t, v]), targets)
+    CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits.reshape([b * t, v]), targets)
 }
 
 /// Start offsets of the non-overlapping validation windows; `limit` picks
 /// that many, evenly spread, for the quick periodic estimate.
 fn validation_starts(valid: &[usize], context: usize, limit: Option<usize>) -> Vec<usize> {
-    let all: Vec<usize> = (0..valid.len().saturating_sub(context + 1) / context + 1).map(|i| i * context).collect();
+    let all: Vec<usize> = (0..valid.len().saturating_sub(context + 1) / context + 1)
+        .map(|i| i * context)
+        .collect();
     match limit {
         Some(n) if n < all.len() => (0..n).map(|i| all[i * all.len() / n]).collect(),
         _ => all,
@@ -224,10 +253,17 @@ fn validation_starts(valid: &[usize], context: usize, limit: Option<usize>) -> V
 }
 
 /// Validation loss over `starts`, in evaluation mode.
-fn evaluate(model: &CharTransformer, valid: &[usize], starts: &[usize], context: usize, device: &Device) -> f64 {
+fn evaluate(
+    model: &CharTransformer,
+    valid: &[usize],
+    starts: &[usize],
+    context: usize,
+    device: &Device,
+) -> f64 {
     let mut total = 0.0;
     for chunk in starts.chunks(32) {
-        total += loss_of(model, valid, chunk, context, device).into_scalar::<f64>() * chunk.len() as f64;
+        total +=
+            loss_of(model, valid, chunk, context, device).into_scalar::<f64>() * chunk.len() as f64;
     }
     total / starts.len() as f64
 }
@@ -239,7 +275,15 @@ struct Outcome {
     diverged: bool,
 }
 
-fn train(run: &str, norm: Placement, args: &Args, corpus: &Corpus, device: &Device, out: &Path, rows: &mut Vec<Row>) -> Result<Outcome, String> {
+fn train(
+    run: &str,
+    norm: Placement,
+    args: &Args,
+    corpus: &Corpus,
+    device: &Device,
+    out: &Path,
+    rows: &mut Vec<Row>,
+) -> Result<Outcome, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let steps = args.steps.unwrap_or(if args.compare { 500 } else { 1000 });
     let peak_lr = args.lr.unwrap_or(if args.compare { 1e-2 } else { 3e-3 });
@@ -264,7 +308,10 @@ fn train(run: &str, norm: Placement, args: &Args, corpus: &Corpus, device: &Devi
     let quick = validation_starts(&corpus.valid, t, Some(args.eval_windows));
     println!(
         "\n[{run}] {} parameters, {steps} steps of {} x {t} characters, peak lr {peak_lr}, {} blocks x {} wide",
-        model.num_params(), args.batch_size, args.layers, args.d_model
+        model.num_params(),
+        args.batch_size,
+        args.layers,
+        args.d_model
     );
 
     let bar = ProgressBar::new(steps as u64);
@@ -278,15 +325,27 @@ fn train(run: &str, norm: Placement, args: &Args, corpus: &Corpus, device: &Devi
     let (mut window_loss, mut window_steps) = (0.0, 0usize);
     let mut diverged = false;
     for step in 1..=steps {
-        let starts: Vec<usize> = (0..args.batch_size).map(|_| rng.below(corpus.train.len() - t)).collect();
+        let starts: Vec<usize> = (0..args.batch_size)
+            .map(|_| rng.below(corpus.train.len() - t))
+            .collect();
         let loss = loss_of(&model, &corpus.train, &starts, t, &train_device);
         let loss_value = loss.clone().into_scalar::<f64>();
         let lr = warmup_cosine(peak_lr, peak_lr / 10.0, step - 1, steps, args.warmup);
         if !loss_value.is_finite() {
             // Keep the record of the failure rather than training on NaN.
             diverged = true;
-            bar.suspend(|| println!("[{run}] step {step}: loss is {loss_value}; the run diverged, stopping it"));
-            rows.push(Row { run: run.into(), step, lr, train_loss: loss_value, val_loss: Some(loss_value), tokens_per_s: 0.0, wall_s: start.elapsed().as_secs_f64() });
+            bar.suspend(|| {
+                println!("[{run}] step {step}: loss is {loss_value}; the run diverged, stopping it")
+            });
+            rows.push(Row {
+                run: run.into(),
+                step,
+                lr,
+                train_loss: loss_value,
+                val_loss: Some(loss_value),
+                tokens_per_s: 0.0,
+                wall_s: start.elapsed().as_secs_f64(),
+            });
             break;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -298,13 +357,19 @@ fn train(run: &str, norm: Placement, args: &Args, corpus: &Corpus, device: &Devi
         bar.set_message(format!("loss {loss_value:.3} | {rate:.0} tok/s"));
         let validate = step % args.eval_every == 0 || step == steps;
         if step % 10 == 0 || validate {
-            let val_loss = validate.then(|| evaluate(&model.clone().valid(), &corpus.valid, &quick, t, device));
+            let val_loss = validate
+                .then(|| evaluate(&model.clone().valid(), &corpus.valid, &quick, t, device));
             if let Some(v) = val_loss {
                 bar.suspend(|| println!("[{run}] step {step}/{steps}: train {:.4} | val {v:.4} (quick, {} windows) | lr {lr:.2e} | {rate:.0} tok/s", window_loss / window_steps as f64, quick.len()));
             }
             rows.push(Row {
-                run: run.into(), step, lr, train_loss: window_loss / window_steps as f64, val_loss,
-                tokens_per_s: rate, wall_s: start.elapsed().as_secs_f64(),
+                run: run.into(),
+                step,
+                lr,
+                train_loss: window_loss / window_steps as f64,
+                val_loss,
+                tokens_per_s: rate,
+                wall_s: start.elapsed().as_secs_f64(),
             });
             (window_loss, window_steps) = (0.0, 0);
         }
@@ -315,33 +380,59 @@ fn train(run: &str, norm: Placement, args: &Args, corpus: &Corpus, device: &Devi
 
     let model = model.valid();
     let all = validation_starts(&corpus.valid, t, None);
-    let val_loss = if diverged { f64::NAN } else { evaluate(&model, &corpus.valid, &all, t, device) };
+    let val_loss = if diverged {
+        f64::NAN
+    } else {
+        evaluate(&model, &corpus.valid, &all, t, device)
+    };
     let record = out.join("model");
-    model.save_file(&record).map_err(|e| format!("saving {}: {e}", record.display()))?;
-    config.save(out.join("config.json")).map_err(|e| format!("saving the config: {e}"))?;
+    model
+        .save_file(&record)
+        .map_err(|e| format!("saving {}: {e}", record.display()))?;
+    config
+        .save(out.join("config.json"))
+        .map_err(|e| format!("saving the config: {e}"))?;
     corpus.vocab.save(&out.join("vocab.json"))?;
     if !diverged {
         let reloaded = load_model(out, device)?.0;
         let again = evaluate(&reloaded, &corpus.valid, &all, t, device);
         if again != val_loss {
-            return Err(format!("the reloaded record gives validation loss {again} instead of {val_loss}"));
+            return Err(format!(
+                "the reloaded record gives validation loss {again} instead of {val_loss}"
+            ));
         }
     }
     println!(
         "[{run}] validation loss {val_loss:.4} nats/char over all {} windows ({} characters; reloaded record identical) | {wall_s:.1}s, {tokens_per_s:.0} tok/s | saved to {}",
-        all.len(), all.len() * t, out.display()
+        all.len(),
+        all.len() * t,
+        out.display()
     );
-    Ok(Outcome { val_loss, wall_s, tokens_per_s, diverged })
+    Ok(Outcome {
+        val_loss,
+        wall_s,
+        tokens_per_s,
+        diverged,
+    })
 }
 
 /// The model, its vocabulary and its configuration saved in `dir`.
 fn load_model(dir: &Path, device: &Device) -> Result<(CharTransformer, Vocab), String> {
     let config_path = dir.join("config.json");
-    let config = CharTransformerConfig::load(&config_path)
-        .map_err(|e| format!("{}: {e} (train a model first, or pass --out DIR of a trained one)", config_path.display()))?;
+    let config = CharTransformerConfig::load(&config_path).map_err(|e| {
+        format!(
+            "{}: {e} (train a model first, or pass --out DIR of a trained one)",
+            config_path.display()
+        )
+    })?;
     let vocab = Vocab::load(&dir.join("vocab.json"))?;
     if vocab.len() != config.vocab_size {
-        return Err(format!("{}: {} characters, but the model has {}", dir.join("vocab.json").display(), vocab.len(), config.vocab_size));
+        return Err(format!(
+            "{}: {} characters, but the model has {}",
+            dir.join("vocab.json").display(),
+            vocab.len(),
+            config.vocab_size
+        ));
     }
     let record = dir.join("model");
     let model = config
@@ -354,7 +445,16 @@ fn load_model(dir: &Path, device: &Device) -> Result<(CharTransformer, Vocab), S
 /// Samples `n` characters after `prompt`, one at a time, from the last
 /// `context` characters: softmax(logits / temperature), optionally over the
 /// `top_k` likeliest characters only.
-fn generate(model: &CharTransformer, vocab: &Vocab, prompt: &str, n: usize, temperature: f64, top_k: usize, seed: u64, device: &Device) -> Result<String, String> {
+fn generate(
+    model: &CharTransformer,
+    vocab: &Vocab,
+    prompt: &str,
+    n: usize,
+    temperature: f64,
+    top_k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<String, String> {
     let mut ids = vocab.encode(prompt).map_err(|e| format!("--prompt: {e}"))?;
     if ids.is_empty() {
         return Err("--prompt must not be empty".into());
@@ -364,7 +464,10 @@ fn generate(model: &CharTransformer, vocab: &Vocab, prompt: &str, n: usize, temp
     for _ in 0..n {
         let window = &ids[ids.len().saturating_sub(model.context())..];
         let input = Tensor::<2, Int>::from_data(
-            TensorData::new(window.iter().map(|&i| i as i64).collect(), [1, window.len()]),
+            TensorData::new(
+                window.iter().map(|&i| i as i64).collect(),
+                [1, window.len()],
+            ),
             device,
         );
         let logits: Vec<f32> = model
@@ -379,7 +482,10 @@ fn generate(model: &CharTransformer, vocab: &Vocab, prompt: &str, n: usize, temp
             order.truncate(top_k);
         }
         let max = logits[order[0]] as f64;
-        let weights: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / temperature).exp()).collect();
+        let weights: Vec<f64> = order
+            .iter()
+            .map(|&i| ((logits[i] as f64 - max) / temperature).exp())
+            .collect();
         let mut pick = rng.uniform() * weights.iter().sum::<f64>();
         let mut chosen = order[order.len() - 1];
         for (&i, w) in order.iter().zip(&weights) {
@@ -400,14 +506,31 @@ fn run() -> Result<(), String> {
         let rows = report::read_csv(&dir.join("metrics.csv"))?;
         let chart = dir.join("chart.png");
         // The uniform guess for Tiny Shakespeare's 65 characters.
-        report::draw_chart(&chart, &format!("char transformer, Tiny Shakespeare, {} backend", args.device), &rows, 65f64.ln())?;
+        report::draw_chart(
+            &chart,
+            &format!(
+                "char transformer, Tiny Shakespeare, {} backend",
+                args.device
+            ),
+            &rows,
+            65f64.ln(),
+        )?;
         println!("redrew {}", chart.display());
         return Ok(());
     }
     let device = device::device_named(&args.device)?;
     if let Some(n) = args.generate {
         let (model, vocab) = load_model(&args.out, &device)?;
-        let text = generate(&model, &vocab, &args.prompt, n, args.temperature, args.top_k, args.seed, &device)?;
+        let text = generate(
+            &model,
+            &vocab,
+            &args.prompt,
+            n,
+            args.temperature,
+            args.top_k,
+            args.seed,
+            &device,
+        )?;
         println!("{}{text}", args.prompt);
         return Ok(());
     }
@@ -420,38 +543,85 @@ fn run() -> Result<(), String> {
     let corpus = Corpus::new(&source.display().to_string(), &text, args.context)?;
     println!(
         "{} characters from {} ({} distinct): {} for training, {} for validation",
-        corpus.train.len() + corpus.valid.len(), source.display(), corpus.vocab.len(), corpus.train.len(), corpus.valid.len()
+        corpus.train.len() + corpus.valid.len(),
+        source.display(),
+        corpus.vocab.len(),
+        corpus.train.len(),
+        corpus.valid.len()
     );
-    let runs = if args.compare { vec![Placement::Pre, Placement::Post, Placement::None] } else { vec![args.norm] };
+    let runs = if args.compare {
+        vec![Placement::Pre, Placement::Post, Placement::None]
+    } else {
+        vec![args.norm]
+    };
     let mut rows = Vec::new();
     let mut outcomes = Vec::new();
     for norm in runs {
-        let out = if args.compare { args.out.join(norm.name()) } else { args.out.clone() };
-        outcomes.push((norm.name(), train(norm.name(), norm, &args, &corpus, &device, &out, &mut rows)?));
+        let out = if args.compare {
+            args.out.join(norm.name())
+        } else {
+            args.out.clone()
+        };
+        outcomes.push((
+            norm.name(),
+            train(norm.name(), norm, &args, &corpus, &device, &out, &mut rows)?,
+        ));
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let csv = args.out.join("metrics.csv");
     report::write_csv(&csv, &rows)?;
     let chart = args.out.join("chart.png");
     let lr = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
-    let title = format!("char transformer, {} blocks x {}, {} backend, peak lr {lr}", args.layers, args.d_model, args.device);
+    let title = format!(
+        "char transformer, {} blocks x {}, {} backend, peak lr {lr}",
+        args.layers, args.d_model, args.device
+    );
     report::draw_chart(&chart, &title, &rows, (corpus.vocab.len() as f64).ln())?;
 
     println!("\n| run | validation loss (nats/char) | wall time | tokens/s |\n|---|---|---|---|");
     for (name, o) in &outcomes {
-        let loss = if o.diverged { "diverged".to_string() } else { format!("{:.4}", o.val_loss) };
-        println!("| {name} | {loss} | {:.1} s | {:.0} |", o.wall_s, o.tokens_per_s);
+        let loss = if o.diverged {
+            "diverged".to_string()
+        } else {
+            format!("{:.4}", o.val_loss)
+        };
+        println!(
+            "| {name} | {loss} | {:.1} s | {:.0} |",
+            o.wall_s, o.tokens_per_s
+        );
     }
     println!("\nwrote {} and {}", csv.display(), chart.display());
 
     // Show what the (first) trained model learned, from the saved files.
-    let dir = if args.compare { args.out.join(Placement::Pre.name()) } else { args.out.clone() };
+    let dir = if args.compare {
+        args.out.join(Placement::Pre.name())
+    } else {
+        args.out.clone()
+    };
     let (model, vocab) = load_model(&dir, &device)?;
     let n = if args.smoke { 60 } else { 400 };
     // A corpus of one's own may lack the default prompt's newline.
-    let prompt = if vocab.encode(&args.prompt).is_ok() { args.prompt.clone() } else { vocab.decode(&corpus.train[..1]) };
-    let sample = generate(&model, &vocab, &prompt, n, args.temperature, args.top_k, args.seed, &device)?;
-    println!("\nsample from {} (temperature {}, prompt {prompt:?}):\n{prompt}{sample}", dir.display(), args.temperature);
+    let prompt = if vocab.encode(&args.prompt).is_ok() {
+        args.prompt.clone()
+    } else {
+        vocab.decode(&corpus.train[..1])
+    };
+    let sample = generate(
+        &model,
+        &vocab,
+        &prompt,
+        n,
+        args.temperature,
+        args.top_k,
+        args.seed,
+        &device,
+    )?;
+    println!(
+        "\nsample from {} (temperature {}, prompt {prompt:?}):\n{prompt}{sample}",
+        dir.display(),
+        args.temperature
+    );
     Ok(())
 }
 

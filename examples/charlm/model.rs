@@ -4,7 +4,9 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig, generate_autoregressive_mask};
+use burn::nn::attention::{
+    MhaInput, MultiHeadAttention, MultiHeadAttentionConfig, generate_autoregressive_mask,
+};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 use burn_norm::{LayerNorm, LayerNormConfig};
@@ -28,7 +30,9 @@ impl Placement {
             "post" => Ok(Self::Post),
             "none" => Ok(Self::None),
             "rms" => Err("--norm rms needs RMSNorm, which burn-norm does not have yet".into()),
-            other => Err(format!("unknown --norm `{other}`: expected pre, post or none")),
+            other => Err(format!(
+                "unknown --norm `{other}`: expected pre, post or none"
+            )),
         }
     }
 
@@ -81,10 +85,13 @@ pub struct Block {
 impl Block {
     fn new(config: &CharTransformerConfig, device: &Device) -> Self {
         let d = config.d_model;
-        let norm = || (config.norm != Placement::None).then(|| LayerNormConfig::new(d).init(device));
+        let norm =
+            || (config.norm != Placement::None).then(|| LayerNormConfig::new(d).init(device));
         Self {
             attn_norm: norm(),
-            attn: MultiHeadAttentionConfig::new(d, config.n_heads).with_dropout(config.dropout).init(device),
+            attn: MultiHeadAttentionConfig::new(d, config.n_heads)
+                .with_dropout(config.dropout)
+                .init(device),
             mlp_norm: norm(),
             fc: LinearConfig::new(d, config.mlp_ratio * d).init(device),
             gelu: Gelu::new(),
@@ -102,10 +109,16 @@ impl Block {
             None => x,
         };
         let attn = |x: Tensor<3>| {
-            let out = self.attn.forward(MhaInput::self_attn(x).mask_attn(mask.clone())).context;
+            let out = self
+                .attn
+                .forward(MhaInput::self_attn(x).mask_attn(mask.clone()))
+                .context;
             self.dropout.forward(out)
         };
-        let mlp = |x: Tensor<3>| self.dropout.forward(self.proj.forward(self.gelu.forward(self.fc.forward(x))));
+        let mlp = |x: Tensor<3>| {
+            self.dropout
+                .forward(self.proj.forward(self.gelu.forward(self.fc.forward(x))))
+        };
         match self.placement {
             Placement::Pre => {
                 let x = x.clone() + attn(norm(&self.attn_norm, x));
@@ -144,8 +157,11 @@ impl CharTransformerConfig {
             token: EmbeddingConfig::new(self.vocab_size, self.d_model).init(device),
             position: EmbeddingConfig::new(self.context, self.d_model).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
-            blocks: (0..self.n_layers).map(|_| Block::new(self, device)).collect(),
-            final_norm: (self.norm == Placement::Pre).then(|| LayerNormConfig::new(self.d_model).init(device)),
+            blocks: (0..self.n_layers)
+                .map(|_| Block::new(self, device))
+                .collect(),
+            final_norm: (self.norm == Placement::Pre)
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
             head: LinearConfig::new(self.d_model, self.vocab_size).init(device),
             context: self.context,
         }
@@ -162,10 +178,18 @@ impl CharTransformer {
     /// `t` sees tokens `0..=t` only.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [batch, len] = tokens.dims();
-        assert!(len <= self.context, "sequence of {len} tokens is longer than the context of {}", self.context);
+        assert!(
+            len <= self.context,
+            "sequence of {len} tokens is longer than the context of {}",
+            self.context
+        );
         let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]).expand([batch, len]);
-        let mut x = self.dropout.forward(self.token.forward(tokens) + self.position.forward(positions));
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
+            .reshape([1, len])
+            .expand([batch, len]);
+        let mut x = self
+            .dropout
+            .forward(self.token.forward(tokens) + self.position.forward(positions));
         let mask = generate_autoregressive_mask(batch, len, &device);
         for block in &self.blocks {
             x = block.forward(x, mask.clone());

@@ -23,8 +23,12 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
     let mut text = String::from("run,step,lr,train_loss,val_loss,tokens_per_s,wall_s\n");
     for r in rows {
         let val = r.val_loss.map_or(String::new(), |v| format!("{v:.6}"));
-        writeln!(text, "{},{},{:.6e},{:.6},{val},{:.1},{:.2}", r.run, r.step, r.lr, r.train_loss, r.tokens_per_s, r.wall_s)
-            .unwrap();
+        writeln!(
+            text,
+            "{},{},{:.6e},{:.6},{val},{:.1},{:.2}",
+            r.run, r.step, r.lr, r.train_loss, r.tokens_per_s, r.wall_s
+        )
+        .unwrap();
     }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -45,7 +49,11 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
             step: num(f[1])? as usize,
             lr: num(f[2])?,
             train_loss: num(f[3])?,
-            val_loss: if f[4].is_empty() { None } else { Some(num(f[4])?) },
+            val_loss: if f[4].is_empty() {
+                None
+            } else {
+                Some(num(f[4])?)
+            },
             tokens_per_s: num(f[5])?,
             wall_s: num(f[6])?,
         });
@@ -74,26 +82,54 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row], uniform: f64) -> Resul
         .fold(top, f64::min);
     let bottom = ((low - 0.1) * 10.0).floor() / 10.0;
     // NaN and divergence both show as the top edge.
-    let clamp = |v: f64| if v.is_finite() { v.clamp(bottom, top) } else { top };
+    let clamp = |v: f64| {
+        if v.is_finite() {
+            v.clamp(bottom, top)
+        } else {
+            top
+        }
+    };
 
     let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(600);
-    for (area, caption, validation) in [(&left, "training loss", false), (&right, "validation loss", true)] {
+    for (area, caption, validation) in [
+        (&left, "training loss", false),
+        (&right, "validation loss", true),
+    ] {
         let series: Vec<(&str, Vec<(f64, f64)>)> = runs
             .iter()
             .map(|run| {
                 let points = rows
                     .iter()
                     .filter(|r| r.run == *run)
-                    .filter_map(|r| if validation { r.val_loss } else { Some(r.train_loss) }.map(|v| (r.step as f64, clamp(v))))
+                    .filter_map(|r| {
+                        if validation {
+                            r.val_loss
+                        } else {
+                            Some(r.train_loss)
+                        }
+                        .map(|v| (r.step as f64, clamp(v)))
+                    })
                     .collect();
                 (*run, points)
             })
             .collect();
-        line_panel(area, caption, steps, bottom..top, "nats / character", 2, &series, SeriesLabelPosition::UpperRight, false)?;
+        line_panel(
+            area,
+            caption,
+            steps,
+            bottom..top,
+            "nats / character",
+            2,
+            &series,
+            SeriesLabelPosition::UpperRight,
+            false,
+        )?;
     }
     root.present().map_err(|e| err(&e))
 }

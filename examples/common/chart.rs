@@ -3,7 +3,11 @@
 use plotters::style::{FontStyle, RGBColor};
 
 /// Line colours, one per run (matplotlib's first three).
-pub const COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
+pub const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+];
 
 /// Charts use an embedded DejaVu Sans, so they render on machines without
 /// system fonts.

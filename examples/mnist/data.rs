@@ -1,7 +1,7 @@
 //! MNIST in its standard IDX files: finding them, checking them, reading them.
 
-use flate2::read::GzDecoder;
 use crate::download::{cache_dir, fetch, sha256_hex, write_atomically};
+use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -85,8 +85,14 @@ pub fn load(data_dir: Option<&Path>) -> Result<Mnist, String> {
     println!("MNIST from {}", dir.display());
     let read = |f: &IdxFile| read_idx(&dir, f);
     Ok(Mnist {
-        train: Split { images: read(&TRAIN_IMAGES)?, labels: read(&TRAIN_LABELS)? },
-        test: Split { images: read(&TEST_IMAGES)?, labels: read(&TEST_LABELS)? },
+        train: Split {
+            images: read(&TRAIN_IMAGES)?,
+            labels: read(&TRAIN_LABELS)?,
+        },
+        test: Split {
+            images: read(&TEST_IMAGES)?,
+            labels: read(&TEST_LABELS)?,
+        },
     })
 }
 
@@ -113,12 +119,20 @@ fn locate(data_dir: Option<&Path>) -> Result<PathBuf, String> {
     candidates.push(("the cache".into(), cache.clone()));
 
     for (what, dir) in &candidates {
-        let missing: Vec<_> = FILES.iter().filter(|f| find(dir, f).is_none()).map(|f| f.name).collect();
+        let missing: Vec<_> = FILES
+            .iter()
+            .filter(|f| find(dir, f).is_none())
+            .map(|f| f.name)
+            .collect();
         if missing.is_empty() {
             return Ok(dir.clone());
         }
         if data_dir.is_some() && what == "--data-dir" {
-            eprintln!("--data-dir {}: missing {}; looking further", dir.display(), missing.join(", "));
+            eprintln!(
+                "--data-dir {}: missing {}; looking further",
+                dir.display(),
+                missing.join(", ")
+            );
         }
     }
     download(&cache)?;
@@ -173,9 +187,15 @@ fn gunzip(what: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// and length.
 fn check(what: &str, f: &IdxFile, bytes: &[u8]) -> Result<(), String> {
     let digest = sha256_hex(bytes);
-    let (magic, header) = if f.images { (2051u32, 16) } else { (2049u32, 8) };
+    let (magic, header) = if f.images {
+        (2051u32, 16)
+    } else {
+        (2049u32, 8)
+    };
     let word = |i: usize| -> Option<u32> {
-        bytes.get(4 * i..4 * i + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()))
+        bytes
+            .get(4 * i..4 * i + 4)
+            .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
     };
     if word(0) != Some(magic) {
         return Err(format!(
@@ -186,7 +206,10 @@ fn check(what: &str, f: &IdxFile, bytes: &[u8]) -> Result<(), String> {
     }
     let count = word(1).unwrap_or(0) as usize;
     if count != f.count || (f.images && (word(2), word(3)) != (Some(28), Some(28))) {
-        return Err(format!("{what}: header says {count} items, expected {} of 28x28", f.count));
+        return Err(format!(
+            "{what}: header says {count} items, expected {} of 28x28",
+            f.count
+        ));
     }
     let expected_len = header + f.count * if f.images { PIXELS } else { 1 };
     if bytes.len() != expected_len {
@@ -196,7 +219,10 @@ fn check(what: &str, f: &IdxFile, bytes: &[u8]) -> Result<(), String> {
         ));
     }
     if digest != f.sha256 {
-        return Err(format!("{what}: sha256 {digest}, expected {} (corrupt file)", f.sha256));
+        return Err(format!(
+            "{what}: sha256 {digest}, expected {} (corrupt file)",
+            f.sha256
+        ));
     }
     Ok(())
 }
@@ -206,7 +232,11 @@ fn read_idx(dir: &Path, f: &IdxFile) -> Result<Vec<u8>, String> {
     let path = find(dir, f).ok_or_else(|| format!("{}: missing in {}", f.name, dir.display()))?;
     let what = path.display().to_string();
     let raw = std::fs::read(&path).map_err(|e| format!("{what}: {e}"))?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") { gunzip(&what, &raw)? } else { raw };
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        gunzip(&what, &raw)?
+    } else {
+        raw
+    };
     check(&what, f, &bytes)?;
     let header = if f.images { 16 } else { 8 };
     let payload = bytes[header..].to_vec();
@@ -221,7 +251,10 @@ mod tests {
     use super::*;
 
     fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
-        std::iter::once(magic).chain(dims.iter().copied()).flat_map(u32::to_be_bytes).collect()
+        std::iter::once(magic)
+            .chain(dims.iter().copied())
+            .flat_map(u32::to_be_bytes)
+            .collect()
     }
 
     #[test]

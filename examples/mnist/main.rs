@@ -13,17 +13,17 @@
 //! `out/mnist`), and checks that the record reloaded from disk scores the
 //! same test accuracy.
 
+#[path = "../common/chart.rs"]
+mod chart;
+mod data;
 #[path = "../common/device.rs"]
 mod device;
 #[path = "../common/download.rs"]
 mod download;
-#[path = "../common/chart.rs"]
-mod chart;
-#[path = "../common/train.rs"]
-mod train_helpers;
-mod data;
 mod model;
 mod report;
+#[path = "../common/train.rs"]
+mod train_helpers;
 
 use burn::config::Config;
 use burn::module::Module;
@@ -34,9 +34,9 @@ use data::{Mnist, PIXELS, SIDE, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::{Cnn, CnnConfig};
 use report::Row;
-use train_helpers::Rng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use train_helpers::Rng;
 
 const USAGE: &str = "\
 usage: mnist [options]
@@ -90,7 +90,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
+            v.parse()
+                .map_err(|_| format!("{flag}: `{v}` is not a valid number"))
         }
         match flag.as_str() {
             "--device" => args.device = value()?,
@@ -130,14 +131,28 @@ impl Scaling {
     fn measure(train: &Split) -> Self {
         let n = train.images.len() as f64;
         let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
-        let var = train.images.iter().map(|&p| (p as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n;
-        Self { mean: mean as f32, std: var.sqrt() as f32 }
+        let var = train
+            .images
+            .iter()
+            .map(|&p| (p as f64 / 255.0 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        Self {
+            mean: mean as f32,
+            std: var.sqrt() as f32,
+        }
     }
 }
 
 /// A batch of images `[B, 1, 28, 28]` (scaled, optionally shifted by up to 2
 /// pixels) and labels `[B]`.
-fn batch(split: &Split, idx: &[usize], scaling: Scaling, rng: Option<&mut Rng>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+fn batch(
+    split: &Split,
+    idx: &[usize],
+    scaling: Scaling,
+    rng: Option<&mut Rng>,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
     let mut pixels = Vec::with_capacity(idx.len() * PIXELS);
     let mut shifts = rng;
     for &i in idx {
@@ -150,7 +165,11 @@ fn batch(split: &Split, idx: &[usize], scaling: Scaling, rng: Option<&mut Rng>, 
             for x in 0..SIDE as isize {
                 let (sy, sx) = (y - dy, x - dx);
                 let inside = (0..SIDE as isize).contains(&sy) && (0..SIDE as isize).contains(&sx);
-                let p = if inside { image[sy as usize * SIDE + sx as usize] } else { 0 };
+                let p = if inside {
+                    image[sy as usize * SIDE + sx as usize]
+                } else {
+                    0
+                };
                 pixels.push((p as f32 / 255.0 - scaling.mean) / scaling.std);
             }
         }
@@ -170,10 +189,20 @@ fn evaluate(model: &Cnn, test: &Split, scaling: Scaling, device: &Device) -> (f6
     for idx in all.chunks(1000) {
         let (x, y) = batch(test, idx, scaling, None, device);
         let logits = model.forward(x);
-        correct += logits.clone().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum().into_scalar::<i64>() as usize;
+        correct += logits
+            .clone()
+            .argmax(1)
+            .flatten::<1>(0, 1)
+            .equal(y.clone())
+            .int()
+            .sum()
+            .into_scalar::<i64>() as usize;
         loss += loss_fn.forward(logits, y).into_scalar::<f64>() * idx.len() as f64;
     }
-    (loss / test.len() as f64, 100.0 * correct as f64 / test.len() as f64)
+    (
+        loss / test.len() as f64,
+        100.0 * correct as f64 / test.len() as f64,
+    )
 }
 
 /// Linear warm-up over the first 5% of the steps, then cosine decay to zero.
@@ -188,9 +217,20 @@ struct Outcome {
     images_per_s: f64,
 }
 
-fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, device: &Device, out: &Path, rows: &mut Vec<Row>) -> Result<Outcome, String> {
+fn train(
+    run: &str,
+    norm: bool,
+    args: &Args,
+    data: &Mnist,
+    scaling: Scaling,
+    device: &Device,
+    out: &Path,
+    rows: &mut Vec<Row>,
+) -> Result<Outcome, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let epochs = args.epochs.unwrap_or(if args.limit.is_some() { 1 } else { 4 });
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.limit.is_some() { 1 } else { 4 });
     let train_device = device.clone().autodiff();
     train_device.seed(args.seed);
     let config = CnnConfig::new().with_width(args.width).with_norm(norm);
@@ -204,7 +244,12 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
     let start = Instant::now();
     let mut step = 0;
     let mut seen = 0usize;
-    println!("\n[{run}] {} parameters, {epochs} epochs of {per_epoch} steps, batch {}, peak lr {}", model.num_params(), args.batch_size, args.lr);
+    println!(
+        "\n[{run}] {} parameters, {epochs} epochs of {per_epoch} steps, batch {}, peak lr {}",
+        model.num_params(),
+        args.batch_size,
+        args.lr
+    );
 
     for epoch in 1..=epochs {
         let mut order: Vec<usize> = (0..n).collect();
@@ -226,7 +271,13 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
             let augment = args.augment.then_some(&mut rng);
             let (x, y) = batch(&data.train, idx, scaling, augment, &train_device);
             let logits = model.forward(x);
-            let correct = logits.clone().argmax(1).flatten::<1>(0, 1).equal(y.clone()).int().sum();
+            let correct = logits
+                .clone()
+                .argmax(1)
+                .flatten::<1>(0, 1)
+                .equal(y.clone())
+                .int()
+                .sum();
             let loss = loss_fn.forward(logits, y);
             let lr = learning_rate(args.lr, step, total);
             let loss_value = loss.clone().into_scalar::<f64>();
@@ -245,10 +296,17 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
             bar.set_message(format!("loss {loss_value:.4} | {rate:.0} img/s"));
             if step % 50 == 0 || step == total {
                 rows.push(Row {
-                    run: run.into(), kind: "step", epoch, step, lr,
+                    run: run.into(),
+                    kind: "step",
+                    epoch,
+                    step,
+                    lr,
                     train_loss: window_loss / window_steps as f64,
-                    train_acc: None, test_loss: None, test_acc: None,
-                    images_per_s: rate, wall_s: start.elapsed().as_secs_f64(),
+                    train_acc: None,
+                    test_loss: None,
+                    test_acc: None,
+                    images_per_s: rate,
+                    wall_s: start.elapsed().as_secs_f64(),
                 });
                 (window_loss, window_steps) = (0.0, 0);
             }
@@ -256,15 +314,26 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
         bar.finish_and_clear();
         let rate = epoch_seen as f64 / epoch_start.elapsed().as_secs_f64();
         let (test_loss, test_acc) = evaluate(&model.valid(), &data.test, scaling, device);
-        let (train_loss, train_acc) = (epoch_loss / epoch_seen as f64, 100.0 * epoch_correct as f64 / epoch_seen as f64);
+        let (train_loss, train_acc) = (
+            epoch_loss / epoch_seen as f64,
+            100.0 * epoch_correct as f64 / epoch_seen as f64,
+        );
         println!(
             "[{run}] epoch {epoch}/{epochs}: train loss {train_loss:.4} acc {train_acc:.2}% | test loss {test_loss:.4} acc {test_acc:.2}% | {rate:.0} img/s | {:.1}s",
             start.elapsed().as_secs_f64()
         );
         rows.push(Row {
-            run: run.into(), kind: "epoch", epoch, step, lr: learning_rate(args.lr, step.saturating_sub(1), total),
-            train_loss, train_acc: Some(train_acc), test_loss: Some(test_loss), test_acc: Some(test_acc),
-            images_per_s: rate, wall_s: start.elapsed().as_secs_f64(),
+            run: run.into(),
+            kind: "epoch",
+            epoch,
+            step,
+            lr: learning_rate(args.lr, step.saturating_sub(1), total),
+            train_loss,
+            train_acc: Some(train_acc),
+            test_loss: Some(test_loss),
+            test_acc: Some(test_acc),
+            images_per_s: rate,
+            wall_s: start.elapsed().as_secs_f64(),
         });
     }
     let wall_s = start.elapsed().as_secs_f64();
@@ -273,20 +342,38 @@ fn train(run: &str, norm: bool, args: &Args, data: &Mnist, scaling: Scaling, dev
     let model = model.valid();
     let (test_loss, test_acc) = evaluate(&model, &data.test, scaling, device);
     let record = out.join("model");
-    model.save_file(&record).map_err(|e| format!("saving {}: {e}", record.display()))?;
-    config.save(out.join("config.json")).map_err(|e| format!("saving the config: {e}"))?;
-    std::fs::write(out.join("scaling.json"), format!("{{\"mean\": {}, \"std\": {}}}\n", scaling.mean, scaling.std))
-        .map_err(|e| format!("saving the scaling: {e}"))?;
+    model
+        .save_file(&record)
+        .map_err(|e| format!("saving {}: {e}", record.display()))?;
+    config
+        .save(out.join("config.json"))
+        .map_err(|e| format!("saving the config: {e}"))?;
+    std::fs::write(
+        out.join("scaling.json"),
+        format!("{{\"mean\": {}, \"std\": {}}}\n", scaling.mean, scaling.std),
+    )
+    .map_err(|e| format!("saving the scaling: {e}"))?;
     let reloaded = config
         .init(device)
         .try_load_file(&record)
         .map_err(|e| format!("reloading {}: {e}", record.display()))?;
     let (_, reloaded_acc) = evaluate(&reloaded, &data.test, scaling, device);
     if reloaded_acc != test_acc {
-        return Err(format!("the reloaded record scores {reloaded_acc}% instead of {test_acc}%"));
+        return Err(format!(
+            "the reloaded record scores {reloaded_acc}% instead of {test_acc}%"
+        ));
     }
-    println!("[{run}] test accuracy {test_acc:.2}% (reloaded record: {reloaded_acc:.2}%, identical) | {wall_s:.1}s, {:.0} img/s | saved to {}", seen as f64 / wall_s, out.display());
-    Ok(Outcome { test_acc, test_loss, wall_s, images_per_s: seen as f64 / wall_s })
+    println!(
+        "[{run}] test accuracy {test_acc:.2}% (reloaded record: {reloaded_acc:.2}%, identical) | {wall_s:.1}s, {:.0} img/s | saved to {}",
+        seen as f64 / wall_s,
+        out.display()
+    );
+    Ok(Outcome {
+        test_acc,
+        test_loss,
+        wall_s,
+        images_per_s: seen as f64 / wall_s,
+    })
 }
 
 /// Redraws the chart of an earlier run from its `metrics.csv`.
@@ -295,7 +382,11 @@ fn replot(dir: &Path, args: &Args) -> Result<(), String> {
     let compare = rows.iter().any(|r| r.run != rows[0].run);
     let chart = dir.join(if compare { "compare.png" } else { "chart.png" });
     let lr = rows.iter().map(|r| r.lr).fold(0.0, f64::max);
-    report::draw_chart(&chart, &format!("MNIST CNN, {} backend, peak lr {lr:.3}", args.device), &rows)?;
+    report::draw_chart(
+        &chart,
+        &format!("MNIST CNN, {} backend, peak lr {lr:.3}", args.device),
+        &rows,
+    )?;
     println!("redrew {}", chart.display());
     Ok(())
 }
@@ -308,12 +399,18 @@ fn run() -> Result<(), String> {
     let device = device::device_named(&args.device)?;
     let mut data = data::load(args.data_dir.as_deref())?;
     if let Some(limit) = args.limit {
-        data = Mnist { train: data.train.truncate(limit), test: data.test.truncate(limit) };
+        data = Mnist {
+            train: data.train.truncate(limit),
+            test: data.test.truncate(limit),
+        };
     }
     let scaling = Scaling::measure(&data.train);
     println!(
         "{} training / {} test images; pixels scaled to [0, 1], then standardized with the training set's mean {:.4} and std {:.4}",
-        data.train.len(), data.test.len(), scaling.mean, scaling.std
+        data.train.len(),
+        data.test.len(),
+        scaling.mean,
+        scaling.std
     );
     let runs: Vec<(&str, bool)> = if args.compare {
         vec![("batchnorm", true), ("no-norm", false)]
@@ -325,18 +422,32 @@ fn run() -> Result<(), String> {
     let mut rows = Vec::new();
     let mut outcomes = Vec::new();
     for (name, norm) in &runs {
-        let out = if args.compare { args.out.join(name) } else { args.out.clone() };
-        outcomes.push((*name, train(name, *norm, &args, &data, scaling, &device, &out, &mut rows)?));
+        let out = if args.compare {
+            args.out.join(name)
+        } else {
+            args.out.clone()
+        };
+        outcomes.push((
+            *name,
+            train(name, *norm, &args, &data, scaling, &device, &out, &mut rows)?,
+        ));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let csv = args.out.join("metrics.csv");
     report::write_csv(&csv, &rows).map_err(|e| format!("{}: {e}", csv.display()))?;
-    let chart = args.out.join(if args.compare { "compare.png" } else { "chart.png" });
+    let chart = args.out.join(if args.compare {
+        "compare.png"
+    } else {
+        "chart.png"
+    });
     let title = format!("MNIST CNN, {} backend, peak lr {}", args.device, args.lr);
     report::draw_chart(&chart, &title, &rows)?;
     println!("\n| run | test accuracy | test loss | wall time | images/s |\n|---|---|---|---|---|");
     for (name, o) in &outcomes {
-        println!("| {name} | {:.2}% | {:.4} | {:.1} s | {:.0} |", o.test_acc, o.test_loss, o.wall_s, o.images_per_s);
+        println!(
+            "| {name} | {:.2}% | {:.4} | {:.1} s | {:.0} |",
+            o.test_acc, o.test_loss, o.wall_s, o.images_per_s
+        );
     }
     println!("\nwrote {} and {}", csv.display(), chart.display());
     Ok(())

@@ -78,7 +78,9 @@ impl CnnConfig {
                 ConvBlock::new([2 * w, 2 * w], n, device),
             ],
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            hidden: LinearConfig::new(2 * w * 7 * 7, self.hidden).with_bias(!n).init(device),
+            hidden: LinearConfig::new(2 * w * 7 * 7, self.hidden)
+                .with_bias(!n)
+                .init(device),
             hidden_norm: n.then(|| BatchNormConfig::new(self.hidden).init(device)),
             relu: Relu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -98,6 +100,7 @@ impl Cnn {
             Some(norm) => norm.forward(x),
             None => x,
         };
-        self.head.forward(self.dropout.forward(self.relu.forward(x)))
+        self.head
+            .forward(self.dropout.forward(self.relu.forward(x)))
     }
 }

@@ -31,8 +31,17 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
         writeln!(
             text,
             "{},{},{},{},{:.6e},{:.6},{},{},{},{:.1},{:.2}",
-            r.run, r.kind, r.epoch, r.step, r.lr, r.train_loss,
-            opt(r.train_acc), opt(r.test_loss), opt(r.test_acc), r.images_per_s, r.wall_s
+            r.run,
+            r.kind,
+            r.epoch,
+            r.step,
+            r.lr,
+            r.train_loss,
+            opt(r.train_acc),
+            opt(r.test_loss),
+            opt(r.test_acc),
+            r.images_per_s,
+            r.wall_s
         )
         .unwrap();
     }
@@ -50,7 +59,13 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
             return Err(bad(i + 1));
         }
         let num = |s: &str| s.parse::<f64>().map_err(|_| bad(i + 1));
-        let opt = |s: &str| if s.is_empty() { Ok(None) } else { num(s).map(Some) };
+        let opt = |s: &str| {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                num(s).map(Some)
+            }
+        };
         rows.push(Row {
             run: f[0].to_string(),
             kind: if f[1] == "epoch" { "epoch" } else { "step" },
@@ -80,16 +95,34 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
     }
     let finite = |v: f64| v.is_finite().then_some(v);
     let steps = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
-    let losses: Vec<f64> = rows.iter().filter(|r| r.kind == "step").filter_map(|r| finite(r.train_loss)).collect();
-    let lo = losses.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-4).min(1.0);
-    let hi = (losses.iter().cloned().fold(0.0, f64::max) * 1.2).max(lo * 10.0).min(1e3);
+    let losses: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.kind == "step")
+        .filter_map(|r| finite(r.train_loss))
+        .collect();
+    let lo = losses
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-4)
+        .min(1.0);
+    let hi = (losses.iter().cloned().fold(0.0, f64::max) * 1.2)
+        .max(lo * 10.0)
+        .min(1e3);
     let accs: Vec<f64> = rows.iter().filter_map(|r| r.test_acc).collect();
-    let acc_lo = accs.iter().cloned().fold(100.0, f64::min).clamp(0.0, 97.0).floor();
+    let acc_lo = accs
+        .iter()
+        .cloned()
+        .fold(100.0, f64::min)
+        .clamp(0.0, 97.0)
+        .floor();
 
     let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(600);
 
     let mut chart = ChartBuilder::on(&left)
@@ -138,6 +171,16 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
             (*run, points)
         })
         .collect();
-    line_panel(&right, "test accuracy (%)", steps, acc_lo..100.0, "accuracy %", 1, &series, SeriesLabelPosition::LowerRight, true)?;
+    line_panel(
+        &right,
+        "test accuracy (%)",
+        steps,
+        acc_lo..100.0,
+        "accuracy %",
+        1,
+        &series,
+        SeriesLabelPosition::LowerRight,
+        true,
+    )?;
     root.present().map_err(|e| err(&e))
 }

@@ -34,14 +34,19 @@ pub fn wgpu_device() -> Device {
 pub fn supports_f64(device: &Device) -> bool {
     let x = [2.0f64, 1.0 + 1e-12];
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let t = Tensor::<1>::from_data(TensorData::from(x), (&device.clone().autodiff(), DType::F64))
-            .require_grad();
+        let t = Tensor::<1>::from_data(
+            TensorData::from(x),
+            (&device.clone().autodiff(), DType::F64),
+        )
+        .require_grad();
         let y = t.clone().sqrt();
         let grads = y.clone().sum().backward();
         let y = values64(y.sum())[0];
         let dy = values64(t.grad(&grads).unwrap());
         (y - (x[0].sqrt() + x[1].sqrt())).abs() <= 1e-15
-            && x.iter().zip(&dy).all(|(x, d)| (d - 0.5 / x.sqrt()).abs() <= 1e-15)
+            && x.iter()
+                .zip(&dy)
+                .all(|(x, d)| (d - 0.5 / x.sqrt()).abs() <= 1e-15)
     }))
     .unwrap_or(false)
 }

@@ -13,22 +13,58 @@ fn device() -> Device {
 fn invalid_batch_norm_configs_are_rejected_with_the_field_named() {
     let d = device();
     let cases = [
-        (BatchNormConfig::new(0), "BatchNorm: invalid config: `num_features` must be > 0, got 0"),
-        (BatchNormConfig::new(3).with_epsilon(0.0), "BatchNorm: invalid config: `epsilon` must be finite and > 0, got 0"),
-        (BatchNormConfig::new(3).with_epsilon(-1e-5), "`epsilon` must be finite and > 0, got -0.00001"),
-        (BatchNormConfig::new(3).with_epsilon(f64::NAN), "`epsilon` must be finite and > 0, got NaN"),
-        (BatchNormConfig::new(3).with_epsilon(f64::INFINITY), "`epsilon` must be finite and > 0, got inf"),
-        (BatchNormConfig::new(3).with_momentum(Some(1.5)), "`momentum` must be None or a finite value in [0, 1], got 1.5"),
-        (BatchNormConfig::new(3).with_momentum(Some(-0.1)), "`momentum` must be None or a finite value in [0, 1], got -0.1"),
-        (BatchNormConfig::new(3).with_momentum(Some(f64::NAN)), "got NaN"),
+        (
+            BatchNormConfig::new(0),
+            "BatchNorm: invalid config: `num_features` must be > 0, got 0",
+        ),
+        (
+            BatchNormConfig::new(3).with_epsilon(0.0),
+            "BatchNorm: invalid config: `epsilon` must be finite and > 0, got 0",
+        ),
+        (
+            BatchNormConfig::new(3).with_epsilon(-1e-5),
+            "`epsilon` must be finite and > 0, got -0.00001",
+        ),
+        (
+            BatchNormConfig::new(3).with_epsilon(f64::NAN),
+            "`epsilon` must be finite and > 0, got NaN",
+        ),
+        (
+            BatchNormConfig::new(3).with_epsilon(f64::INFINITY),
+            "`epsilon` must be finite and > 0, got inf",
+        ),
+        (
+            BatchNormConfig::new(3).with_momentum(Some(1.5)),
+            "`momentum` must be None or a finite value in [0, 1], got 1.5",
+        ),
+        (
+            BatchNormConfig::new(3).with_momentum(Some(-0.1)),
+            "`momentum` must be None or a finite value in [0, 1], got -0.1",
+        ),
+        (
+            BatchNormConfig::new(3).with_momentum(Some(f64::NAN)),
+            "got NaN",
+        ),
     ];
     for (config, message) in cases {
         let err = config.try_init(&d).expect_err(message);
-        assert!(err.to_string().contains(message), "{err} should contain {message}");
-        assert!(matches!(err, NormError::InvalidConfig { layer: "BatchNorm", .. }));
+        assert!(
+            err.to_string().contains(message),
+            "{err} should contain {message}"
+        );
+        assert!(matches!(
+            err,
+            NormError::InvalidConfig {
+                layer: "BatchNorm",
+                ..
+            }
+        ));
     }
     for momentum in [None, Some(0.0), Some(1.0)] {
-        BatchNormConfig::new(3).with_momentum(momentum).try_init(&d).unwrap();
+        BatchNormConfig::new(3)
+            .with_momentum(momentum)
+            .try_init(&d)
+            .unwrap();
     }
 }
 
@@ -36,17 +72,29 @@ fn invalid_batch_norm_configs_are_rejected_with_the_field_named() {
 fn invalid_layer_norm_configs_are_rejected_with_the_field_named() {
     let d = device();
     let cases = [
-        (LayerNormConfig::new(0), "LayerNorm: invalid config: `d_model` must be > 0, got 0"),
-        (LayerNormConfig::new(4).with_epsilon(0.0), "LayerNorm: invalid config: `epsilon` must be finite and > 0, got 0"),
+        (
+            LayerNormConfig::new(0),
+            "LayerNorm: invalid config: `d_model` must be > 0, got 0",
+        ),
+        (
+            LayerNormConfig::new(4).with_epsilon(0.0),
+            "LayerNorm: invalid config: `epsilon` must be finite and > 0, got 0",
+        ),
         (
             LayerNormConfig::new(4).with_normalized_shape(Some(vec![2, 3])),
             "`normalized_shape` must be a non-empty shape whose product is d_model, got [2, 3] with d_model = 4",
         ),
-        (LayerNormConfig::new(4).with_normalized_shape(Some(vec![])), "`normalized_shape` must be a non-empty shape"),
+        (
+            LayerNormConfig::new(4).with_normalized_shape(Some(vec![])),
+            "`normalized_shape` must be a non-empty shape",
+        ),
     ];
     for (config, message) in cases {
         let err = config.try_init(&d).expect_err(message);
-        assert!(err.to_string().contains(message), "{err} should contain {message}");
+        assert!(
+            err.to_string().contains(message),
+            "{err} should contain {message}"
+        );
     }
 }
 
@@ -61,19 +109,42 @@ fn batch_norm_rejects_wrong_rank_and_channels() {
     let d = device();
     let bn = BatchNormConfig::new(3).init(&d);
     let err = bn.try_forward(Tensor::<1>::zeros([3], &d)).unwrap_err();
-    assert_eq!(err.to_string(), "BatchNorm: expected input [N, 3, ...] of rank 2 to 5, got shape [3]");
-    let err = bn.try_forward(Tensor::<6>::zeros([1, 3, 1, 1, 1, 2], &d)).unwrap_err();
-    assert!(err.to_string().contains("of rank 2 to 5, got shape [1, 3, 1, 1, 1, 2]"), "{err}");
-    let err = bn.try_forward(Tensor::<4>::zeros([2, 4, 5, 5], &d)).unwrap_err();
-    assert_eq!(err.to_string(), "BatchNorm: expected input [N, 3, ...] of rank 2 to 5, got shape [2, 4, 5, 5]");
-    assert_eq!(err, NormError::InvalidInput { layer: "BatchNorm", expected: "[N, 3, ...] of rank 2 to 5".into(), got: vec![2, 4, 5, 5] });
+    assert_eq!(
+        err.to_string(),
+        "BatchNorm: expected input [N, 3, ...] of rank 2 to 5, got shape [3]"
+    );
+    let err = bn
+        .try_forward(Tensor::<6>::zeros([1, 3, 1, 1, 1, 2], &d))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("of rank 2 to 5, got shape [1, 3, 1, 1, 1, 2]"),
+        "{err}"
+    );
+    let err = bn
+        .try_forward(Tensor::<4>::zeros([2, 4, 5, 5], &d))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "BatchNorm: expected input [N, 3, ...] of rank 2 to 5, got shape [2, 4, 5, 5]"
+    );
+    assert_eq!(
+        err,
+        NormError::InvalidInput {
+            layer: "BatchNorm",
+            expected: "[N, 3, ...] of rank 2 to 5".into(),
+            got: vec![2, 4, 5, 5]
+        }
+    );
 }
 
 #[test]
 #[should_panic(expected = "BatchNorm: expected input [N, 3, ...] of rank 2 to 5, got shape [2, 4]")]
 fn batch_norm_forward_panics_with_the_message() {
     let d = device();
-    BatchNormConfig::new(3).init(&d).forward(Tensor::<2>::zeros([2, 4], &d));
+    BatchNormConfig::new(3)
+        .init(&d)
+        .forward(Tensor::<2>::zeros([2, 4], &d));
 }
 
 #[test]
@@ -85,15 +156,27 @@ fn training_on_one_value_per_channel_is_an_error() {
         err.to_string(),
         "BatchNorm: expected more than 1 value per channel when training, got input shape [1, 3]"
     );
-    assert!(bn.try_forward(Tensor::<4>::zeros([1, 3, 1, 1], &d)).is_err());
-    assert_eq!(bn.num_batches_tracked(), Some(0), "a rejected batch is not counted");
+    assert!(
+        bn.try_forward(Tensor::<4>::zeros([1, 3, 1, 1], &d))
+            .is_err()
+    );
+    assert_eq!(
+        bn.num_batches_tracked(),
+        Some(0),
+        "a rejected batch is not counted"
+    );
     // One sample with spatial extent has several values per channel: fine.
-    bn.try_forward(Tensor::<4>::zeros([1, 3, 2, 1], &d)).unwrap();
+    bn.try_forward(Tensor::<4>::zeros([1, 3, 2, 1], &d))
+        .unwrap();
     // Evaluation with running statistics needs no batch statistics.
     let plain = device();
-    bn.valid().try_forward(Tensor::<2>::zeros([1, 3], &plain)).unwrap();
+    bn.valid()
+        .try_forward(Tensor::<2>::zeros([1, 3], &plain))
+        .unwrap();
     // Without running statistics, every mode uses batch statistics.
-    let no_stats = BatchNormConfig::new(3).with_track_running_stats(false).init(&plain);
+    let no_stats = BatchNormConfig::new(3)
+        .with_track_running_stats(false)
+        .init(&plain);
     assert!(matches!(
         no_stats.try_forward(Tensor::<2>::zeros([1, 3], &plain)),
         Err(NormError::SingleValuePerChannel { .. })
@@ -104,13 +187,26 @@ fn training_on_one_value_per_channel_is_an_error() {
 fn layer_norm_rejects_wrong_trailing_shape() {
     let d = device();
     let ln = LayerNormConfig::new(8).init(&d);
-    let err = ln.try_forward(Tensor::<3>::zeros([2, 3, 7], &d)).unwrap_err();
-    assert_eq!(err.to_string(), "LayerNorm: expected input [..., 8], got shape [2, 3, 7]");
+    let err = ln
+        .try_forward(Tensor::<3>::zeros([2, 3, 7], &d))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LayerNorm: expected input [..., 8], got shape [2, 3, 7]"
+    );
     let ln = LayerNormConfig::from_normalized_shape([3, 4]).init(&d);
-    let err = ln.try_forward(Tensor::<3>::zeros([2, 4, 3], &d)).unwrap_err();
-    assert_eq!(err.to_string(), "LayerNorm: expected input [..., 3, 4], got shape [2, 4, 3]");
+    let err = ln
+        .try_forward(Tensor::<3>::zeros([2, 4, 3], &d))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LayerNorm: expected input [..., 3, 4], got shape [2, 4, 3]"
+    );
     let err = ln.try_forward(Tensor::<1>::zeros([12], &d)).unwrap_err();
-    assert_eq!(err.to_string(), "LayerNorm: expected input [..., 3, 4], got shape [12]");
+    assert_eq!(
+        err.to_string(),
+        "LayerNorm: expected input [..., 3, 4], got shape [12]"
+    );
 }
 
 #[test]
@@ -134,5 +230,10 @@ fn modes_follow_burns_rule() {
     crate::common::assert_close("running_var", &var, &[1.1, 20.9], 1e-6);
     // Flag off uses them: (1 - 0.2) / sqrt(1.1 + 1e-5).
     let y = crate::common::values(y);
-    crate::common::assert_close("eval", &y[..1], &[(0.8 / (1.1f64 + 1e-5).sqrt()) as f32], 1e-6);
+    crate::common::assert_close(
+        "eval",
+        &y[..1],
+        &[(0.8 / (1.1f64 + 1e-5).sqrt()) as f32],
+        1e-6,
+    );
 }

@@ -20,13 +20,18 @@ use burn_norm::{BatchNormConfig, LayerNormConfig};
 const RTOL: f64 = 1e-5;
 
 fn irregular(n: usize, seed: f64, offset: f32) -> Vec<f32> {
-    (0..n).map(|i| ((i as f64 + 1.0) * seed).sin() as f32 * 2.0 + offset).collect()
+    (0..n)
+        .map(|i| ((i as f64 + 1.0) * seed).sin() as f32 * 2.0 + offset)
+        .collect()
 }
 
 /// Non-trivial affine parameters, the same on both backends.
 fn set(p: Param<Tensor<1>>, seed: f64, device: &Device) -> Param<Tensor<1>> {
     let len = p.dims()[0];
-    Param::from_tensor(Tensor::from_data(TensorData::new(irregular(len, seed, 1.0), [len]), device))
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(irregular(len, seed, 1.0), [len]),
+        device,
+    ))
 }
 
 /// Output and gradients of `sum(y * g)`: input first, then the parameters.
@@ -37,7 +42,8 @@ fn output_and_grads<const D: usize>(
     device: &Device,
 ) -> Vec<Vec<f32>> {
     let n = shape.iter().product();
-    let x = Tensor::<D>::from_data(TensorData::new(irregular(n, 0.37, 3.0), shape), device).require_grad();
+    let x = Tensor::<D>::from_data(TensorData::new(irregular(n, 0.37, 3.0), shape), device)
+        .require_grad();
     let g = Tensor::<D>::from_data(TensorData::new(irregular(n, 2.11, 0.0), shape), device);
     let y = forward(x.clone());
     let grads = (y.clone() * g).sum().backward();
@@ -54,7 +60,12 @@ fn run(config: &LayerNormConfig, shape: [usize; 3], device: &Device) -> Vec<Vec<
     let mut layer = config.init(&ad);
     layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
     layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
-    output_and_grads(shape, [layer.gamma.as_ref(), layer.beta.as_ref()], |x| layer.forward(x), &ad)
+    output_and_grads(
+        shape,
+        [layer.gamma.as_ref(), layer.beta.as_ref()],
+        |x| layer.forward(x),
+        &ad,
+    )
 }
 
 /// The same for a training BatchNorm, then its running statistics.
@@ -63,8 +74,18 @@ fn run_batch_norm(config: &BatchNormConfig, shape: [usize; 4], device: &Device) 
     let mut layer = config.init(&ad);
     layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
     layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
-    let mut out = output_and_grads(shape, [layer.gamma.as_ref(), layer.beta.as_ref()], |x| layer.forward(x), &ad);
-    out.extend([layer.running_mean(), layer.running_var()].into_iter().flatten().map(values));
+    let mut out = output_and_grads(
+        shape,
+        [layer.gamma.as_ref(), layer.beta.as_ref()],
+        |x| layer.forward(x),
+        &ad,
+    );
+    out.extend(
+        [layer.running_mean(), layer.running_var()]
+            .into_iter()
+            .flatten()
+            .map(values),
+    );
     out
 }
 
@@ -85,8 +106,14 @@ fn fused_devices() -> Vec<(&'static str, Device)> {
     #[cfg(feature = "wgpu")]
     devices.push(("wgpu", crate::common::wgpu_device()));
     for (name, device) in &devices {
-        assert!(has_fused_kernel(device, DType::F32), "{name} should take the fused path");
-        assert!(!with_composed_path(|| has_fused_kernel(device, DType::F32)), "{name} inside with_composed_path");
+        assert!(
+            has_fused_kernel(device, DType::F32),
+            "{name} should take the fused path"
+        );
+        assert!(
+            !with_composed_path(|| has_fused_kernel(device, DType::F32)),
+            "{name} inside with_composed_path"
+        );
     }
     devices
 }
@@ -95,9 +122,21 @@ fn fused_devices() -> Vec<(&'static str, Device)> {
 fn fused_layer_norm_matches_the_composed_path() {
     let cases = [
         ("affine", LayerNormConfig::new(96), [3, 5, 96]),
-        ("no bias", LayerNormConfig::new(40).with_bias(false), [2, 7, 40]),
-        ("no affine", LayerNormConfig::new(33).with_elementwise_affine(false), [4, 3, 33]),
-        ("two normalized axes", LayerNormConfig::from_normalized_shape(vec![6, 17]), [5, 6, 17]),
+        (
+            "no bias",
+            LayerNormConfig::new(40).with_bias(false),
+            [2, 7, 40],
+        ),
+        (
+            "no affine",
+            LayerNormConfig::new(33).with_elementwise_affine(false),
+            [4, 3, 33],
+        ),
+        (
+            "two normalized axes",
+            LayerNormConfig::from_normalized_shape(vec![6, 17]),
+            [5, 6, 17],
+        ),
         ("width 1", LayerNormConfig::new(1), [2, 3, 1]),
         // Rows longer than a GPU cube's 256 units.
         ("wide rows", LayerNormConfig::new(700), [2, 3, 700]),
@@ -110,9 +149,18 @@ fn fused_layer_norm_matches_the_composed_path() {
             let fused = run(config, *shape, &device);
             let composed = with_composed_path(|| run(config, *shape, &Device::flex()));
             assert_eq!(fused.len(), composed.len());
-            let floor = fused.get(2).map_or(0.0, |gamma| parameter_grad_floor(*shape, gamma.len()));
-            for (what, (a, e)) in ["output", "input grad", "gamma grad", "beta grad"].iter().zip(fused.iter().zip(&composed)) {
-                let floor = if matches!(*what, "gamma grad" | "beta grad") { floor } else { 0.0 };
+            let floor = fused
+                .get(2)
+                .map_or(0.0, |gamma| parameter_grad_floor(*shape, gamma.len()));
+            for (what, (a, e)) in ["output", "input grad", "gamma grad", "beta grad"]
+                .iter()
+                .zip(fused.iter().zip(&composed))
+            {
+                let floor = if matches!(*what, "gamma grad" | "beta grad") {
+                    floor
+                } else {
+                    0.0
+                };
                 assert_close_above(&format!("{device_name} {name}: {what}"), a, e, RTOL, floor);
             }
         }
@@ -123,7 +171,11 @@ fn fused_layer_norm_matches_the_composed_path() {
 fn fused_batch_norm_matches_the_composed_path() {
     let cases = [
         ("2d", BatchNormConfig::new(5), [4, 5, 6, 7]),
-        ("no affine", BatchNormConfig::new(3).with_affine(false), [2, 3, 4, 4]),
+        (
+            "no affine",
+            BatchNormConfig::new(3).with_affine(false),
+            [2, 3, 4, 4],
+        ),
         ("spatial 1", BatchNormConfig::new(6), [9, 6, 1, 1]),
         // Channels of 1,600 values: several per GPU unit.
         ("large channels", BatchNormConfig::new(3), [4, 3, 20, 20]),
@@ -134,14 +186,32 @@ fn fused_batch_norm_matches_the_composed_path() {
             let composed = with_composed_path(|| run_batch_norm(config, *shape, &Device::flex()));
             assert_eq!(fused.len(), composed.len());
             let names = if config.affine {
-                ["output", "input grad", "gamma grad", "beta grad", "running mean", "running var"].as_slice()
+                [
+                    "output",
+                    "input grad",
+                    "gamma grad",
+                    "beta grad",
+                    "running mean",
+                    "running var",
+                ]
+                .as_slice()
             } else {
                 ["output", "input grad", "running mean", "running var"].as_slice()
             };
             let floor = parameter_grad_floor(*shape, shape[1]);
             for (what, (a, e)) in names.iter().zip(fused.iter().zip(&composed)) {
-                let floor = if matches!(*what, "gamma grad" | "beta grad") { floor } else { 0.0 };
-                assert_close_above(&format!("{device_name} batch norm {name}: {what}"), a, e, RTOL, floor);
+                let floor = if matches!(*what, "gamma grad" | "beta grad") {
+                    floor
+                } else {
+                    0.0
+                };
+                assert_close_above(
+                    &format!("{device_name} batch norm {name}: {what}"),
+                    a,
+                    e,
+                    RTOL,
+                    floor,
+                );
             }
         }
     }

@@ -19,17 +19,32 @@ struct Precision {
 
 fn precision(device: &Device) -> Precision {
     if supports_f64(device) {
-        Precision { dtype: DType::F64, step: 1e-6, rtol: 1e-6 }
+        Precision {
+            dtype: DType::F64,
+            step: 1e-6,
+            rtol: 1e-6,
+        }
     } else {
         // f32: truncation error ~h^2, rounding ~eps/h: h = 1e-2 balances both.
-        Precision { dtype: DType::F32, step: 1e-2, rtol: 2e-2 }
+        Precision {
+            dtype: DType::F32,
+            step: 1e-2,
+            rtol: 2e-2,
+        }
     }
 }
 
-fn random<const D: usize>(shape: [usize; D], seed: f64, p: &Precision, device: &Device) -> Tensor<D> {
+fn random<const D: usize>(
+    shape: [usize; D],
+    seed: f64,
+    p: &Precision,
+    device: &Device,
+) -> Tensor<D> {
     // Deterministic, irregular values: independent of the backend's RNG.
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|i| ((i as f64 + 1.0) * seed).sin() * 2.0 + 0.3).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|i| ((i as f64 + 1.0) * seed).sin() * 2.0 + 0.3)
+        .collect();
     Tensor::from_data(TensorData::new(v, shape.to_vec()), (device, p.dtype))
 }
 
@@ -64,20 +79,46 @@ fn check<const D: usize>(
         values64(ba.grad(&grads).unwrap()),
     ];
 
-    let inputs = [values64(x.clone()), values64(gamma.clone()), values64(beta.clone())];
-    for (which, (base, analytic)) in ["x", "gamma", "beta"].iter().zip(inputs.iter().zip(&analytic)) {
-        let scale = analytic.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+    let inputs = [
+        values64(x.clone()),
+        values64(gamma.clone()),
+        values64(beta.clone()),
+    ];
+    for (which, (base, analytic)) in ["x", "gamma", "beta"]
+        .iter()
+        .zip(inputs.iter().zip(&analytic))
+    {
+        let scale = analytic
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(1e-3);
         for i in 0..base.len() {
             let perturbed = |delta: f64| {
                 let mut v = base.clone();
                 v[i] += delta;
-                let dims = if *which == "x" { shape.to_vec() } else { vec![params] };
+                let dims = if *which == "x" {
+                    shape.to_vec()
+                } else {
+                    vec![params]
+                };
                 TensorData::new(v, dims)
             };
             let eval = |delta: f64| match *which {
-                "x" => loss(Tensor::from_data(perturbed(delta), (plain, p.dtype)), gamma.clone(), beta.clone()),
-                "gamma" => loss(x.clone(), Tensor::from_data(perturbed(delta), (plain, p.dtype)), beta.clone()),
-                _ => loss(x.clone(), gamma.clone(), Tensor::from_data(perturbed(delta), (plain, p.dtype))),
+                "x" => loss(
+                    Tensor::from_data(perturbed(delta), (plain, p.dtype)),
+                    gamma.clone(),
+                    beta.clone(),
+                ),
+                "gamma" => loss(
+                    x.clone(),
+                    Tensor::from_data(perturbed(delta), (plain, p.dtype)),
+                    beta.clone(),
+                ),
+                _ => loss(
+                    x.clone(),
+                    gamma.clone(),
+                    Tensor::from_data(perturbed(delta), (plain, p.dtype)),
+                ),
             };
             let numeric = (eval(p.step) - eval(-p.step)) / (2.0 * p.step);
             let err = (numeric - analytic[i]).abs() / scale;
@@ -92,9 +133,13 @@ fn check<const D: usize>(
 }
 
 fn batch_norm_train_gradients_match_finite_differences(device: &Device) {
-    check("batch_norm_train", device, [3, 2, 4], 2, |x, gamma, beta| {
-        functional::batch_norm_train(x, Some(gamma), Some(beta), 1e-5).output
-    });
+    check(
+        "batch_norm_train",
+        device,
+        [3, 2, 4],
+        2,
+        |x, gamma, beta| functional::batch_norm_train(x, Some(gamma), Some(beta), 1e-5).output,
+    );
 }
 
 fn batch_norm_eval_gradients_match_finite_differences(device: &Device) {
@@ -111,9 +156,13 @@ fn layer_norm_gradients_match_finite_differences(device: &Device) {
     check("layer_norm", device, [3, 5], 5, |x, gamma, beta| {
         functional::layer_norm(x, 1, Some(gamma), Some(beta), 1e-5)
     });
-    check("layer_norm over two axes", device, [2, 2, 3], 6, |x, gamma, beta| {
-        functional::layer_norm(x, 2, Some(gamma), Some(beta), 1e-5)
-    });
+    check(
+        "layer_norm over two axes",
+        device,
+        [2, 2, 3],
+        6,
+        |x, gamma, beta| functional::layer_norm(x, 2, Some(gamma), Some(beta), 1e-5),
+    );
 }
 
 on_every_backend!(
@@ -121,4 +170,3 @@ on_every_backend!(
     batch_norm_eval_gradients_match_finite_differences,
     layer_norm_gradients_match_finite_differences,
 );
-

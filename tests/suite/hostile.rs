@@ -27,7 +27,11 @@ fn reference(x: &[f32], groups: &[Vec<usize>], epsilon: f64) -> Vec<f64> {
     for group in groups {
         let n = group.len() as f64;
         let mean = group.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
-        let var = group.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = group
+            .iter()
+            .map(|&i| (x[i] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         for &i in group {
             out[i] = (x[i] as f64 - mean) / (var + epsilon).sqrt();
         }
@@ -67,7 +71,10 @@ fn check(what: &str, x: &[f32], groups: &[Vec<usize>], actual: Vec<f32>) {
     let err = worst_error(&actual, &expected);
     assert!(err <= RTOL, "{what}: relative error {err:.3e} > {RTOL:.0e}");
     let naive_err = worst_error(&naive(x, groups, 1e-5), &expected);
-    assert!(naive_err > RTOL, "{what}: the input is not hostile (naive error {naive_err:.1e})");
+    assert!(
+        naive_err > RTOL,
+        "{what}: the input is not hostile (naive error {naive_err:.1e})"
+    );
 }
 
 fn batch_norm_is_stable_on_large_mean_small_spread(device: &Device) {
@@ -75,7 +82,11 @@ fn batch_norm_is_stable_on_large_mean_small_spread(device: &Device) {
     let x = hostile(n * c * hw);
     // Channel k holds the indices (b, k, s) for every sample b and position s.
     let groups: Vec<Vec<usize>> = (0..c)
-        .map(|k| (0..n).flat_map(|b| (0..hw).map(move |s| (b * c + k) * hw + s)).collect())
+        .map(|k| {
+            (0..n)
+                .flat_map(|b| (0..hw).map(move |s| (b * c + k) * hw + s))
+                .collect()
+        })
         .collect();
     let ad = device.clone().autodiff();
     let bn = BatchNormConfig::new(c).init(&ad);
@@ -98,11 +109,18 @@ fn batch_norm_is_stable_on_large_mean_small_spread(device: &Device) {
         .collect();
     let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
     let err = worst_error(&actual, &expected);
-    assert!(err <= RTOL, "BatchNorm evaluation: relative error {err:.3e} > {RTOL:.0e}");
+    assert!(
+        err <= RTOL,
+        "BatchNorm evaluation: relative error {err:.3e} > {RTOL:.0e}"
+    );
     // And the running mean itself is the batch mean to f32 precision.
     for (k, g) in groups.iter().enumerate() {
         let exact = g.iter().map(|&j| x[j] as f64).sum::<f64>() / g.len() as f64;
-        assert!((mean[k] as f64 - exact).abs() <= 1e4 * 1e-7, "running mean {k}: {} vs {exact}", mean[k]);
+        assert!(
+            (mean[k] as f64 - exact).abs() <= 1e4 * 1e-7,
+            "running mean {k}: {} vs {exact}",
+            mean[k]
+        );
     }
 }
 
@@ -114,7 +132,6 @@ fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
     let y = ln.forward(tensor::<2>(&x, &[rows, d], device));
     check("LayerNorm", &x, &groups, values(y));
 }
-
 
 /// f16 activations of +-300: their squares overflow f16 (max 65504),
 /// so statistics must be accumulated in f32. The output is compared with the
@@ -133,10 +150,16 @@ fn half_precision_accumulates_in_f32(device: &Device) {
     let x: Vec<f32> = (0..rows * d)
         .map(|i| 20.0 + 300.0 * ((i as f32) * 0.37).sin())
         .collect();
-    let x16: Vec<f32> = x.iter().map(|&v| burn::tensor::f16::from_f32(v).to_f32()).collect();
+    let x16: Vec<f32> = x
+        .iter()
+        .map(|&v| burn::tensor::f16::from_f32(v).to_f32())
+        .collect();
     let groups: Vec<Vec<usize>> = (0..rows).map(|r| (r * d..(r + 1) * d).collect()).collect();
     let expected = reference(&x16, &groups, 1e-5);
-    let input = Tensor::<2>::from_data(TensorData::new(x16.clone(), [rows, d]), (device, DType::F16));
+    let input = Tensor::<2>::from_data(
+        TensorData::new(x16.clone(), [rows, d]),
+        (device, DType::F16),
+    );
     let bn_input = input.clone();
     let ln = LayerNormConfig::new(d).init(device);
     let y = ln.forward(input);
@@ -146,9 +169,13 @@ fn half_precision_accumulates_in_f32(device: &Device) {
     assert!(err <= 2e-3, "LayerNorm f16: relative error {err:.3e}");
 
     // BatchNorm over the same values, with the rows as the batch.
-    let bn = BatchNormConfig::new(d).with_track_running_stats(false).init(device);
+    let bn = BatchNormConfig::new(d)
+        .with_track_running_stats(false)
+        .init(device);
     let y = bn.forward(bn_input);
-    let groups: Vec<Vec<usize>> = (0..d).map(|c| (0..rows).map(|r| r * d + c).collect()).collect();
+    let groups: Vec<Vec<usize>> = (0..d)
+        .map(|c| (0..rows).map(|r| r * d + c).collect())
+        .collect();
     let expected = reference(&x16, &groups, 1e-5);
     let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
     let err = worst_error(&actual, &expected);

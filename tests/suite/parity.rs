@@ -75,7 +75,10 @@ struct Eval {
 fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch_reference.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/torch_reference.json"
+        );
         let text = std::fs::read_to_string(path).expect("read the PyTorch fixtures");
         serde_json::from_str(&text).expect("parse the PyTorch fixtures")
     })
@@ -158,16 +161,35 @@ fn batch_norm_case<const D: usize>(case: &Case, device: &Device) {
             let var = bn.running_var().map(values);
             assert_eq!(mean.is_some(), step.running_mean.is_some(), "{at}: buffers");
             if let (Some(mean), Some(var)) = (mean, var) {
-                assert_close(&format!("{at} running_mean"), &mean, step.running_mean.as_ref().unwrap(), RTOL);
-                assert_close(&format!("{at} running_var"), &var, step.running_var.as_ref().unwrap(), RTOL);
+                assert_close(
+                    &format!("{at} running_mean"),
+                    &mean,
+                    step.running_mean.as_ref().unwrap(),
+                    RTOL,
+                );
+                assert_close(
+                    &format!("{at} running_var"),
+                    &var,
+                    step.running_var.as_ref().unwrap(),
+                    RTOL,
+                );
             }
-            assert_eq!(bn.num_batches_tracked(), step.num_batches_tracked, "{at}: counter");
+            assert_eq!(
+                bn.num_batches_tracked(),
+                step.num_batches_tracked,
+                "{at}: counter"
+            );
         },
     );
     let eval = case.eval.as_ref().expect("batch norm cases evaluate");
     let bn = bn.valid();
     let y = bn.forward(tensor::<D>(&eval.input, &case.shape, device));
-    assert_close(&format!("{} eval output", case.name), &values(y), &eval.output, RTOL);
+    assert_close(
+        &format!("{} eval output", case.name),
+        &values(y),
+        &eval.output,
+        RTOL,
+    );
 }
 
 fn layer_norm_case<const D: usize>(case: &Case, device: &Device) {

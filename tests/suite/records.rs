@@ -21,7 +21,11 @@ fn trained_batch_norm(device: &Device, c: usize) -> BatchNorm {
     bn.gamma = randomize(&bn.gamma, c, &ad);
     bn.beta = randomize(&bn.beta, c, &ad);
     for _ in 0..3 {
-        bn.forward(Tensor::<3>::random([4, c, 5], Distribution::Normal(1.0, 3.0), &ad));
+        bn.forward(Tensor::<3>::random(
+            [4, c, 5],
+            Distribution::Normal(1.0, 3.0),
+            &ad,
+        ));
     }
     bn
 }
@@ -32,16 +36,29 @@ fn batch_norm_record_round_trips_bit_exact(device: &Device) {
     let bn = trained_batch_norm(device, 4);
     bn.clone().save_file(&path).expect("save");
 
-    let loaded = BatchNormConfig::new(4).with_momentum(None).init(device).load_file(&path);
+    let loaded = BatchNormConfig::new(4)
+        .with_momentum(None)
+        .init(device)
+        .load_file(&path);
     let param = |p: &Option<Param<Tensor<1>>>| bits(p.as_ref().unwrap().val());
     assert_eq!(param(&loaded.gamma), param(&bn.gamma));
     assert_eq!(param(&loaded.beta), param(&bn.beta));
-    assert_eq!(bits(loaded.running_mean().unwrap()), bits(bn.running_mean().unwrap()));
-    assert_eq!(bits(loaded.running_var().unwrap()), bits(bn.running_var().unwrap()));
+    assert_eq!(
+        bits(loaded.running_mean().unwrap()),
+        bits(bn.running_mean().unwrap())
+    );
+    assert_eq!(
+        bits(loaded.running_var().unwrap()),
+        bits(bn.running_var().unwrap())
+    );
     assert_eq!(loaded.num_batches_tracked(), Some(3));
     // And the loaded layer keeps counting from there (momentum None uses it).
     let ad = loaded.autodiff_on(device);
-    ad.forward(Tensor::<2>::random([3, 4], Distribution::Default, &device.clone().autodiff()));
+    ad.forward(Tensor::<2>::random(
+        [3, 4],
+        Distribution::Default,
+        &device.clone().autodiff(),
+    ));
     assert_eq!(ad.num_batches_tracked(), Some(4));
 }
 
@@ -52,21 +69,36 @@ fn layer_norm_record_round_trips_bit_exact(device: &Device) {
     ln.gamma = randomize(&ln.gamma, 6, device);
     ln.beta = randomize(&ln.beta, 6, device);
     ln.clone().save_file(&path).expect("save");
-    let loaded = LayerNormConfig::from_normalized_shape([2, 3]).init(device).load_file(&path);
-    assert_eq!(bits(loaded.gamma.unwrap().val()), bits(ln.gamma.unwrap().val()));
-    assert_eq!(bits(loaded.beta.unwrap().val()), bits(ln.beta.unwrap().val()));
+    let loaded = LayerNormConfig::from_normalized_shape([2, 3])
+        .init(device)
+        .load_file(&path);
+    assert_eq!(
+        bits(loaded.gamma.unwrap().val()),
+        bits(ln.gamma.unwrap().val())
+    );
+    assert_eq!(
+        bits(loaded.beta.unwrap().val()),
+        bits(ln.beta.unwrap().val())
+    );
 }
 
 fn loading_a_record_for_other_features_fails_clearly(device: &Device) {
     let dir = tempdir("mismatch");
     let path = dir.join("bn");
-    trained_batch_norm(device, 4).save_file(&path).expect("save");
+    trained_batch_norm(device, 4)
+        .save_file(&path)
+        .expect("save");
     let err = BatchNormConfig::new(5)
         .init(device)
         .try_load_file(&path)
         .expect_err("a 4-feature record cannot load into 5 features");
     let message = err.to_string();
-    for part in ["gamma: shape mismatch", "[5]", "[4]", "running_mean: shape mismatch"] {
+    for part in [
+        "gamma: shape mismatch",
+        "[5]",
+        "[4]",
+        "running_mean: shape mismatch",
+    ] {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
 }
@@ -99,4 +131,3 @@ on_every_backend!(
     layer_norm_record_round_trips_bit_exact,
     loading_a_record_for_other_features_fails_clearly,
 );
-

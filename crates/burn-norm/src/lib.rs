@@ -34,9 +34,9 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 mod batch_norm;
 mod error;
-pub mod backend;
 pub mod functional;
 mod layer_norm;
 mod running_counter;

@@ -21,7 +21,12 @@ struct NormalizeBackward;
 impl<B: NormOps> Backward<B, 3> for NormalizeBackward {
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool, bool);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
         let (x, rstd, gamma, has_gamma, per_channel) = ops.state;
@@ -46,7 +51,12 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         [has_gamma, has_beta]: [bool; 2],
         per_channel: bool,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         // An absent parameter's stand-in must not receive a gradient: its
         // place among the parents goes to an untracked leaf.
         let untracked = || AutodiffTensor::<B, C>::new(x.primitive().clone()).node();
@@ -55,11 +65,21 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         let constant = AutodiffTensor::<B, C>::new;
         let affine = [has_gamma, has_beta];
 
-        match NormalizeBackward.prepare::<C>([x.node(), gamma_node, beta_node]).compute_bound().stateful() {
+        match NormalizeBackward
+            .prepare::<C>([x.node(), gamma_node, beta_node])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
-                let (y, mean, var, rstd) =
-                    B::normalize(x.clone(), gamma.clone(), beta.into_primitive(), affine, per_channel, epsilon);
+                let (y, mean, var, rstd) = B::normalize(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.into_primitive(),
+                    affine,
+                    per_channel,
+                    epsilon,
+                );
                 let y = prep.finish((x, rstd.clone(), gamma, has_gamma, per_channel), y);
                 (y, constant(mean), constant(var), constant(rstd))
             }
@@ -72,7 +92,12 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
                     per_channel,
                     epsilon,
                 );
-                (prep.finish(y), constant(mean), constant(var), constant(rstd))
+                (
+                    prep.finish(y),
+                    constant(mean),
+                    constant(var),
+                    constant(rstd),
+                )
             }
         }
     }

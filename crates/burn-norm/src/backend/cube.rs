@@ -21,7 +21,9 @@ const MAX_GRID: usize = 65_535;
 fn extents(x: &CubeTensor) -> [usize; 3] {
     match x.shape().as_slice() {
         &[n, c, s] => [n, c, s],
-        other => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"),
+        other => panic!(
+            "burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"
+        ),
     }
 }
 
@@ -32,11 +34,19 @@ fn cubes_for(groups: usize) -> CubeCount {
 }
 
 fn check_dtype(dtype: DType) {
-    assert!(dtype == DType::F32, "burn-norm's CubeCL kernels take f32 tensors, got {dtype:?}");
+    assert!(
+        dtype == DType::F32,
+        "burn-norm's CubeCL kernels take f32 tensors, got {dtype:?}"
+    );
 }
 
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
-    empty_device_dtype(like.client.clone(), like.device.clone(), Shape::from(shape), like.dtype)
+    empty_device_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::from(shape),
+        like.dtype,
+    )
 }
 
 impl NormOps for CubeBackend {
@@ -47,14 +57,27 @@ impl NormOps for CubeBackend {
         [has_gamma, has_beta]: [bool; 2],
         per_channel: bool,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         check_dtype(x.dtype);
         let [n, c, s] = extents(&x);
         let (groups, size) = if per_channel { (c, n * s) } else { (n * c, s) };
         let units = cube_size(size);
-        let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+        let (x, gamma, beta) = (
+            into_contiguous(x),
+            into_contiguous(gamma),
+            into_contiguous(beta),
+        );
         let y = empty(&x, vec![n, c, s]);
-        let (mean, var, rstd) = (empty(&x, vec![groups]), empty(&x, vec![groups]), empty(&x, vec![groups]));
+        let (mean, var, rstd) = (
+            empty(&x, vec![groups]),
+            empty(&x, vec![groups]),
+            empty(&x, vec![groups]),
+        );
         cube_kernels::normalize_forward::launch(
             &x.client,
             cubes_for(groups),
@@ -89,16 +112,29 @@ impl NormOps for CubeBackend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         check_dtype(x.dtype);
         let [n, c, s] = extents(&x);
-        let (groups, params, size) = if per_channel { (c, c, n * s) } else { (n * c, s, s) };
+        let (groups, params, size) = if per_channel {
+            (c, c, n * s)
+        } else {
+            (n * c, s, s)
+        };
         let units = cube_size(size);
-        let (x, rstd, gamma, dy) = (into_contiguous(x), into_contiguous(rstd), into_contiguous(gamma), into_contiguous(dy));
+        let (x, rstd, gamma, dy) = (
+            into_contiguous(x),
+            into_contiguous(rstd),
+            into_contiguous(gamma),
+            into_contiguous(dy),
+        );
         let dx = empty(&x, vec![n, c, s]);
         // Per channel the kernel writes the parameter gradients itself; per
         // row it leaves each row's centre for the column sums below.
         let (dgamma, dbeta, centers) = if per_channel {
             (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
         } else {
-            (empty(&x, vec![1]), empty(&x, vec![1]), empty(&x, vec![2 * groups]))
+            (
+                empty(&x, vec![1]),
+                empty(&x, vec![1]),
+                empty(&x, vec![2 * groups]),
+            )
         };
         cube_kernels::normalize_backward::launch(
             &x.client,
@@ -126,10 +162,17 @@ impl NormOps for CubeBackend {
         // Column sums in two stages: blocks of rows, then the blocks.
         let per_block = rows_per_block(groups);
         let blocks = groups.div_ceil(per_block).max(1);
-        let (partial_gamma, partial_beta) = (empty(&x, vec![blocks, params]), empty(&x, vec![blocks, params]));
+        let (partial_gamma, partial_beta) = (
+            empty(&x, vec![blocks, params]),
+            empty(&x, vec![blocks, params]),
+        );
         cube_kernels::row_parameter_grads::launch(
             &x.client,
-            CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, blocks as u32, 1),
+            CubeCount::Static(
+                params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32,
+                blocks as u32,
+                1,
+            ),
             CubeDim::new_1d(MAX_CUBE_SIZE),
             x.clone().into_tensor_arg(),
             rstd.into_tensor_arg(),

@@ -46,13 +46,21 @@ pub const MAX_BLOCKS: usize = 65_535;
 /// Flat index of the `k`-th value of group `g`.
 #[cube]
 fn value_index(k: usize, g: usize, c: usize, s: usize, #[comptime] per_channel: bool) -> usize {
-    if per_channel { (k / s) * c * s + g * s + k % s } else { g * s + k }
+    if per_channel {
+        (k / s) * c * s + g * s + k % s
+    } else {
+        g * s + k
+    }
 }
 
 /// Values per group: a row, or a channel's `n` rows.
 #[cube]
 fn group_size<F: Float>(x: &Tensor<F>, c: usize, s: usize, #[comptime] per_channel: bool) -> usize {
-    if per_channel { (x.len() / (c * s)) * s } else { s }
+    if per_channel {
+        (x.len() / (c * s)) * s
+    } else {
+        s
+    }
 }
 
 /// The group this cube works on.
@@ -309,7 +317,13 @@ pub fn row_parameter_grads<F: Float>(
 /// Stage two: `out[j] = Σ_b partial[b, j]` over the `blocks` rows of
 /// `partial` (`[blocks, s]`), one unit per column.
 #[cube(launch)]
-pub fn column_sums<F: Float>(partial: &Tensor<F>, out: &mut Tensor<F>, blocks: u32, s: u32, #[define(F)] _dtype: ElemType) {
+pub fn column_sums<F: Float>(
+    partial: &Tensor<F>,
+    out: &mut Tensor<F>,
+    blocks: u32,
+    s: u32,
+    #[define(F)] _dtype: ElemType,
+) {
     let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
     let s = s as usize;
     if j >= s {

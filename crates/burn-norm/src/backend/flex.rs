@@ -9,7 +9,8 @@ use burn::tensor::{DType, Element, TensorData};
 
 /// The storage of a contiguous tensor as a slice of `T`.
 fn slice<T: Real + Element + bytemuck::Pod>(t: &FlexTensor) -> &[T] {
-    t.as_slice::<T>().expect("a contiguous tensor of the checked dtype")
+    t.as_slice::<T>()
+        .expect("a contiguous tensor of the checked dtype")
 }
 
 fn tensor<T: Element>(values: Vec<T>, shape: Vec<usize>) -> FlexTensor {
@@ -24,11 +25,25 @@ fn forward<T: Real + Element + bytemuck::Pod>(
     epsilon: f64,
 ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
     let x = x.to_contiguous();
-    let (gamma, beta) = (gamma.map(|g| g.to_contiguous()), beta.map(|b| b.to_contiguous()));
+    let (gamma, beta) = (
+        gamma.map(|g| g.to_contiguous()),
+        beta.map(|b| b.to_contiguous()),
+    );
     let shape = x.layout().shape().to_vec();
-    let (y, stats) = groups::forward::<T>(slice(&x), groups, gamma.as_ref().map(slice), beta.as_ref().map(slice), epsilon);
+    let (y, stats) = groups::forward::<T>(
+        slice(&x),
+        groups,
+        gamma.as_ref().map(slice),
+        beta.as_ref().map(slice),
+        epsilon,
+    );
     let k = groups.count();
-    (tensor(y, shape), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
+    (
+        tensor(y, shape),
+        tensor(stats.mean, vec![k]),
+        tensor(stats.var, vec![k]),
+        tensor(stats.rstd, vec![k]),
+    )
 }
 
 fn backward<T: Real + Element + bytemuck::Pod>(
@@ -43,17 +58,24 @@ fn backward<T: Real + Element + bytemuck::Pod>(
     let shape = x.layout().shape().to_vec();
     let numel = x.layout().num_elements();
     let p = groups.params();
-    let (x_values, rstd_values, gamma_values) = (slice(&x), slice(&rstd), gamma.as_ref().map(slice));
+    let (x_values, rstd_values, gamma_values) =
+        (slice(&x), slice(&rstd), gamma.as_ref().map(slice));
     // The upstream gradient is usually owned by this step alone: then dx
     // overwrites it instead of taking fresh pages.
     let dense = dy.layout().contiguous_offsets() == Some((0, numel));
     if dense && let Some(dy_dx) = dy.try_storage_mut::<T>().filter(|v| v.len() == numel) {
-        let (dgamma, dbeta) = groups::backward_in_place(x_values, groups, rstd_values, gamma_values, dy_dx);
+        let (dgamma, dbeta) =
+            groups::backward_in_place(x_values, groups, rstd_values, gamma_values, dy_dx);
         return (dy, tensor(dgamma, vec![p]), tensor(dbeta, vec![p]));
     }
     let dy = dy.to_contiguous();
-    let (dx, dgamma, dbeta) = groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy));
-    (tensor(dx, shape), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
+    let (dx, dgamma, dbeta) =
+        groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy));
+    (
+        tensor(dx, shape),
+        tensor(dgamma, vec![p]),
+        tensor(dbeta, vec![p]),
+    )
 }
 
 impl NormOps for Flex {
@@ -64,7 +86,12 @@ impl NormOps for Flex {
         [has_gamma, has_beta]: [bool; 2],
         per_channel: bool,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         let groups = Groups::of(x.layout().shape().as_slice(), per_channel);
         let (gamma, beta) = (has_gamma.then_some(gamma), has_beta.then_some(beta));
         match x.dtype() {

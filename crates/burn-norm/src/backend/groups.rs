@@ -112,8 +112,19 @@ impl Groups {
     /// `per_channel`, channels (training BatchNorm).
     pub fn of(shape: &[usize], per_channel: bool) -> Self {
         match *shape {
-            [n, c, s] => Groups { n, c, s, grouping: if per_channel { Grouping::Channels } else { Grouping::Rows } },
-            _ => panic!("burn-norm's fused normalization expects an [n, c, s] tensor, got shape {shape:?}"),
+            [n, c, s] => Groups {
+                n,
+                c,
+                s,
+                grouping: if per_channel {
+                    Grouping::Channels
+                } else {
+                    Grouping::Rows
+                },
+            },
+            _ => panic!(
+                "burn-norm's fused normalization expects an [n, c, s] tensor, got shape {shape:?}"
+            ),
         }
     }
 
@@ -170,7 +181,11 @@ const LANES: usize = 8;
 fn sum3<T: Real>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> T {
     let (b, c) = (&b[..a.len()], &c[..a.len()]);
     let mut acc = [T::ZERO; LANES];
-    let ((ca, ra), (cb, rb), (cc, rc)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>(), c.as_chunks::<LANES>());
+    let ((ca, ra), (cb, rb), (cc, rc)) = (
+        a.as_chunks::<LANES>(),
+        b.as_chunks::<LANES>(),
+        c.as_chunks::<LANES>(),
+    );
     for ((xa, xb), xc) in ca.iter().zip(cb).zip(cc) {
         for l in 0..LANES {
             acc[l] = acc[l] + f(xa[l], xb[l], xc[l]);
@@ -299,7 +314,15 @@ impl<T: Real> GroupPass for Forward<'_, T> {
 
     #[inline(always)]
     fn run(&self, _: &mut (), g: usize) -> (T, T, T) {
-        let Self { x, groups, gamma, beta, eps, size, ref out } = *self;
+        let Self {
+            x,
+            groups,
+            gamma,
+            beta,
+            eps,
+            size,
+            ref out,
+        } = *self;
         let Groups { s, grouping, .. } = groups;
         let (shift, m) = group_mean(x, &groups, g);
         let mut squares = T::ZERO;
@@ -351,9 +374,19 @@ impl<T: Real> GroupPass for Forward<'_, T> {
 /// Normalizes each group of `x`:
 /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`
 /// with the biased variance; returns `y` and the statistics.
-pub fn forward<T: Real>(x: &[T], groups: Groups, gamma: Option<&[T]>, beta: Option<&[T]>, epsilon: f64) -> (Vec<T>, Statistics<T>) {
+pub fn forward<T: Real>(
+    x: &[T],
+    groups: Groups,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    epsilon: f64,
+) -> (Vec<T>, Statistics<T>) {
     // SAFETY: `forward_into` writes every value of `y`.
-    unsafe { written(x.len(), |y| forward_into(x, groups, gamma, beta, epsilon, y)) }
+    unsafe {
+        written(x.len(), |y| {
+            forward_into(x, groups, gamma, beta, epsilon, y)
+        })
+    }
 }
 
 /// A `Vec` of `len` values that `write` fills, not zeroed first: zeroing
@@ -380,7 +413,10 @@ fn forward_into<T: Real>(
 ) -> Statistics<T> {
     let Groups { n, c, s, .. } = groups;
     assert!(x.len() == n * c * s && y.len() == x.len());
-    assert!(gamma.is_none_or(|v| v.len() == groups.params()) && beta.is_none_or(|v| v.len() == groups.params()));
+    assert!(
+        gamma.is_none_or(|v| v.len() == groups.params())
+            && beta.is_none_or(|v| v.len() == groups.params())
+    );
     let pass = Forward {
         x,
         groups,
@@ -422,7 +458,16 @@ impl<T: Real> GroupPass for Backward<'_, T> {
 
     #[inline(always)]
     fn run(&self, (dgamma, dbeta, scratch): &mut Self::State, g: usize) {
-        let Self { x, groups, rstd, gamma, size, in_place, ref input, ref out } = *self;
+        let Self {
+            x,
+            groups,
+            rstd,
+            gamma,
+            size,
+            in_place,
+            ref input,
+            ref out,
+        } = *self;
         let Groups { s, grouping, .. } = groups;
         let (shift, m) = group_mean(x, &groups, g);
         let r = rstd[g];
@@ -453,7 +498,9 @@ impl<T: Real> GroupPass for Backward<'_, T> {
             match grouping {
                 Grouping::Rows => {
                     sum_gx = sum_gx + sum3(row, dy, w, |v, d, w| d * w * (((v - shift) - m) * r));
-                    for (((dg, db), &v), &d) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(row).zip(dy) {
+                    for (((dg, db), &v), &d) in
+                        dgamma.iter_mut().zip(dbeta.iter_mut()).zip(row).zip(dy)
+                    {
                         *dg += (d * (((v - shift) - m) * r)).to_f64();
                         *db += d.to_f64();
                     }
@@ -479,7 +526,8 @@ impl<T: Real> GroupPass for Backward<'_, T> {
             } else {
                 // SAFETY: disjoint segments, and `dy` is a different
                 // buffer from `dx` here.
-                let (dx, dy) = unsafe { (out.range_uninit(start, s), input.range(start, s) as &[T]) };
+                let (dx, dy) =
+                    unsafe { (out.range_uninit(start, s), input.range(start, s) as &[T]) };
                 for (((slot, &v), &d), &w) in dx.iter_mut().zip(row).zip(dy).zip(w) {
                     let h = ((v - shift) - m) * r;
                     slot.write(r * ((d * w - mean_g) - h * mean_gx));
@@ -502,19 +550,34 @@ impl<T: Real> GroupPass for Backward<'_, T> {
 /// back: stored in the element type, the mean of values at 1e4 would carry
 /// an error of 5e-4, a twentieth of a 1e-2 spread. `dgamma`, `dbeta` are
 /// accumulated in f64.
-pub fn backward<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+pub fn backward<T: Real>(
+    x: &[T],
+    groups: Groups,
+    rstd: &[T],
+    gamma: Option<&[T]>,
+    dy: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     assert!(dy.len() == x.len());
     // SAFETY: `dy` and `dx` are distinct, live buffers of `x.len()` values;
     // `dx` is only written (every value), never read, when it is not `dy`.
-    let (dx, (dgamma, dbeta)) =
-        unsafe { written(x.len(), |dx| backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr().cast())) };
+    let (dx, (dgamma, dbeta)) = unsafe {
+        written(x.len(), |dx| {
+            backward_raw(x, groups, rstd, gamma, dy.as_ptr(), dx.as_mut_ptr().cast())
+        })
+    };
     (dx, dgamma, dbeta)
 }
 
 /// [`backward`] writing `dx` over `dy`, which the caller no longer needs: a
 /// training step then allocates no new buffer for the input gradient (fresh
 /// pages cost more than the kernel itself on CPU).
-pub fn backward_in_place<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy_dx: &mut [T]) -> (Vec<T>, Vec<T>) {
+pub fn backward_in_place<T: Real>(
+    x: &[T],
+    groups: Groups,
+    rstd: &[T],
+    gamma: Option<&[T]>,
+    dy_dx: &mut [T],
+) -> (Vec<T>, Vec<T>) {
     assert!(dy_dx.len() == x.len());
     let ptr = dy_dx.as_mut_ptr();
     // SAFETY: each group reads its `dy` values before it overwrites them,
@@ -525,7 +588,14 @@ pub fn backward_in_place<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Op
 /// # Safety
 /// `dy` and `dx` point to `x.len()` values each; they are either the same
 /// buffer or disjoint.
-unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Option<&[T]>, dy: *const T, dx: *mut T) -> (Vec<T>, Vec<T>) {
+unsafe fn backward_raw<T: Real>(
+    x: &[T],
+    groups: Groups,
+    rstd: &[T],
+    gamma: Option<&[T]>,
+    dy: *const T,
+    dx: *mut T,
+) -> (Vec<T>, Vec<T>) {
     let Groups { n, c, s, .. } = groups;
     assert!(x.len() == n * c * s && rstd.len() == groups.count());
     assert!(gamma.is_none_or(|v| v.len() == groups.params()));
@@ -559,7 +629,10 @@ unsafe fn backward_raw<T: Real>(x: &[T], groups: Groups, rstd: &[T], gamma: Opti
                 (ga, ba)
             },
         );
-    (dgamma.into_iter().map(T::from_f64).collect(), dbeta.into_iter().map(T::from_f64).collect())
+    (
+        dgamma.into_iter().map(T::from_f64).collect(),
+        dbeta.into_iter().map(T::from_f64).collect(),
+    )
 }
 
 #[cfg(test)]
@@ -570,7 +643,12 @@ mod tests {
     #[test]
     fn rows_by_hand() {
         let x = [1.0f64, 2.0, 3.0, 4.0];
-        let groups = Groups { n: 1, c: 1, s: 4, grouping: Grouping::Rows };
+        let groups = Groups {
+            n: 1,
+            c: 1,
+            s: 4,
+            grouping: Grouping::Rows,
+        };
         let (y, stats) = forward(&x, groups, Some(&[2.0; 4]), Some(&[1.0; 4]), 0.75);
         let r = 0.5f64.sqrt();
         assert_eq!((stats.mean[0], stats.var[0]), (2.5, 1.25));
@@ -596,11 +674,25 @@ mod tests {
     #[test]
     fn channels_by_hand() {
         let x = [1.0f64, 2.0, 10.0, 10.0, 5.0, 6.0, 10.0, 14.0];
-        let groups = Groups { n: 2, c: 2, s: 2, grouping: Grouping::Channels };
+        let groups = Groups {
+            n: 2,
+            c: 2,
+            s: 2,
+            grouping: Grouping::Channels,
+        };
         let (y, stats) = forward(&x, groups, Some(&[1.0, 2.0]), Some(&[0.0, -1.0]), 0.0);
         assert_eq!((stats.mean, stats.var), (vec![3.5, 11.0], vec![4.25, 3.0]));
         let (r0, r1) = (1.0 / 4.25f64.sqrt(), 1.0 / 3.0f64.sqrt());
-        let expected = [-2.5 * r0, -1.5 * r0, -2.0 * r1 - 1.0, -2.0 * r1 - 1.0, 1.5 * r0, 2.5 * r0, -2.0 * r1 - 1.0, 6.0 * r1 - 1.0];
+        let expected = [
+            -2.5 * r0,
+            -1.5 * r0,
+            -2.0 * r1 - 1.0,
+            -2.0 * r1 - 1.0,
+            1.5 * r0,
+            2.5 * r0,
+            -2.0 * r1 - 1.0,
+            6.0 * r1 - 1.0,
+        ];
         for (a, e) in y.iter().zip(expected) {
             assert!((a - e).abs() < 1e-14, "{y:?}");
         }
@@ -614,10 +706,17 @@ mod tests {
     /// Writing dx over dy gives bit for bit what a separate buffer gives.
     #[test]
     fn in_place_backward_is_identical() {
-        let x: Vec<f32> = (0..2 * 3 * 40).map(|i| ((i as f32) * 0.37).sin() * 3.0 + 5.0).collect();
+        let x: Vec<f32> = (0..2 * 3 * 40)
+            .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 5.0)
+            .collect();
         let dy: Vec<f32> = (0..x.len()).map(|i| ((i as f32) * 1.3).cos()).collect();
         for grouping in [Grouping::Rows, Grouping::Channels] {
-            let groups = Groups { n: 2, c: 3, s: 40, grouping };
+            let groups = Groups {
+                n: 2,
+                c: 3,
+                s: 40,
+                grouping,
+            };
             let w: Vec<f32> = (0..groups.params()).map(|i| 0.5 + i as f32 * 0.1).collect();
             let (_, stats) = forward(&x, groups, Some(&w), None, 1e-5);
             let (dx, dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&w), &dy);

@@ -59,7 +59,12 @@ pub trait NormOps: Backend {
         affine: [bool; 2],
         per_channel: bool,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
 
     /// Backward of [`normalize`](NormOps::normalize): from `x`, `rstd` and
     /// the output gradient `dy`, returns `(dx, dgamma, dbeta)`. `gamma` is
@@ -79,7 +84,9 @@ pub trait NormOps: Backend {
 /// kernels off, to compare them with the composed path.
 pub fn has_fused_kernel(device: &Device, dtype: DType) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0")) || COMPOSED.get() {
+    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0"))
+        || COMPOSED.get()
+    {
         return false;
     }
     match device.clone().inner().as_dispatch() {
@@ -146,8 +153,17 @@ pub(crate) fn normalize(
     let affine = [gamma.is_some(), beta.is_some()];
     let gamma = gamma.unwrap_or_else(stand_in);
     let beta = beta.unwrap_or_else(stand_in);
-    let (y, mean, var, _rstd) =
-        Dispatch::normalize(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), affine, per_channel, epsilon);
-    let stats = GroupStatistics { mean: Tensor::from_dispatch(mean), var: Tensor::from_dispatch(var) };
+    let (y, mean, var, _rstd) = Dispatch::normalize(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        affine,
+        per_channel,
+        epsilon,
+    );
+    let stats = GroupStatistics {
+        mean: Tensor::from_dispatch(mean),
+        var: Tensor::from_dispatch(var),
+    };
     (Tensor::from_dispatch(y), stats)
 }

@@ -51,9 +51,20 @@ fn forward<T: Values>(
     epsilon: f64,
 ) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor, NdArrayTensor) {
     let (gamma, beta) = (gamma.map(T::values), beta.map(T::values));
-    let (y, stats) = groups::forward(&T::values(x), groups, gamma.as_deref(), beta.as_deref(), epsilon);
+    let (y, stats) = groups::forward(
+        &T::values(x),
+        groups,
+        gamma.as_deref(),
+        beta.as_deref(),
+        epsilon,
+    );
     let k = groups.count();
-    (tensor(y, shape(x)), tensor(stats.mean, vec![k]), tensor(stats.var, vec![k]), tensor(stats.rstd, vec![k]))
+    (
+        tensor(y, shape(x)),
+        tensor(stats.mean, vec![k]),
+        tensor(stats.var, vec![k]),
+        tensor(stats.rstd, vec![k]),
+    )
 }
 
 fn backward<T: Values>(
@@ -63,10 +74,19 @@ fn backward<T: Values>(
     dy: &NdArrayTensor,
     groups: Groups,
 ) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor) {
-    let (x_values, rstd, gamma, dy) = (T::values(x), T::values(rstd), gamma.map(T::values), T::values(dy));
+    let (x_values, rstd, gamma, dy) = (
+        T::values(x),
+        T::values(rstd),
+        gamma.map(T::values),
+        T::values(dy),
+    );
     let (dx, dgamma, dbeta) = groups::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy);
     let p = groups.params();
-    (tensor(dx, shape(x)), tensor(dgamma, vec![p]), tensor(dbeta, vec![p]))
+    (
+        tensor(dx, shape(x)),
+        tensor(dgamma, vec![p]),
+        tensor(dbeta, vec![p]),
+    )
 }
 
 impl NormOps for NdArray {
@@ -77,7 +97,12 @@ impl NormOps for NdArray {
         [has_gamma, has_beta]: [bool; 2],
         per_channel: bool,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         let groups = Groups::of(&shape(&x), per_channel);
         let (gamma, beta) = (has_gamma.then_some(&gamma), has_beta.then_some(&beta));
         match burn::backend::TensorMetadata::dtype(&x) {

@@ -47,7 +47,8 @@ fn centered_sum_avx2(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
     let mut parts = [0.0f32; 8];
     // SAFETY: `parts` holds 8 values.
     unsafe { _mm256_storeu_ps(parts.as_mut_ptr(), total) };
-    let mut sum = ((parts[0] + parts[4]) + (parts[1] + parts[5])) + ((parts[2] + parts[6]) + (parts[3] + parts[7]));
+    let mut sum = ((parts[0] + parts[4]) + (parts[1] + parts[5]))
+        + ((parts[2] + parts[6]) + (parts[3] + parts[7]));
     for &v in tail {
         let d = (v - shift) - m;
         sum += if square { d * d } else { d };
@@ -64,7 +65,9 @@ mod tests {
     #[test]
     fn matches_an_f64_sum() {
         for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 77, 768, 1001] {
-            let a: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.731).sin() * 3.0 + 100.0).collect();
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i as f32) * 0.731).sin() * 3.0 + 100.0)
+                .collect();
             let (shift, m) = (a.first().copied().unwrap_or(0.0), 0.25f32);
             for square in [false, true] {
                 let Some(got) = centered_sum(&a, shift, m, square) else {
@@ -75,7 +78,10 @@ mod tests {
                     if square { d * d } else { d }
                 });
                 let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                assert!(((got as f64) - want).abs() <= 1e-6 * scale.max(1.0), "len {len}, square {square}: {got} vs {want}");
+                assert!(
+                    ((got as f64) - want).abs() <= 1e-6 * scale.max(1.0),
+                    "len {len}, square {square}: {got} vs {want}"
+                );
             }
         }
     }

@@ -80,14 +80,28 @@ pub fn batch_norm_train<const D: usize>(
     let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
         if backend::has_fused_kernel(&x.device(), x.dtype()) {
             // One fused operation over the channels of [N, C, spatial].
-            let (y, s) = backend::normalize(x.reshape([dims[0], channels, count / dims[0].max(1)]), gamma, beta, true, epsilon);
+            let (y, s) = backend::normalize(
+                x.reshape([dims[0], channels, count / dims[0].max(1)]),
+                gamma,
+                beta,
+                true,
+                epsilon,
+            );
             stats = Some((s.mean, s.var));
             return y.reshape(dims);
         }
         let shape = channel_shape(&x);
         let m = moments(x, &axes);
-        stats = Some((m.mean.reshape([channels]), m.variance.clone().reshape([channels])));
-        affine(standardize(m.centered, m.variance, epsilon), gamma, beta, shape)
+        stats = Some((
+            m.mean.reshape([channels]),
+            m.variance.clone().reshape([channels]),
+        ));
+        affine(
+            standardize(m.centered, m.variance, epsilon),
+            gamma,
+            beta,
+            shape,
+        )
     });
     let (mean, variance) = stats.expect("the closure always runs");
     BatchStatistics {

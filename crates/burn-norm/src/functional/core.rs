@@ -91,7 +91,10 @@ mod tests {
         // Row 1: mean 11, var (1 + 1 + 1 + 9) / 4 = 3.
         assert_eq!(values(m.mean), [2.5, 11.0]);
         assert_eq!(values(m.variance), [1.25, 3.0]);
-        assert_eq!(values(m.centered), [-1.5, -0.5, 0.5, 1.5, -1.0, -1.0, -1.0, 3.0]);
+        assert_eq!(
+            values(m.centered),
+            [-1.5, -0.5, 0.5, 1.5, -1.0, -1.0, -1.0, 3.0]
+        );
     }
 
     #[test]
@@ -103,6 +106,9 @@ mod tests {
         assert_eq!(values(y.clone()), [-1.0, 1.0]);
         let gamma = Tensor::<1>::from_data(TensorData::from([2.0f32, 3.0]), &device);
         let beta = Tensor::<1>::from_data(TensorData::from([0.5f32, -0.5]), &device);
-        assert_eq!(values(affine(y, Some(gamma), Some(beta), [1, 2])), [-1.5, 2.5]);
+        assert_eq!(
+            values(affine(y, Some(gamma), Some(beta), [1, 2])),
+            [-1.5, 2.5]
+        );
     }
 }

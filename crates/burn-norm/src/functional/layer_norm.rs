@@ -50,6 +50,11 @@ pub fn layer_norm<const D: usize>(
             shape[axis] = dims[axis];
         }
         let m = moments(x, &axes);
-        affine(standardize(m.centered, m.variance, epsilon), gamma, beta, shape)
+        affine(
+            standardize(m.centered, m.variance, epsilon),
+            gamma,
+            beta,
+            shape,
+        )
     })
 }
