@@ -138,8 +138,13 @@ fn fused_layer_norm_matches_the_composed_path() {
             [5, 6, 17],
         ),
         ("width 1", LayerNormConfig::new(1), [2, 3, 1]),
-        // Rows longer than a GPU cube's 256 units.
+        // GPU: 15 rows of 96, two 128-unit teams per cube, the last cube
+        // with a team that has no row (the other cases above likewise).
+        // Rows longer than a GPU cube's 256 units: three values held in
+        // registers per unit.
         ("wide rows", LayerNormConfig::new(700), [2, 3, 700]),
+        // Rows too long for registers (more than 8 per unit): streamed.
+        ("streamed rows", LayerNormConfig::new(2100), [1, 2, 2100]),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
         ("many rows", LayerNormConfig::new(3), [7, 10_001, 3]),
@@ -179,6 +184,8 @@ fn fused_batch_norm_matches_the_composed_path() {
         ("spatial 1", BatchNormConfig::new(6), [9, 6, 1, 1]),
         // Channels of 1,600 values: several per GPU unit.
         ("large channels", BatchNormConfig::new(3), [4, 3, 20, 20]),
+        // Channels of 3,200 values: streamed on the GPU.
+        ("streamed channels", BatchNormConfig::new(2), [8, 2, 20, 20]),
     ];
     for (device_name, device) in fused_devices() {
         for (name, config, shape) in &cases {

@@ -10,6 +10,7 @@ mod common;
 mod drop_in;
 mod errors;
 mod fused;
+mod fusion_neighbours;
 mod gradcheck;
 mod hostile;
 mod parity;

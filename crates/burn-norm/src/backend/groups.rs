@@ -2,11 +2,8 @@
 //! its backward pass. Backend glue (flex, ...) hands them the tensors'
 //! storage.
 //!
-//! The input is `[n, c, s]`, row-major. A *group* is the set of values one
-//! mean and variance are taken over:
-//! - [`Grouping::Rows`] (LayerNorm): each `[s]` row; `gamma`, `beta` are `[s]`.
-//! - [`Grouping::Channels`] (BatchNorm training): each channel's `n` rows of
-//!   `s`, `c * s` apart; `gamma`, `beta` are `[c]`.
+//! The input is `[n, c, s]`, row-major, split into groups as
+//! [`layout`](super::layout) describes.
 //!
 //! Each group is read from memory once per pass, and a group of up to a few
 //! hundred KiB stays in L2 between passes, so the kernels cost about one read
@@ -14,6 +11,7 @@
 //! with rayon; inner loops keep eight independent accumulators so the
 //! compiler vectorizes them.
 
+pub use super::layout::{Grouping, Groups};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -91,67 +89,8 @@ pub fn unsupported(dtype: burn::tensor::DType) -> ! {
     panic!("burn-norm's fused normalization takes f32 or f64 tensors, got {dtype:?}")
 }
 
-/// Which values share one mean and variance; see the module docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grouping {
-    Rows,
-    Channels,
-}
-
-/// The `[n, c, s]` extents and the grouping.
-#[derive(Clone, Copy, Debug)]
-pub struct Groups {
-    pub n: usize,
-    pub c: usize,
-    pub s: usize,
-    pub grouping: Grouping,
-}
-
+/// The CPU kernels' view of a [`Groups`] layout.
 impl Groups {
-    /// The groups of an `[n, c, s]` input: rows (LayerNorm) or, with
-    /// `per_channel`, channels (training BatchNorm).
-    pub fn of(shape: &[usize], per_channel: bool) -> Self {
-        match *shape {
-            [n, c, s] => Groups {
-                n,
-                c,
-                s,
-                grouping: if per_channel {
-                    Grouping::Channels
-                } else {
-                    Grouping::Rows
-                },
-            },
-            _ => panic!(
-                "burn-norm's fused normalization expects an [n, c, s] tensor, got shape {shape:?}"
-            ),
-        }
-    }
-
-    /// Number of groups (statistics).
-    pub fn count(&self) -> usize {
-        match self.grouping {
-            Grouping::Rows => self.n * self.c,
-            Grouping::Channels => self.c,
-        }
-    }
-
-    /// Length of `gamma` and `beta`.
-    pub fn params(&self) -> usize {
-        match self.grouping {
-            Grouping::Rows => self.s,
-            Grouping::Channels => self.c,
-        }
-    }
-
-    /// Values per group.
-    fn size(&self) -> usize {
-        match self.grouping {
-            Grouping::Rows => self.s,
-            Grouping::Channels => self.n * self.s,
-        }
-    }
-
     /// The contiguous segments of group `g`, as `(start, len)` of `s` values.
     fn segments(&self, g: usize) -> impl Iterator<Item = usize> + use<> {
         let (first, count, stride) = match self.grouping {

@@ -8,11 +8,13 @@
 //! intermediate tensor of the composed formula.
 //!
 //! Backends with a kernel: flex and ndarray (the same CPU kernel, threaded,
-//! f32 and f64) and, with the
-//! `wgpu` feature, Burn's CubeCL backend (CubeCL kernels, f32; wgpu, and
-//! any other CubeCL runtime the application compiles in). Burn's `fusion`
-//! feature wraps that backend in another type and is not supported with
-//! `wgpu` yet. Everywhere else (and inside [`with_composed_path`])
+//! f32 and f64) and, with the `wgpu` feature, Burn's CubeCL backend (CubeCL
+//! kernels, f32; wgpu, and any other CubeCL runtime the application compiles
+//! in), plain or wrapped in Burn's `Fusion` (what Burn's default features
+//! give a wgpu user). Under fusion the operation is queued lazily, like
+//! Burn's own operations: its output shapes come from the input shapes
+//! alone, the fused operations before it are flushed into its inputs, and
+//! the operations after it fuse among themselves. Everywhere else (and inside [`with_composed_path`])
 //! [`has_fused_kernel`] says no and the functional layer keeps its composed
 //! path, so every backend still runs every layer.
 
@@ -27,19 +29,38 @@ mod cube;
 mod cube_kernels;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "wgpu")]
+mod fusion;
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 pub(crate) mod groups;
+mod layout;
 #[cfg(feature = "ndarray")]
 mod ndarray;
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 mod sums_avx2;
+
+// With `wgpu`, `burn` below names the shim in `fusion`, which gives the
+// code that `#[backend_extension]` generates for `Fusion` the
+// `burn::backend::fusion` paths it expects even when Burn's own `fusion`
+// feature (which would force fusion on for the application) is off.
+#[cfg(feature = "wgpu")]
+use fusion::burn;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
 /// Group normalization as a backend operation; see the module docs.
-#[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Cube: cfg(feature = "wgpu"), Autodiff)]
+#[backend_extension(
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    // `Cube` is Burn's CubeCL backend as the application configured it:
+    // `CubeBackend`, or `Fusion<CubeBackend>` when burn-wgpu's `fusion`
+    // feature (a default) is on. Both have an implementation.
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
 pub trait NormOps: Backend {
     /// Normalizes `x` (`[n, c, s]`) with statistics over each `[s]` row
     /// (`per_channel = false`, LayerNorm; `gamma`, `beta`: `[s]`) or over each
@@ -52,6 +73,7 @@ pub trait NormOps: Backend {
     /// An absent `gamma` or `beta` is passed as any tensor (never read) with
     /// its `affine` flag `false`: Burn 0.22.1's `#[backend_extension]` does not
     /// route `Option` tensor arguments.
+    #[fusion(meta = fusion::normalize_metadata)]
     fn normalize(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -69,6 +91,7 @@ pub trait NormOps: Backend {
     /// Backward of [`normalize`](NormOps::normalize): from `x`, `rstd` and
     /// the output gradient `dy`, returns `(dx, dgamma, dbeta)`. `gamma` is
     /// read only when `has_gamma`.
+    #[fusion(meta = fusion::normalize_backward_metadata)]
     fn normalize_backward(
         x: FloatTensor<Self>,
         rstd: FloatTensor<Self>,
