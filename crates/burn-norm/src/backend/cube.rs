@@ -3,7 +3,8 @@
 //! [`cube_kernels`](super::cube_kernels).
 
 use super::NormOps;
-use super::cube_kernels::{self, MAX_CUBE_SIZE, cube_size, rows_per_block};
+use super::cube_kernels::{self, MAX_CUBE_SIZE, Teams, rows_per_block};
+use super::layout::Groups;
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
@@ -17,20 +18,12 @@ use cubecl::{CubeCount, CubeDim};
 /// The largest cube count of one grid dimension that every runtime takes.
 const MAX_GRID: usize = 65_535;
 
-/// `[n, c, s]` of a fused-normalization input.
-fn extents(x: &CubeTensor) -> [usize; 3] {
-    match x.shape().as_slice() {
-        &[n, c, s] => [n, c, s],
-        other => panic!(
-            "burn-norm's fused normalization expects an [n, c, s] tensor, got shape {other:?}"
-        ),
-    }
-}
-
-/// One cube per group, over two grid dimensions when there are many.
-fn cubes_for(groups: usize) -> CubeCount {
-    let x = groups.clamp(1, MAX_GRID);
-    CubeCount::Static(x as u32, groups.div_ceil(x).max(1) as u32, 1)
+/// One cube per `per_cube` groups, over two grid dimensions when there
+/// are many.
+fn cubes_for(groups: usize, teams: Teams) -> CubeCount {
+    let cubes = groups.div_ceil(teams.per_cube as usize);
+    let x = cubes.clamp(1, MAX_GRID);
+    CubeCount::Static(x as u32, cubes.div_ceil(x).max(1) as u32, 1)
 }
 
 fn check_dtype(dtype: DType) {
@@ -64,15 +57,16 @@ impl NormOps for CubeBackend {
         FloatTensor<Self>,
     ) {
         check_dtype(x.dtype);
-        let [n, c, s] = extents(&x);
-        let (groups, size) = if per_channel { (c, n * s) } else { (n * c, s) };
-        let units = cube_size(size);
+        let layout = Groups::of(x.shape().as_slice(), per_channel);
+        let Groups { c, s, .. } = layout;
+        let groups = layout.count();
+        let teams = Teams::new(groups, layout.size());
         let (x, gamma, beta) = (
             into_contiguous(x),
             into_contiguous(gamma),
             into_contiguous(beta),
         );
-        let y = empty(&x, vec![n, c, s]);
+        let y = empty(&x, layout.shape());
         let (mean, var, rstd) = (
             empty(&x, vec![groups]),
             empty(&x, vec![groups]),
@@ -80,8 +74,8 @@ impl NormOps for CubeBackend {
         );
         cube_kernels::normalize_forward::launch(
             &x.client,
-            cubes_for(groups),
-            CubeDim::new_1d(units),
+            cubes_for(groups, teams),
+            CubeDim::new_1d(teams.units()),
             x.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
             beta.into_tensor_arg(),
@@ -96,7 +90,9 @@ impl NormOps for CubeBackend {
             per_channel,
             has_gamma,
             has_beta,
-            units,
+            teams.units(),
+            teams.team,
+            teams.held,
             dtype_to_storage_type(x.dtype),
         );
         (y, mean, var, rstd)
@@ -111,20 +107,17 @@ impl NormOps for CubeBackend {
         dy: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         check_dtype(x.dtype);
-        let [n, c, s] = extents(&x);
-        let (groups, params, size) = if per_channel {
-            (c, c, n * s)
-        } else {
-            (n * c, s, s)
-        };
-        let units = cube_size(size);
+        let layout = Groups::of(x.shape().as_slice(), per_channel);
+        let Groups { c, s, .. } = layout;
+        let (groups, params) = (layout.count(), layout.params());
+        let teams = Teams::new(groups, layout.size());
         let (x, rstd, gamma, dy) = (
             into_contiguous(x),
             into_contiguous(rstd),
             into_contiguous(gamma),
             into_contiguous(dy),
         );
-        let dx = empty(&x, vec![n, c, s]);
+        let dx = empty(&x, layout.shape());
         // Per channel the kernel writes the parameter gradients itself; per
         // row it leaves each row's centre for the column sums below.
         let (dgamma, dbeta, centers) = if per_channel {
@@ -138,8 +131,8 @@ impl NormOps for CubeBackend {
         };
         cube_kernels::normalize_backward::launch(
             &x.client,
-            cubes_for(groups),
-            CubeDim::new_1d(units),
+            cubes_for(groups, teams),
+            CubeDim::new_1d(teams.units()),
             x.clone().into_tensor_arg(),
             rstd.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
@@ -153,7 +146,9 @@ impl NormOps for CubeBackend {
             s as u32,
             per_channel,
             has_gamma,
-            units,
+            teams.units(),
+            teams.team,
+            teams.held,
             dtype_to_storage_type(x.dtype),
         );
         if per_channel {

@@ -1,36 +1,85 @@
 //! CubeCL kernels of the group normalization (wgpu, and any other CubeCL
 //! runtime): the GPU counterpart of [`groups`](super::groups).
 //!
-//! The input is `[n, c, s]`, row-major; a *group* is one `[s]` row
+//! The input is `[n, c, s]`, row-major, grouped as
+//! [`layout`](super::layout) describes: a group is one `[s]` row
 //! (LayerNorm, `per_channel = false`) or one channel's `n` rows of `s`
 //! values, `c * s` apart (training BatchNorm, `per_channel = true`).
 //!
-//! - [`normalize_forward`]: one cube per group. The group is read three
-//!   times (shifted mean, variance, output) but only the first read comes
-//!   from memory for a LayerNorm row; the output is written once.
-//! - [`normalize_backward`]: one cube per group computes `dx` (and, per
-//!   channel, `dgamma`, `dbeta`); for rows it also records each row's shift
+//! - [`normalize_forward`]: one *team* of units per group, several teams
+//!   per cube when groups are short (a transformer's 128-wide rows: two
+//!   rows per 256-unit cube), so that short rows neither leave units idle
+//!   nor pay a whole cube's barriers each.
+//! - [`normalize_backward`]: the same teams compute `dx` (and, per
+//!   channel, `dgamma`, `dbeta`); for rows they also record each row's shift
 //!   and mean for [`row_parameter_grads`], which sums `dgamma`, `dbeta` down
 //!   the columns in blocks of rows, and [`column_sums`] adds the blocks.
 //!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
 //!   sum of 70,007 ones down a column.)
 //!
-//! Cubes have [`cube_size`] units, a power of two no larger than the group
+//! Two ways to walk a group, chosen when the kernel is compiled:
+//! - *held* (groups of at most [`MAX_HELD`] values per unit): each unit
+//!   loads its values into registers once; the shifted mean, the variance
+//!   and the output (or the backward's sums and `dx`) are computed from the
+//!   registers, so the input is read from memory once.
+//! - *streamed* (longer groups): each pass reads the group again.
+//!
+//! Teams are [`team_size`] units, a power of two no larger than the group
 //! (so short rows leave no unit idle), and reduce through shared memory,
-//! several sums per tree where a pass needs several (every level of the
-//! tree is a barrier). Groups are numbered `CUBE_POS_Y * CUBE_COUNT_X +
-//! CUBE_POS_X` so that more than 65,535 of them fit one launch.
+//! two sums per tree (every level of the tree is a barrier for the whole
+//! cube). No plane (subgroup) reduction: lavapipe, where CI runs these
+//! kernels, has none through wgpu, and a path that no test runs is not
+//! shipped. Cubes are numbered `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X`
+//! so that more than 65,535 of them fit one launch.
 
 use cubecl::prelude::*;
 
 /// Most units per cube.
 pub const MAX_CUBE_SIZE: u32 = 256;
 
-/// Units per cube for groups of `size` values: a power of two (the tree
+/// Most values per unit that the held path keeps in registers.
+pub const MAX_HELD: usize = 8;
+
+/// Units per group for groups of `size` values: a power of two (the tree
 /// reduction halves it), at least 32 (a GPU's smallest warp), at most
 /// [`MAX_CUBE_SIZE`].
-pub fn cube_size(size: usize) -> u32 {
+pub fn team_size(size: usize) -> u32 {
     size.next_power_of_two().clamp(32, MAX_CUBE_SIZE as usize) as u32
+}
+
+/// How one launch of [`normalize_forward`] or [`normalize_backward`]
+/// covers `groups` groups of `size` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Teams {
+    /// Units per group.
+    pub team: u32,
+    /// Groups per cube.
+    pub per_cube: u32,
+    /// Values per unit kept in registers, or 0 to stream the group.
+    pub held: u32,
+}
+
+impl Teams {
+    pub fn new(groups: usize, size: usize) -> Self {
+        let team = team_size(size);
+        let per_cube = ((MAX_CUBE_SIZE / team) as usize).min(groups.max(1)) as u32;
+        let per_unit = size.div_ceil(team as usize);
+        let held = if per_unit <= MAX_HELD {
+            per_unit as u32
+        } else {
+            0
+        };
+        Teams {
+            team,
+            per_cube,
+            held,
+        }
+    }
+
+    /// Units per cube.
+    pub fn units(&self) -> u32 {
+        self.team * self.per_cube
+    }
 }
 
 /// Rows per block of [`row_parameter_grads`] for `rows` rows: 64, or more
@@ -63,70 +112,118 @@ fn group_size<F: Float>(x: &Tensor<F>, c: usize, s: usize, #[comptime] per_chann
     }
 }
 
-/// The group this cube works on.
+/// This unit's group and its lane in the group's team.
 #[cube]
-fn group_index() -> usize {
-    (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize
+fn team_position(#[comptime] team: u32) -> (usize, usize) {
+    let cube = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let teams = CUBE_DIM_X as usize / team as usize;
+    let unit = UNIT_POS_X as usize;
+    (cube * teams + unit / team as usize, unit % team as usize)
 }
 
-/// Sum of `value` over the cube's units, returned to every unit.
+/// Sums of `a` and of `b` over each team's units in one tree in shared
+/// memory (one barrier per level for both), returned to every unit of the
+/// team; `scratch` holds `2 * CUBE_DIM_X` values. Every unit of the cube
+/// calls it, also those whose team has no group (they add zeros).
 #[cube]
-fn cube_sum<F: Float>(value: F, scratch: &mut Shared<[F]>) -> F {
-    let (total, _) = cube_sum2::<F>(value, F::new(0.0_f32), scratch);
-    total
-}
-
-/// Sums of `a` and of `b` over the cube's units in one tree in shared
-/// memory (one barrier per level for both), returned to every unit;
-/// `scratch` holds `2 * CUBE_DIM_X` values.
-///
-/// No plane (subgroup) reduction: lavapipe, where CI runs these kernels,
-/// has none through wgpu, and a path that no test runs is not shipped.
-#[cube]
-fn cube_sum2<F: Float>(a: F, b: F, scratch: &mut Shared<[F]>) -> (F, F) {
+fn team_sum2<F: Float>(a: F, b: F, scratch: &mut Shared<[F]>, #[comptime] team: u32) -> (F, F) {
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
+    let base = unit - unit % team as usize;
     scratch[unit] = a;
     scratch[units + unit] = b;
     sync_cube();
-    let mut width = units / 2;
-    while width > 0 {
-        if unit < width {
+    // One level per halving of the team, unrolled: `team` is known when
+    // the kernel is compiled.
+    #[unroll]
+    for level in 0..comptime!(team.trailing_zeros()) {
+        let width = (team as usize / 2) >> level as usize;
+        if unit - base < width {
             let other_a = scratch[unit + width];
             let other_b = scratch[units + unit + width];
             scratch[unit] += other_a;
             scratch[units + unit] += other_b;
         }
         sync_cube();
-        width /= 2;
     }
-    let totals = (scratch[0], scratch[units]);
+    let totals = (scratch[base], scratch[units + base]);
     // Everyone has read the totals before the scratch is written again.
     sync_cube();
     totals
 }
 
-/// Shift (the group's first value) and the mean of `x - shift`, as in the
-/// CPU kernel: the two parts keep the digits of data far from zero.
+/// Sum of `value` over each team's units; see [`team_sum2`].
 #[cube]
-fn shifted_mean<F: Float>(
+fn team_sum<F: Float>(value: F, scratch: &mut Shared<[F]>, #[comptime] team: u32) -> F {
+    let (total, _) = team_sum2::<F>(value, F::new(0.0_f32), scratch, team);
+    total
+}
+
+/// Fills `values` (at least one slot: a zero-length array is not valid
+/// SPIR-V; the streamed path, `held = 0`, never reads it) with the held
+/// values of one unit: value
+/// `lane + j * team` of group `g` in slot `j`, or `fill` past the group's
+/// end (or for a team without a group).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn hold<F: Float>(
+    values: &mut Array<F>,
     x: &Tensor<F>,
     g: usize,
+    lane: usize,
+    size: usize,
     c: usize,
     s: usize,
+    active: bool,
+    fill: F,
+    #[comptime] per_channel: bool,
+    #[comptime] team: u32,
+    #[comptime] held: u32,
+) {
+    #[unroll]
+    for j in 0..held as usize {
+        let k = lane + j * team as usize;
+        let mut v = fill;
+        if active && k < size {
+            v = x[value_index(k, g, c, s, per_channel)];
+        }
+        values[j] = v;
+    }
+}
+
+/// Shift (the group's first value) and the mean of `x - shift`, as in the
+/// CPU kernel: the two parts keep the digits of data far from zero. With
+/// `held > 0` the values come from `values`, else from memory.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn shifted_mean<F: Float>(
+    x: &Tensor<F>,
+    values: &Array<F>,
+    shift: F,
+    g: usize,
+    lane: usize,
     size: usize,
+    c: usize,
+    s: usize,
+    active: bool,
     scratch: &mut Shared<[F]>,
     #[comptime] per_channel: bool,
-) -> (F, F) {
-    let shift = x[value_index(0, g, c, s, per_channel)];
+    #[comptime] team: u32,
+    #[comptime] held: u32,
+) -> F {
     let mut acc = F::new(0.0_f32);
-    let mut k = UNIT_POS_X as usize;
-    while k < size {
-        acc += x[value_index(k, g, c, s, per_channel)] - shift;
-        k += CUBE_DIM_X as usize;
+    if comptime!(held > 0) {
+        // Slots past the group's end hold `shift`: they add nothing.
+        #[unroll]
+        for j in 0..held as usize {
+            acc += values[j] - shift;
+        }
+    } else if active {
+        for k in range_stepped(lane, size, team as usize) {
+            acc += x[value_index(k, g, c, s, per_channel)] - shift;
+        }
     }
-    let mean = cube_sum::<F>(acc, scratch) / F::cast_from(size as u32);
-    (shift, mean)
+    team_sum::<F>(acc, scratch, team) / F::cast_from(size as u32)
 }
 
 /// `y = (x - mean) * rstd * gamma + beta` per group, with the biased
@@ -149,46 +246,157 @@ pub fn normalize_forward<F: Float>(
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
     #[comptime] units: u32,
+    #[comptime] team: u32,
+    #[comptime] held: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let g = group_index();
-    if g >= groups as usize {
-        terminate!();
-    }
+    let (g, lane) = team_position(team);
+    // Units of a team without a group still take part in the barriers.
+    let active = g < groups as usize;
     let (c, s) = (c as usize, s as usize);
     let size = group_size::<F>(x, c, s, per_channel);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
-    let mut acc = F::new(0.0_f32);
-    let mut k = UNIT_POS_X as usize;
-    while k < size {
-        let d = (x[value_index(k, g, c, s, per_channel)] - shift) - m;
-        acc += d * d;
-        k += CUBE_DIM_X as usize;
+    let mut shift = F::new(0.0_f32);
+    if active {
+        shift = x[value_index(0, g, c, s, per_channel)];
     }
-    let v = cube_sum::<F>(acc, &mut scratch) / F::cast_from(size as u32);
-    let r = F::new(1.0_f32) / (v + F::cast_from(epsilon)).sqrt();
+    let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
+    hold::<F>(
+        &mut values,
+        x,
+        g,
+        lane,
+        size,
+        c,
+        s,
+        active,
+        shift,
+        per_channel,
+        team,
+        held,
+    );
+    let m = shifted_mean::<F>(
+        x,
+        &values,
+        shift,
+        g,
+        lane,
+        size,
+        c,
+        s,
+        active,
+        &mut scratch,
+        per_channel,
+        team,
+        held,
+    );
 
-    let mut k = UNIT_POS_X as usize;
-    while k < size {
-        let i = value_index(k, g, c, s, per_channel);
-        // The parameter of this value: along the row, or one per channel.
-        let p = if per_channel { g } else { k };
-        let mut out = ((x[i] - shift) - m) * r;
-        if has_gamma {
-            out *= gamma[p];
+    let mut acc = F::new(0.0_f32);
+    if comptime!(held > 0) {
+        #[unroll]
+        for j in 0..held as usize {
+            if lane + j * (team as usize) < size {
+                let d = (values[j] - shift) - m;
+                acc += d * d;
+            }
         }
-        if has_beta {
-            out += beta[p];
+    } else if active {
+        for k in range_stepped(lane, size, team as usize) {
+            let d = (x[value_index(k, g, c, s, per_channel)] - shift) - m;
+            acc += d * d;
         }
-        y[i] = out;
-        k += CUBE_DIM_X as usize;
     }
-    if UNIT_POS_X == 0 {
+    let v = team_sum::<F>(acc, &mut scratch, team) / F::cast_from(size as u32);
+    let r = F::new(1.0_f32) / (v + F::cast_from(epsilon)).sqrt();
+    if !active {
+        terminate!();
+    }
+
+    if comptime!(held > 0) {
+        #[unroll]
+        for j in 0..held as usize {
+            let k = lane + j * team as usize;
+            if k < size {
+                y[value_index(k, g, c, s, per_channel)] = affine::<F>(
+                    ((values[j] - shift) - m) * r,
+                    gamma,
+                    beta,
+                    g,
+                    k,
+                    per_channel,
+                    has_gamma,
+                    has_beta,
+                );
+            }
+        }
+    } else {
+        for k in range_stepped(lane, size, team as usize) {
+            let i = value_index(k, g, c, s, per_channel);
+            y[i] = affine::<F>(
+                ((x[i] - shift) - m) * r,
+                gamma,
+                beta,
+                g,
+                k,
+                per_channel,
+                has_gamma,
+                has_beta,
+            );
+        }
+    }
+    if lane == 0 {
         mean[g] = shift + m;
         var[g] = v;
         rstd[g] = r;
     }
+}
+
+/// The parameter index of value `k` of group `g`: along the row, or one
+/// per channel.
+#[cube]
+fn parameter(g: usize, k: usize, #[comptime] per_channel: bool) -> usize {
+    if per_channel { g } else { k }
+}
+
+/// `xhat * gamma + beta` for value `k` of group `g`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn affine<F: Float>(
+    xhat: F,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    g: usize,
+    k: usize,
+    #[comptime] per_channel: bool,
+    #[comptime] has_gamma: bool,
+    #[comptime] has_beta: bool,
+) -> F {
+    let p = parameter(g, k, per_channel);
+    let mut out = xhat;
+    if has_gamma {
+        out *= gamma[p];
+    }
+    if has_beta {
+        out += beta[p];
+    }
+    out
+}
+
+/// `dy * gamma` for value `k` of group `g` (`dy` without gamma).
+#[cube]
+fn weighted<F: Float>(
+    d: F,
+    gamma: &Tensor<F>,
+    g: usize,
+    k: usize,
+    #[comptime] per_channel: bool,
+    #[comptime] has_gamma: bool,
+) -> F {
+    let mut dw = d;
+    if has_gamma {
+        dw *= gamma[parameter(g, k, per_channel)];
+    }
+    dw
 }
 
 /// Backward of [`normalize_forward`], per group:
@@ -213,63 +421,134 @@ pub fn normalize_backward<F: Float>(
     #[comptime] per_channel: bool,
     #[comptime] has_gamma: bool,
     #[comptime] units: u32,
+    #[comptime] team: u32,
+    #[comptime] held: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let g = group_index();
-    if g >= groups as usize {
-        terminate!();
-    }
+    let (g, lane) = team_position(team);
+    let active = g < groups as usize;
     let (c, s) = (c as usize, s as usize);
     let size = group_size::<F>(x, c, s, per_channel);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let (shift, m) = shifted_mean::<F>(x, g, c, s, size, &mut scratch, per_channel);
-    let r = rstd[g];
+    let mut shift = F::new(0.0_f32);
+    let mut r = F::new(0.0_f32);
+    if active {
+        shift = x[value_index(0, g, c, s, per_channel)];
+        r = rstd[g];
+    }
+    let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
+    hold::<F>(
+        &mut values,
+        x,
+        g,
+        lane,
+        size,
+        c,
+        s,
+        active,
+        shift,
+        per_channel,
+        team,
+        held,
+    );
+    // Past the group's end `dy` is 0: those slots add nothing to the sums.
+    let mut grads = Array::<F>::new(comptime!(held.max(1)) as usize);
+    hold::<F>(
+        &mut grads,
+        dy,
+        g,
+        lane,
+        size,
+        c,
+        s,
+        active,
+        F::new(0.0_f32),
+        per_channel,
+        team,
+        held,
+    );
+    let m = shifted_mean::<F>(
+        x,
+        &values,
+        shift,
+        g,
+        lane,
+        size,
+        c,
+        s,
+        active,
+        &mut scratch,
+        per_channel,
+        team,
+        held,
+    );
+
     // Σ dy·w, Σ dy·w·xhat, and per channel Σ dy·xhat, Σ dy.
     let mut sum_g = F::new(0.0_f32);
     let mut sum_gx = F::new(0.0_f32);
     let mut sum_dx = F::new(0.0_f32);
     let mut sum_d = F::new(0.0_f32);
-    let mut k = UNIT_POS_X as usize;
-    while k < size {
-        let i = value_index(k, g, c, s, per_channel);
-        let p = if per_channel { g } else { k };
-        let h = ((x[i] - shift) - m) * r;
-        let d = dy[i];
-        let mut dw = d;
-        if has_gamma {
-            dw *= gamma[p];
+    if comptime!(held > 0) {
+        #[unroll]
+        for j in 0..held as usize {
+            let k = lane + j * team as usize;
+            let h = ((values[j] - shift) - m) * r;
+            let d = grads[j];
+            let mut dw = d;
+            if active && k < size {
+                dw = weighted::<F>(d, gamma, g, k, per_channel, has_gamma);
+            }
+            sum_g += dw;
+            sum_gx += dw * h;
+            sum_dx += d * h;
+            sum_d += d;
         }
-        sum_g += dw;
-        sum_gx += dw * h;
-        sum_dx += d * h;
-        sum_d += d;
-        k += CUBE_DIM_X as usize;
+    } else if active {
+        for k in range_stepped(lane, size, team as usize) {
+            let i = value_index(k, g, c, s, per_channel);
+            let h = ((x[i] - shift) - m) * r;
+            let d = dy[i];
+            let dw = weighted::<F>(d, gamma, g, k, per_channel, has_gamma);
+            sum_g += dw;
+            sum_gx += dw * h;
+            sum_dx += d * h;
+            sum_d += d;
+        }
     }
     let size_f = F::cast_from(size as u32);
-    let (total_g, total_gx) = cube_sum2::<F>(sum_g, sum_gx, &mut scratch);
+    let (total_g, total_gx) = team_sum2::<F>(sum_g, sum_gx, &mut scratch, team);
     let (mean_g, mean_gx) = (total_g / size_f, total_gx / size_f);
     if per_channel {
-        let (total_dx, total_d) = cube_sum2::<F>(sum_dx, sum_d, &mut scratch);
-        if UNIT_POS_X == 0 {
+        let (total_dx, total_d) = team_sum2::<F>(sum_dx, sum_d, &mut scratch, team);
+        if active && lane == 0 {
             dgamma[g] = total_dx;
             dbeta[g] = total_d;
         }
-    } else if UNIT_POS_X == 0 {
+    } else if active && lane == 0 {
         centers[2 * g] = shift;
         centers[2 * g + 1] = m;
     }
+    if !active {
+        terminate!();
+    }
 
-    let mut k = UNIT_POS_X as usize;
-    while k < size {
-        let i = value_index(k, g, c, s, per_channel);
-        let p = if per_channel { g } else { k };
-        let h = ((x[i] - shift) - m) * r;
-        let mut dw = dy[i];
-        if has_gamma {
-            dw *= gamma[p];
+    if comptime!(held > 0) {
+        #[unroll]
+        for j in 0..held as usize {
+            let k = lane + j * team as usize;
+            if k < size {
+                let h = ((values[j] - shift) - m) * r;
+                let dw = weighted::<F>(grads[j], gamma, g, k, per_channel, has_gamma);
+                dx[value_index(k, g, c, s, per_channel)] = r * ((dw - mean_g) - h * mean_gx);
+            }
         }
-        dx[i] = r * ((dw - mean_g) - h * mean_gx);
-        k += CUBE_DIM_X as usize;
+    } else {
+        for k in range_stepped(lane, size, team as usize) {
+            let i = value_index(k, g, c, s, per_channel);
+            let h = ((x[i] - shift) - m) * r;
+            let dw = weighted::<F>(dy[i], gamma, g, k, per_channel, has_gamma);
+            dx[i] = r * ((dw - mean_g) - h * mean_gx);
+        }
     }
 }
 
@@ -334,4 +613,31 @@ pub fn column_sums<F: Float>(
         total += partial[b * s + j];
     }
     out[j] = total;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Teams;
+
+    #[test]
+    fn teams_cover_short_long_and_streamed_groups() {
+        let teams = |groups, size| {
+            let Teams {
+                team,
+                per_cube,
+                held,
+            } = Teams::new(groups, size);
+            (team, per_cube, held)
+        };
+        // A transformer's rows: two teams of 128 per cube, one value each.
+        assert_eq!(teams(4096, 128), (128, 2, 1));
+        // Fewer groups than a cube could take: no empty teams beyond them.
+        assert_eq!(teams(3, 4), (32, 3, 1));
+        // Long rows: one cube, values held in registers up to 8 per unit.
+        assert_eq!(teams(6, 768), (256, 1, 3));
+        assert_eq!(teams(6, 2048), (256, 1, 8));
+        // Past that the group is streamed.
+        assert_eq!(teams(6, 2049), (256, 1, 0));
+        assert_eq!(teams(128, 25_088), (256, 1, 0));
+    }
 }
