@@ -7,12 +7,12 @@
 //!
 //! Each group is read from memory once per pass, and a group of up to a few
 //! hundred KiB stays in L2 between passes, so the kernels cost about one read
-//! of the input and one write of the output. Groups are spread over threads
-//! with rayon; inner loops keep eight independent accumulators so the
+//! of the input and one write of the output. Groups are spread over the
+//! calling thread and rayon's ([`chunks`](super::chunks)); inner loops keep eight independent accumulators so the
 //! compiler vectorizes them.
 
+use super::chunks::for_each_chunk;
 pub use super::layout::{Grouping, Groups};
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// The float types the kernels run in: f32 and f64 (f16/bf16 are widened
@@ -100,7 +100,7 @@ impl Groups {
         (0..count).map(move |k| first + k * stride)
     }
 
-    /// Groups per rayon task: enough work (~16k values) to amortize scheduling.
+    /// Groups per chunk of work: enough (~16k values) to amortize taking it.
     fn per_task(&self) -> usize {
         (16_384 / self.size().max(1)).max(1)
     }
@@ -213,6 +213,15 @@ impl<T> Shared<T> {
     unsafe fn range(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.1);
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+
+    /// Writes value `i`.
+    ///
+    /// # Safety
+    /// Concurrent callers must write distinct values.
+    unsafe fn write(&self, i: usize, value: T) {
+        assert!(i < self.1);
+        unsafe { self.0.add(i).write(value) }
     }
 
     /// [`Shared::range`] for a buffer that may not be initialized yet.
@@ -365,16 +374,36 @@ fn forward_into<T: Real>(
         size: T::from_f64(groups.size() as f64),
         out: Shared(y.as_mut_ptr().cast::<T>(), y.len()),
     };
-    let stats: Vec<(T, T, T)> = (0..groups.count())
-        .into_par_iter()
-        .with_min_len(groups.per_task())
-        .map(|g| simd(&pass, &mut (), g))
-        .collect();
-    Statistics {
-        mean: stats.iter().map(|s| s.0).collect(),
-        var: stats.iter().map(|s| s.1).collect(),
-        rstd: stats.iter().map(|s| s.2).collect(),
+    let k = groups.count();
+    let (mut mean, mut var, mut rstd) = (
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+    );
+    let stats = [&mut mean, &mut var, &mut rstd].map(|v| Shared(v.as_mut_ptr(), k));
+    for_each_chunk(
+        k,
+        groups.per_task(),
+        || (),
+        |_, chunk| {
+            for g in chunk {
+                let (m, v, r) = simd(&pass, &mut (), g);
+                // SAFETY: each group is written by one task.
+                unsafe {
+                    stats[0].write(g, m);
+                    stats[1].write(g, v);
+                    stats[2].write(g, r);
+                }
+            }
+        },
+    );
+    // SAFETY: every group's statistics were written above.
+    unsafe {
+        mean.set_len(k);
+        var.set_len(k);
+        rstd.set_len(k);
     }
+    Statistics { mean, var, rstd }
 }
 
 /// The backward pass over one group: sums and parameter gradients, then `dx`.
@@ -549,25 +578,22 @@ unsafe fn backward_raw<T: Real>(
         out: Shared(dx, x.len()),
     };
     let p = groups.params();
-    let (dgamma, dbeta) = (0..groups.count())
-        .into_par_iter()
-        .with_min_len(groups.per_task())
-        .fold(
-            || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
-            |mut state, g| {
-                simd(&pass, &mut state, g);
-                state
-            },
-        )
-        .map(|(dgamma, dbeta, _)| (dgamma, dbeta))
-        .reduce(
-            || (vec![0.0f64; p], vec![0.0f64; p]),
-            |(mut ga, mut ba), (gb, bb)| {
-                ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
-                ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
-                (ga, ba)
-            },
-        );
+    // One set of f64 parameter-gradient sums per thread, added at the end.
+    let partial = for_each_chunk(
+        groups.count(),
+        groups.per_task(),
+        || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
+        |state, chunk| {
+            for g in chunk {
+                simd(&pass, state, g);
+            }
+        },
+    );
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; p], vec![0.0f64; p]);
+    for (gb, bb, _) in partial {
+        dgamma.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+        dbeta.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
+    }
     (
         dgamma.into_iter().map(T::from_f64).collect(),
         dbeta.into_iter().map(T::from_f64).collect(),

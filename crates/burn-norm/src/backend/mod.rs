@@ -23,6 +23,8 @@
 #![allow(deprecated)]
 
 mod autodiff;
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+mod chunks;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
