@@ -33,7 +33,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use data::{Corpus, Vocab};
 use indicatif::{ProgressBar, ProgressStyle};
-use model::{CharTransformer, CharTransformerConfig, Placement};
+use model::{CharTransformer, CharTransformerConfig, GeluKind, Placement};
 use report::Row;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,6 +43,9 @@ const USAGE: &str = "\
 usage: charlm [options]
   --device flex|ndarray|wgpu   backend (default flex)
   --norm pre|post|none         LayerNorm placement (default pre)
+  --gelu tanh|exact            the MLP's GELU: PyTorch's tanh approximation
+                               (default), or the exact erf form (slower on flex
+                               as training goes on; see model.rs)
   --compare                    train pre-LN, post-LN and no-norm alike, one chart
   --steps N                    optimizer steps (default 1000; 500 with --compare)
   --batch-size N               sequences per step (default 32)
@@ -71,6 +74,7 @@ usage: charlm [options]
 struct Args {
     device: String,
     norm: Placement,
+    gelu: GeluKind,
     compare: bool,
     steps: Option<usize>,
     batch_size: usize,
@@ -100,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         device: "flex".into(),
         norm: Placement::Pre,
+        gelu: GeluKind::Tanh,
         compare: false,
         steps: None,
         batch_size: 32,
@@ -134,6 +139,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--device" => args.device = value()?,
             "--norm" => args.norm = Placement::parse(&value()?)?,
+            "--gelu" => args.gelu = GeluKind::parse(&value()?)?,
             "--compare" => args.compare = true,
             "--steps" => args.steps = Some(num(&flag, value()?)?),
             "--batch-size" => args.batch_size = num(&flag, value()?)?,
@@ -295,7 +301,8 @@ fn train(
         .with_n_layers(args.layers)
         .with_n_heads(args.heads)
         .with_dropout(args.dropout)
-        .with_norm(norm);
+        .with_norm(norm)
+        .with_gelu(args.gelu);
     let mut model = config.init(&train_device);
     let clipping = (args.clip > 0.0).then_some(GradientClippingConfig::Norm(args.clip as f32));
     let mut optim = AdamWConfig::new()
@@ -323,8 +330,12 @@ fn train(
     bar.set_prefix(format!("[{run}]"));
     let start = Instant::now();
     let (mut window_loss, mut window_steps) = (0.0, 0usize);
+    // Training time of the steps since the last validation (validation
+    // excluded): the throughput now, where `rate` averages since the start.
+    let mut recent = (0usize, std::time::Duration::ZERO);
     let mut diverged = false;
     for step in 1..=steps {
+        let step_start = Instant::now();
         let starts: Vec<usize> = (0..args.batch_size)
             .map(|_| rng.below(corpus.train.len() - t))
             .collect();
@@ -352,6 +363,7 @@ fn train(
         model = optim.step(lr, model, grads);
         window_loss += loss_value;
         window_steps += 1;
+        recent = (recent.0 + 1, recent.1 + step_start.elapsed());
         let rate = (step * args.batch_size * t) as f64 / start.elapsed().as_secs_f64();
         bar.inc(1);
         bar.set_message(format!("loss {loss_value:.3} | {rate:.0} tok/s"));
@@ -360,7 +372,9 @@ fn train(
             let val_loss = validate
                 .then(|| evaluate(&model.clone().valid(), &corpus.valid, &quick, t, device));
             if let Some(v) = val_loss {
-                bar.suspend(|| println!("[{run}] step {step}/{steps}: train {:.4} | val {v:.4} (quick, {} windows) | lr {lr:.2e} | {rate:.0} tok/s", window_loss / window_steps as f64, quick.len()));
+                let recent_rate = (recent.0 * args.batch_size * t) as f64 / recent.1.as_secs_f64();
+                bar.suspend(|| println!("[{run}] step {step}/{steps}: train {:.4} | val {v:.4} (quick, {} windows) | lr {lr:.2e} | {rate:.0} tok/s ({recent_rate:.0} over the last {} steps)", window_loss / window_steps as f64, quick.len(), recent.0));
+                recent = (0, std::time::Duration::ZERO);
             }
             rows.push(Row {
                 run: run.into(),
