@@ -6,9 +6,13 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --device wgpu --large    # wgpu vs PyTorch CUDA
     python3 benches/compare.py --bin PATH ...           # a prebuilt bench binary
 
+    python3 benches/compare.py --label "wgpu, fusion" ...  # the column title
+
 Ratios: burn-norm / PyTorch (<= 1 means as fast or faster) and
-burn-nn / burn-norm (the speed-up over Burn's own layers). The last column
-is the harness alone (an identity layer): the product y * g, the sum, its
+burn-nn / burn-norm (the speed-up over Burn's own layers). The forward
+rows also give burn-norm's achieved bandwidth, counting one read of x and
+one write of y (the least any normalization moves). The last column is the
+harness alone (an identity layer): the product y * g, the sum, its
 backward and the read-back, which every row's time includes.
 """
 import json
@@ -26,6 +30,7 @@ def main():
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else "flex"
     large = ["--large"] if "--large" in args else []
+    label = args[args.index("--label") + 1] if "--label" in args else device
     if "--bin" in args:
         burn_cmd = [args[args.index("--bin") + 1]]
     else:
@@ -40,16 +45,20 @@ def main():
     table = {}
     for r in [r for r in burn if "mib" not in r] + torch:
         table.setdefault((r["op"], r["shape"]), {})[r["impl"]] = r
-    print(f"| op | shape | pass | burn-norm {device} | burn-nn {device} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | harness alone: Burn {device} / PyTorch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (op, shape), impls in table.items():
-        for key, label in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
+        for key, pass_name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
             ours, nn, pt, base, pt_base = (
                 impls.get(k, {}).get(key) for k in ("burn-norm", "burn-nn", "pytorch", "identity", "pytorch-identity")
             )
             fmt = lambda v: f"{v:.3f} ms" if v is not None else "-"
             ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
-            print(f"| {op} | {shape} | {label} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {fmt(base)} / {fmt(pt_base)} |")
+            numel = 1
+            for extent in json.loads(shape):
+                numel *= extent
+            bandwidth = f"{2 * numel * 4 / (ours * 1e-3) / 1e9:.0f}" if ours and key == "fwd_ms" else "-"
+            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} |")
     for r in memory:
         print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
     if memory:

@@ -178,9 +178,10 @@ on_every_backend!(
     batch_norm_between_fused_operations
 );
 
-/// The suite's wgpu runs are in Burn's default configuration (burn-wgpu's
-/// default features): the backend under test is `Fusion<CubeBackend>`.
-#[cfg(feature = "wgpu")]
+/// With the `fusion` feature (a default) the suite's wgpu runs are in
+/// Burn's default configuration: the backend under test is
+/// `Fusion<CubeBackend>`.
+#[cfg(feature = "fusion")]
 #[test]
 fn wgpu_runs_under_burn_fusion() {
     let backend = std::any::type_name::<burn::backend::Wgpu>();
