@@ -194,16 +194,16 @@ fn parse_args() -> Result<Args, String> {
     if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{flag} must be at least 1"));
     }
-    if args.d_model % args.heads != 0 {
+    if !args.d_model.is_multiple_of(args.heads) {
         return Err(format!(
             "--d-model {} is not a multiple of --heads {}",
             args.d_model, args.heads
         ));
     }
     if !(0.0..1.0).contains(&args.dropout)
-        || args.lr.is_some_and(|lr| !(lr > 0.0))
+        || args.lr.is_some_and(|lr| !is_positive(lr))
         || args.clip < 0.0
-        || !(args.temperature > 0.0)
+        || !is_positive(args.temperature)
     {
         return Err("--dropout must be in [0, 1), --lr and --temperature > 0, --clip >= 0".into());
     }
@@ -456,9 +456,15 @@ fn load_model(dir: &Path, device: &Device) -> Result<(CharTransformer, Vocab), S
     Ok((model, vocab))
 }
 
+/// Whether `v > 0`: false for NaN, which the option checks must reject.
+fn is_positive(v: f64) -> bool {
+    v > 0.0
+}
+
 /// Samples `n` characters after `prompt`, one at a time, from the last
 /// `context` characters: softmax(logits / temperature), optionally over the
 /// `top_k` likeliest characters only.
+#[allow(clippy::too_many_arguments)]
 fn generate(
     model: &CharTransformer,
     vocab: &Vocab,

@@ -217,6 +217,7 @@ struct Outcome {
     images_per_s: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train(
     run: &str,
     norm: bool,

@@ -104,8 +104,7 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
         .iter()
         .cloned()
         .fold(f64::INFINITY, f64::min)
-        .max(1e-4)
-        .min(1.0);
+        .clamp(1e-4, 1.0);
     let hi = (losses.iter().cloned().fold(0.0, f64::max) * 1.2)
         .max(lo * 10.0)
         .min(1e3);

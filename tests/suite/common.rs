@@ -87,8 +87,10 @@ pub fn assert_close_above(what: &str, actual: &[f32], expected: &[f32], rtol: f6
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         let (a, e) = (a as f64, e as f64);
         let err = (a - e).abs() / e.abs().max(rms).max(floor).max(f64::MIN_POSITIVE);
-        if !(err <= worst.0) {
-            worst = (if err.is_nan() { f64::INFINITY } else { err }, i);
+        // A NaN error is the worst there is.
+        let err = if err.is_nan() { f64::INFINITY } else { err };
+        if err > worst.0 {
+            worst = (err, i);
         }
     }
     assert!(

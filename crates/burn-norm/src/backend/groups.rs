@@ -452,7 +452,7 @@ impl<T: Real> GroupPass for Backward<'_, T> {
             None => {
                 scratch.clear();
                 scratch.resize(s, group_w);
-                &scratch
+                scratch
             }
         };
         // Pass 1, reading only: the sums, and the parameter gradients.
