@@ -15,7 +15,10 @@
 //! flex and ndarray, CubeCL kernels on wgpu) sit behind Burn's
 //! `#[backend_extension]` in [`backend`]. The backend is chosen at run time
 //! by the device the tensors live on (`Device::flex()`, `Device::ndarray()`,
-//! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients.
+//! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients. On wgpu
+//! the kernels work in Burn's default configuration (`Fusion<CubeBackend>`,
+//! fusion and autotune on) and without fusion alike: a GPU user adds
+//! `features = ["wgpu"]` to burn-norm and nothing else.
 //!
 //! ```
 //! use burn_norm::{BatchNormConfig, LayerNormConfig};
