@@ -8,8 +8,8 @@
 //! Each group is read from memory once per pass, and a group of up to a few
 //! hundred KiB stays in L2 between passes, so the kernels cost about one read
 //! of the input and one write of the output. Groups are spread over the
-//! calling thread and rayon's ([`chunks`](super::chunks)); inner loops keep eight independent accumulators so the
-//! compiler vectorizes them.
+//! calling thread and rayon's ([`chunks`](super::chunks)); inner loops keep
+//! eight independent accumulators so the compiler vectorizes them.
 
 use super::chunks::for_each_chunk;
 pub use super::layout::{Grouping, Groups};

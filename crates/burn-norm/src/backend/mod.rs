@@ -14,9 +14,10 @@
 //! give a wgpu user). Under fusion the operation is queued lazily, like
 //! Burn's own operations: its output shapes come from the input shapes
 //! alone, the fused operations before it are flushed into its inputs, and
-//! the operations after it fuse among themselves. Everywhere else (and inside [`with_composed_path`])
-//! [`has_fused_kernel`] says no and the functional layer keeps its composed
-//! path, so every backend still runs every layer.
+//! the operations after it fuse among themselves. Everywhere else (and
+//! inside [`with_composed_path`]) [`has_fused_kernel`] says no and the
+//! functional layer keeps its composed path, so every backend still runs
+//! every layer.
 
 // Burn 0.22 deprecates ndarray in favour of flex but still ships it; it keeps
 // its kernel until Burn removes it (the extension macro names it here).
