@@ -3,7 +3,9 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use burn_norm::{BatchNormConfig, LayerNormConfig, NormError};
+use burn_norm::{
+    BatchNormConfig, GroupNormConfig, InstanceNormConfig, LayerNormConfig, NormError, RmsNormConfig,
+};
 
 fn device() -> Device {
     Device::flex()
@@ -236,4 +238,101 @@ fn modes_follow_burns_rule() {
         &[(0.8 / (1.1f64 + 1e-5).sqrt()) as f32],
         1e-6,
     );
+}
+
+#[test]
+fn invalid_family_configs_are_rejected_with_the_field_named() {
+    let d = device();
+    let check = |err: NormError, message: &str| {
+        assert!(
+            err.to_string().contains(message),
+            "{err} should contain {message}"
+        );
+    };
+    check(
+        GroupNormConfig::new(4, 6).try_init(&d).unwrap_err(),
+        "GroupNorm: invalid config: `num_groups` must be a divisor of num_channels, got 4 with num_channels = 6",
+    );
+    check(
+        GroupNormConfig::new(0, 6).try_init(&d).unwrap_err(),
+        "GroupNorm: invalid config: `num_groups` must be > 0, got 0",
+    );
+    check(
+        GroupNormConfig::new(2, 0).try_init(&d).unwrap_err(),
+        "`num_channels` must be > 0, got 0",
+    );
+    check(
+        RmsNormConfig::new(4)
+            .with_epsilon(0.0)
+            .try_init(&d)
+            .unwrap_err(),
+        "RmsNorm: invalid config: `epsilon` must be finite and > 0, got 0",
+    );
+    check(
+        RmsNormConfig::new(4)
+            .with_normalized_shape(Some(vec![3]))
+            .try_init(&d)
+            .unwrap_err(),
+        "RmsNorm: invalid config: `normalized_shape` must be a non-empty shape whose product is d_model",
+    );
+    check(
+        InstanceNormConfig::new(3)
+            .with_momentum(Some(2.0))
+            .try_init(&d)
+            .unwrap_err(),
+        "InstanceNorm: invalid config: `momentum` must be None or a finite value in [0, 1], got 2",
+    );
+    check(
+        InstanceNormConfig::new(0).try_init(&d).unwrap_err(),
+        "InstanceNorm: invalid config: `num_channels` must be > 0, got 0",
+    );
+}
+
+#[test]
+fn family_layers_reject_wrong_inputs() {
+    let d = device();
+    let gn = GroupNormConfig::new(2, 4).init(&d);
+    let err = gn
+        .try_forward(Tensor::<3>::zeros([2, 3, 5], &d))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "GroupNorm: expected input [N, 4, ...] of rank 2 or more, got shape [2, 3, 5]"
+    );
+    let rms = RmsNormConfig::new(8).init(&d);
+    let err = rms.try_forward(Tensor::<2>::zeros([2, 7], &d)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "RmsNorm: expected input [..., 8], got shape [2, 7]"
+    );
+    let norm = InstanceNormConfig::new(3).init(&d);
+    let err = norm
+        .try_forward(Tensor::<2>::zeros([2, 3], &d))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "InstanceNorm: expected input [N, 3, ...] of rank 3 to 5, got shape [2, 3]"
+    );
+    // One spatial value has no variance: PyTorch refuses it too.
+    let err = norm
+        .try_forward(Tensor::<4>::zeros([2, 3, 1, 1], &d))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        NormError::SingleSpatialValue {
+            layer: "InstanceNorm",
+            got: vec![2, 3, 1, 1]
+        }
+    );
+    assert!(err.to_string().contains("more than 1 spatial value"));
+    // With running statistics in evaluation it is fine.
+    let tracked = InstanceNormConfig::new(3)
+        .with_track_running_stats(true)
+        .init(&d);
+    let y = tracked.forward(Tensor::<4>::ones([2, 3, 1, 1], &d));
+    // (1 - 0) / sqrt(1 + 1e-5) with the initial running statistics.
+    let expected = 1.0 / (1.0f32 + 1e-5).sqrt();
+    for v in y.into_data().try_to_vec::<f32>().unwrap() {
+        assert!((v - expected).abs() < 1e-6, "{v}");
+    }
 }

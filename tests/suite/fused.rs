@@ -4,8 +4,8 @@
 //! compared with the same layer on flex inside `with_composed_path` (Burn's
 //! tensor operations, differentiated by autodiff), on the same inputs,
 //! within 1e-5 relative: outputs, the gradients of `sum(y * g)` with
-//! respect to the input, gamma and beta, and BatchNorm's running
-//! statistics.
+//! respect to the input, gamma and beta, and the running statistics of
+//! BatchNorm and InstanceNorm; for every layer of the family.
 //!
 //! The reference runs on a CPU: Burn 0.22.1's composed path on wgpu sums
 //! at most 65,532 rows (`sum_dim`), so its gamma gradient is wrong for the
@@ -15,7 +15,9 @@ use crate::common::{assert_close_above, rms, values};
 use burn::module::Param;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn_norm::backend::{has_fused_kernel, with_composed_path};
-use burn_norm::{BatchNormConfig, LayerNormConfig};
+use burn_norm::{
+    BatchNormConfig, GroupNormConfig, InstanceNormConfig, LayerNormConfig, RmsNormConfig,
+};
 
 const RTOL: f64 = 1e-5;
 
@@ -221,5 +223,170 @@ fn fused_batch_norm_matches_the_composed_path() {
                 );
             }
         }
+    }
+}
+
+/// Compares one layer, fused on each device against composed on flex:
+/// `run(device)` returns the output, the gradients and any running
+/// statistics, named by `names`; entries named `* grad` of parameters are
+/// floored as [`parameter_grad_floor`] says for `params` parameters.
+fn check_layer<const D: usize>(
+    label: &str,
+    shape: [usize; D],
+    params: usize,
+    names: &[&str],
+    run: impl Fn(&Device) -> Vec<Vec<f32>>,
+) {
+    for (device_name, device) in fused_devices() {
+        let fused = run(&device);
+        let composed = with_composed_path(|| run(&Device::flex()));
+        assert_eq!(fused.len(), names.len(), "{label}");
+        assert_eq!(composed.len(), names.len(), "{label}");
+        let floor = parameter_grad_floor(shape, params);
+        for (what, (a, e)) in names.iter().zip(fused.iter().zip(&composed)) {
+            let floor = if matches!(*what, "gamma grad" | "beta grad") {
+                floor
+            } else {
+                0.0
+            };
+            assert_close_above(&format!("{device_name} {label}: {what}"), a, e, RTOL, floor);
+        }
+    }
+}
+
+#[test]
+fn fused_rms_norm_matches_the_composed_path() {
+    let cases = [
+        ("affine", RmsNormConfig::new(96), [3, 5, 96]),
+        (
+            "no affine",
+            RmsNormConfig::new(33).with_elementwise_affine(false),
+            [4, 3, 33],
+        ),
+        (
+            "two normalized axes",
+            RmsNormConfig::from_normalized_shape(vec![6, 17]),
+            [5, 6, 17],
+        ),
+        ("wide rows", RmsNormConfig::new(700), [2, 3, 700]),
+        ("streamed rows", RmsNormConfig::new(2100), [1, 2, 2100]),
+        ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
+    ];
+    for (name, config, shape) in cases {
+        let names: &[&str] = if config.elementwise_affine {
+            &["output", "input grad", "gamma grad"]
+        } else {
+            &["output", "input grad"]
+        };
+        check_layer(
+            &format!("rms norm {name}"),
+            shape,
+            config.d_model,
+            names,
+            |device| {
+                let ad = device.clone().autodiff();
+                let mut layer = config.init(&ad);
+                layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
+                output_and_grads(
+                    shape,
+                    [layer.gamma.as_ref(), None],
+                    |x| layer.forward(x),
+                    &ad,
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_group_norm_matches_the_composed_path() {
+    let cases = [
+        // Groups of 4 channels x 64 values: held in registers on the GPU.
+        ("held groups", GroupNormConfig::new(8, 32), [2, 32, 8, 8]),
+        // Groups of 2 x 1,600 values: streamed on the GPU.
+        (
+            "streamed groups",
+            GroupNormConfig::new(2, 4),
+            [1, 4, 40, 40],
+        ),
+        (
+            "no affine",
+            GroupNormConfig::new(3, 6).with_affine(false),
+            [3, 6, 2, 5],
+        ),
+        // No spatial axis: each group is `C / G` values.
+        ("rank 2", GroupNormConfig::new(2, 10), [7, 10, 1, 1]),
+    ];
+    for (name, config, shape) in cases {
+        let names: &[&str] = if config.affine {
+            &["output", "input grad", "gamma grad", "beta grad"]
+        } else {
+            &["output", "input grad"]
+        };
+        check_layer(
+            &format!("group norm {name}"),
+            shape,
+            shape[1],
+            names,
+            |device| {
+                let ad = device.clone().autodiff();
+                let mut layer = config.init(&ad);
+                layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
+                layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
+                output_and_grads(
+                    shape,
+                    [layer.gamma.as_ref(), layer.beta.as_ref()],
+                    |x| layer.forward(x),
+                    &ad,
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_instance_norm_matches_the_composed_path() {
+    let affine_running = InstanceNormConfig::new(5)
+        .with_affine(true)
+        .with_track_running_stats(true);
+    let cases = [
+        // Instances of 7 values: many teams per GPU cube.
+        ("short instances", affine_running.clone(), [3, 5, 7, 1]),
+        ("2d", affine_running, [2, 5, 6, 6]),
+        ("defaults", InstanceNormConfig::new(3), [2, 3, 50, 50]),
+    ];
+    for (name, config, shape) in cases {
+        let mut names = vec!["output", "input grad"];
+        if config.affine {
+            names.extend(["gamma grad", "beta grad"]);
+        }
+        if config.track_running_stats {
+            names.extend(["running mean", "running var"]);
+        }
+        check_layer(
+            &format!("instance norm {name}"),
+            shape,
+            shape[1],
+            &names,
+            |device| {
+                let ad = device.clone().autodiff();
+                let mut layer = config.init(&ad);
+                layer.gamma = layer.gamma.map(|p| set(p, 0.61, &ad));
+                layer.beta = layer.beta.map(|p| set(p, 0.83, &ad));
+                let mut out = output_and_grads(
+                    shape,
+                    [layer.gamma.as_ref(), layer.beta.as_ref()],
+                    |x| layer.forward(x),
+                    &ad,
+                );
+                out.extend(
+                    [layer.running_mean(), layer.running_var()]
+                        .into_iter()
+                        .flatten()
+                        .map(values),
+                );
+                out
+            },
+        );
     }
 }

@@ -165,8 +165,49 @@ fn layer_norm_gradients_match_finite_differences(device: &Device) {
     );
 }
 
+fn rms_norm_gradients_match_finite_differences(device: &Device) {
+    // RMSNorm has no beta: the check's beta is added after it, so that its
+    // gradient (dy summed over rows) is checked too but tells nothing new.
+    check("rms_norm", device, [3, 5], 5, |x, gamma, beta| {
+        functional::rms_norm(x, 1, Some(gamma), 1e-5) + beta.unsqueeze::<2>()
+    });
+    check(
+        "rms_norm over two axes",
+        device,
+        [2, 2, 3],
+        6,
+        |x, gamma, beta| functional::rms_norm(x, 2, Some(gamma), 1e-5) + beta.reshape([1, 2, 3]),
+    );
+}
+
+fn group_norm_gradients_match_finite_differences(device: &Device) {
+    check("group_norm", device, [2, 6, 3], 6, |x, gamma, beta| {
+        functional::group_norm(x, 3, Some(gamma), Some(beta), 1e-5)
+    });
+    check(
+        "group_norm, one sample",
+        device,
+        [1, 4, 2, 2],
+        4,
+        |x, gamma, beta| functional::group_norm(x, 2, Some(gamma), Some(beta), 1e-5),
+    );
+}
+
+fn instance_norm_gradients_match_finite_differences(device: &Device) {
+    check(
+        "instance_norm_train",
+        device,
+        [2, 3, 4],
+        3,
+        |x, gamma, beta| functional::instance_norm_train(x, Some(gamma), Some(beta), 1e-5).output,
+    );
+}
+
 on_every_backend!(
     batch_norm_train_gradients_match_finite_differences,
     batch_norm_eval_gradients_match_finite_differences,
     layer_norm_gradients_match_finite_differences,
+    rms_norm_gradients_match_finite_differences,
+    group_norm_gradients_match_finite_differences,
+    instance_norm_gradients_match_finite_differences,
 );

@@ -7,7 +7,9 @@
 
 use crate::common::{tensor, values};
 use burn::tensor::Device;
-use burn_norm::{BatchNormConfig, LayerNormConfig};
+use burn_norm::{
+    BatchNormConfig, GroupNormConfig, InstanceNormConfig, LayerNormConfig, RmsNormConfig,
+};
 
 const RTOL: f64 = 1e-4;
 
@@ -133,6 +135,68 @@ fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
     check("LayerNorm", &x, &groups, values(y));
 }
 
+fn group_norm_is_stable_on_large_mean_small_spread(device: &Device) {
+    let (n, c, hw, g) = (2, 6, 32, 3);
+    let x = hostile(n * c * hw);
+    // Group `j` of sample `b` holds channels `2j, 2j + 1`: contiguous.
+    let size = c / g * hw;
+    let groups: Vec<Vec<usize>> = (0..n * g)
+        .map(|k| (k * size..(k + 1) * size).collect())
+        .collect();
+    let gn = GroupNormConfig::new(g, c).init(device);
+    let y = gn.forward(tensor::<3>(&x, &[n, c, hw], device));
+    check("GroupNorm", &x, &groups, values(y));
+}
+
+fn instance_norm_is_stable_on_large_mean_small_spread(device: &Device) {
+    let (n, c, hw) = (2, 3, 64);
+    let x = hostile(n * c * hw);
+    let groups: Vec<Vec<usize>> = (0..n * c)
+        .map(|k| (k * hw..(k + 1) * hw).collect())
+        .collect();
+    let ad = device.clone().autodiff();
+    let norm = InstanceNormConfig::new(c)
+        .with_track_running_stats(true)
+        .init(&ad);
+    let y = norm.forward(tensor::<3>(&x, &[n, c, hw], &ad));
+    check("InstanceNorm training", &x, &groups, values(y));
+    // The running mean (momentum 0.1 from 0) is a tenth of the instances'
+    // mean, to f32 precision.
+    let mean = values(norm.running_mean().unwrap());
+    for (k, m) in mean.iter().enumerate() {
+        let exact = (0..n)
+            .flat_map(|b| groups[b * c + k].iter())
+            .map(|&j| x[j] as f64)
+            .sum::<f64>()
+            / (n * hw) as f64;
+        assert!(
+            (*m as f64 - 0.1 * exact).abs() <= 1e3 * 2e-7,
+            "running mean {k}: {m} vs {}",
+            0.1 * exact
+        );
+    }
+}
+
+/// RMSNorm has no subtraction to lose digits in, but its sum of squares of
+/// values at 1e4 (1e8 each, thousands of them) must still keep f32
+/// precision: against an f64 reference, 1e-5.
+fn rms_norm_is_accurate_on_large_values(device: &Device) {
+    let (rows, d) = (8, 256);
+    let x = hostile(rows * d);
+    let rms = RmsNormConfig::new(d).with_epsilon(1e-5).init(device);
+    let y = rms.forward(tensor::<2>(&x, &[rows, d], device));
+    let expected: Vec<f64> = x
+        .chunks(d)
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+            row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
+        })
+        .collect();
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= 1e-5, "RMSNorm: relative error {err:.3e}");
+}
+
 /// f16 activations of +-300: their squares overflow f16 (max 65504),
 /// so statistics must be accumulated in f32. The output is compared with the
 /// f64 reference at f16's own precision (2^-10 relative, floored at 1).
@@ -180,10 +244,48 @@ fn half_precision_accumulates_in_f32(device: &Device) {
     let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
     let err = worst_error(&actual, &expected);
     assert!(err <= 2e-3, "BatchNorm f16: relative error {err:.3e}");
+
+    // RMSNorm: squares of 300 overflow f16 as well.
+    let input = Tensor::<2>::from_data(
+        TensorData::new(x16.clone(), [rows, d]),
+        (device, DType::F16),
+    );
+    let y = RmsNormConfig::new(d)
+        .with_epsilon(1e-5)
+        .init(device)
+        .forward(input);
+    assert_eq!(y.dtype(), DType::F16);
+    let expected: Vec<f64> = x16
+        .chunks(d)
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+            row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
+        })
+        .collect();
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= 2e-3, "RMSNorm f16: relative error {err:.3e}");
+
+    // GroupNorm with the rows as samples, two groups of 32 channels.
+    let input = Tensor::<2>::from_data(
+        TensorData::new(x16.clone(), [rows, d]),
+        (device, DType::F16),
+    );
+    let y = GroupNormConfig::new(2, d).init(device).forward(input);
+    let groups: Vec<Vec<usize>> = (0..rows * 2)
+        .map(|k| (k * d / 2..(k + 1) * d / 2).collect())
+        .collect();
+    let expected = reference(&x16, &groups, 1e-5);
+    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+    let err = worst_error(&actual, &expected);
+    assert!(err <= 2e-3, "GroupNorm f16: relative error {err:.3e}");
 }
 
 on_every_backend!(
     batch_norm_is_stable_on_large_mean_small_spread,
     layer_norm_is_stable_on_large_mean_small_spread,
+    group_norm_is_stable_on_large_mean_small_spread,
+    instance_norm_is_stable_on_large_mean_small_spread,
+    rms_norm_is_accurate_on_large_values,
     half_precision_accumulates_in_f32,
 );

@@ -1,5 +1,6 @@
 //! Parity with PyTorch: fixtures written by `tests/fixtures/generate.py`
-//! (torch.nn.BatchNorm1d/2d/3d and LayerNorm in float32 on the CPU).
+//! (torch.nn.BatchNorm1d/2d/3d, LayerNorm, RMSNorm, GroupNorm and
+//! InstanceNorm1d/2d/3d in float32 on the CPU).
 //!
 //! Each case sets PyTorch's random gamma/beta, runs several training steps
 //! (output; gradients of `sum(y * g)` for input, gamma and beta; running
@@ -8,7 +9,10 @@
 use crate::common::{assert_close, assert_close_above, rms, std, tensor, values};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
-use burn_norm::{BatchNorm, BatchNormConfig, LayerNormConfig};
+use burn_norm::{
+    BatchNorm, BatchNormConfig, GroupNormConfig, InstanceNorm, InstanceNormConfig, LayerNormConfig,
+    RmsNormConfig,
+};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -51,6 +55,8 @@ struct Config {
     elementwise_affine: bool,
     #[serde(default)]
     bias: bool,
+    #[serde(default)]
+    num_groups: usize,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +145,34 @@ fn check_steps<const D: usize>(
     }
 }
 
+/// Checks the running statistics and the counter after a step.
+fn check_running(
+    step: &Step,
+    at: &str,
+    mean: Option<Tensor<1>>,
+    var: Option<Tensor<1>>,
+    counter: Option<u64>,
+) {
+    let (mean, var) = (mean.map(values), var.map(values));
+    assert_eq!(mean.is_some(), step.running_mean.is_some(), "{at}: buffers");
+    if let (Some(mean), Some(var)) = (mean, var) {
+        let expected = |v: &Option<Vec<f32>>| v.clone().unwrap();
+        assert_close(
+            &format!("{at} running_mean"),
+            &mean,
+            &expected(&step.running_mean),
+            RTOL,
+        );
+        assert_close(
+            &format!("{at} running_var"),
+            &var,
+            &expected(&step.running_var),
+            RTOL,
+        );
+    }
+    assert_eq!(counter, step.num_batches_tracked, "{at}: counter");
+}
+
 fn batch_norm_case<const D: usize>(case: &Case, device: &Device) {
     let ad = device.clone().autodiff();
     let c = case.shape[1];
@@ -157,28 +191,13 @@ fn batch_norm_case<const D: usize>(case: &Case, device: &Device) {
         &bn.gamma,
         &bn.beta,
         |step, at| {
-            let mean = bn.running_mean().map(values);
-            let var = bn.running_var().map(values);
-            assert_eq!(mean.is_some(), step.running_mean.is_some(), "{at}: buffers");
-            if let (Some(mean), Some(var)) = (mean, var) {
-                assert_close(
-                    &format!("{at} running_mean"),
-                    &mean,
-                    step.running_mean.as_ref().unwrap(),
-                    RTOL,
-                );
-                assert_close(
-                    &format!("{at} running_var"),
-                    &var,
-                    step.running_var.as_ref().unwrap(),
-                    RTOL,
-                );
-            }
-            assert_eq!(
+            check_running(
+                step,
+                at,
+                bn.running_mean(),
+                bn.running_var(),
                 bn.num_batches_tracked(),
-                step.num_batches_tracked,
-                "{at}: counter"
-            );
+            )
         },
     );
     let eval = case.eval.as_ref().expect("batch norm cases evaluate");
@@ -202,6 +221,64 @@ fn layer_norm_case<const D: usize>(case: &Case, device: &Device) {
     ln.gamma = param(&case.gamma, &ad);
     ln.beta = param(&case.beta, &ad);
     check_steps::<D>(case, &ad, |x| ln.forward(x), &ln.gamma, &ln.beta, |_, _| {});
+}
+
+fn rms_norm_case<const D: usize>(case: &Case, device: &Device) {
+    let ad = device.clone().autodiff();
+    let mut rms = RmsNormConfig::from_normalized_shape(case.normalized_shape.clone())
+        .with_epsilon(case.config.epsilon)
+        .with_elementwise_affine(case.config.elementwise_affine)
+        .init(&ad);
+    rms.gamma = param(&case.gamma, &ad);
+    check_steps::<D>(case, &ad, |x| rms.forward(x), &rms.gamma, &None, |_, _| {});
+}
+
+fn group_norm_case<const D: usize>(case: &Case, device: &Device) {
+    let ad = device.clone().autodiff();
+    let mut gn = GroupNormConfig::new(case.config.num_groups, case.shape[1])
+        .with_epsilon(case.config.epsilon)
+        .with_affine(case.config.affine)
+        .init(&ad);
+    gn.gamma = param(&case.gamma, &ad);
+    gn.beta = param(&case.beta, &ad);
+    check_steps::<D>(case, &ad, |x| gn.forward(x), &gn.gamma, &gn.beta, |_, _| {});
+}
+
+fn instance_norm_case<const D: usize>(case: &Case, device: &Device) {
+    let ad = device.clone().autodiff();
+    let mut norm: InstanceNorm = InstanceNormConfig::new(case.shape[1])
+        .with_epsilon(case.config.epsilon)
+        .with_momentum(case.config.momentum)
+        .with_affine(case.config.affine)
+        .with_track_running_stats(case.config.track_running_stats)
+        .init(&ad);
+    norm.gamma = param(&case.gamma, &ad);
+    norm.beta = param(&case.beta, &ad);
+    check_steps::<D>(
+        case,
+        &ad,
+        |x| norm.forward(x),
+        &norm.gamma,
+        &norm.beta,
+        |step, at| {
+            check_running(
+                step,
+                at,
+                norm.running_mean(),
+                norm.running_var(),
+                norm.num_batches_tracked(),
+            )
+        },
+    );
+    let eval = case.eval.as_ref().expect("instance norm cases evaluate");
+    let norm = norm.valid();
+    let y = norm.forward(tensor::<D>(&eval.input, &case.shape, device));
+    assert_close(
+        &format!("{} eval output", case.name),
+        &values(y),
+        &eval.output,
+        RTOL,
+    );
 }
 
 macro_rules! by_rank {
@@ -228,4 +305,28 @@ fn layer_norm_matches_pytorch(device: &Device) {
     }
 }
 
-on_every_backend!(batch_norm_matches_pytorch, layer_norm_matches_pytorch);
+fn rms_norm_matches_pytorch(device: &Device) {
+    for case in cases("rms_norm") {
+        by_rank!(rms_norm_case, case, device);
+    }
+}
+
+fn group_norm_matches_pytorch(device: &Device) {
+    for case in cases("group_norm") {
+        by_rank!(group_norm_case, case, device);
+    }
+}
+
+fn instance_norm_matches_pytorch(device: &Device) {
+    for case in cases("instance_norm") {
+        by_rank!(instance_norm_case, case, device);
+    }
+}
+
+on_every_backend!(
+    batch_norm_matches_pytorch,
+    layer_norm_matches_pytorch,
+    rms_norm_matches_pytorch,
+    group_norm_matches_pytorch,
+    instance_norm_matches_pytorch,
+);

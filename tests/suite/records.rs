@@ -4,7 +4,10 @@
 use crate::common::values;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_norm::{BatchNorm, BatchNormConfig, LayerNormConfig};
+use burn_norm::{
+    BatchNorm, BatchNormConfig, GroupNormConfig, InstanceNormConfig, LayerNormConfig,
+    Normalization, NormalizationConfig, RmsNormConfig,
+};
 
 fn bits(t: Tensor<1>) -> Vec<u32> {
     values(t).into_iter().map(f32::to_bits).collect()
@@ -82,6 +85,87 @@ fn layer_norm_record_round_trips_bit_exact(device: &Device) {
     );
 }
 
+fn family_records_round_trip_bit_exact(device: &Device) {
+    let dir = tempdir("family");
+    // RMSNorm: gamma.
+    let mut rms = RmsNormConfig::new(5).init(device);
+    rms.gamma = randomize(&rms.gamma, 5, device);
+    rms.clone().save_file(dir.join("rms")).expect("save");
+    let loaded = RmsNormConfig::new(5)
+        .init(device)
+        .load_file(dir.join("rms"));
+    assert_eq!(
+        bits(loaded.gamma.unwrap().val()),
+        bits(rms.gamma.unwrap().val())
+    );
+
+    // GroupNorm: gamma and beta.
+    let mut gn = GroupNormConfig::new(2, 4).init(device);
+    gn.gamma = randomize(&gn.gamma, 4, device);
+    gn.beta = randomize(&gn.beta, 4, device);
+    gn.clone().save_file(dir.join("gn")).expect("save");
+    let loaded = GroupNormConfig::new(2, 4)
+        .init(device)
+        .load_file(dir.join("gn"));
+    assert_eq!(
+        bits(loaded.gamma.unwrap().val()),
+        bits(gn.gamma.unwrap().val())
+    );
+    assert_eq!(
+        bits(loaded.beta.unwrap().val()),
+        bits(gn.beta.unwrap().val())
+    );
+
+    // InstanceNorm with running statistics, after two training steps.
+    let config = InstanceNormConfig::new(3)
+        .with_affine(true)
+        .with_track_running_stats(true);
+    let ad = device.clone().autodiff();
+    let mut norm = config.init(&ad);
+    norm.gamma = randomize(&norm.gamma, 3, &ad);
+    norm.beta = randomize(&norm.beta, 3, &ad);
+    for _ in 0..2 {
+        norm.forward(Tensor::<3>::random(
+            [2, 3, 6],
+            Distribution::Normal(1.0, 3.0),
+            &ad,
+        ));
+    }
+    norm.clone().save_file(dir.join("in")).expect("save");
+    let loaded = config.init(device).load_file(dir.join("in"));
+    let param = |p: &Option<Param<Tensor<1>>>| bits(p.as_ref().unwrap().val());
+    assert_eq!(param(&loaded.gamma), param(&norm.gamma));
+    assert_eq!(param(&loaded.beta), param(&norm.beta));
+    assert_eq!(
+        bits(loaded.running_mean().unwrap()),
+        bits(norm.running_mean().unwrap())
+    );
+    assert_eq!(
+        bits(loaded.running_var().unwrap()),
+        bits(norm.running_var().unwrap())
+    );
+    // Not 0.1 * 0 + ...: the statistics moved away from their initial values.
+    assert_ne!(values(loaded.running_var().unwrap()), vec![1.0; 3]);
+
+    // Through the enum as well.
+    let config: NormalizationConfig = RmsNormConfig::new(0).into();
+    let wrapped = config.clone().with_num_features(5).init(device);
+    let Normalization::Rms(mut inner) = wrapped else {
+        panic!("an RmsNorm config builds an RmsNorm");
+    };
+    inner.gamma = randomize(&inner.gamma, 5, device);
+    let wrapped = Normalization::Rms(inner);
+    wrapped.clone().save_file(dir.join("enum")).expect("save");
+    let loaded = config
+        .with_num_features(5)
+        .init(device)
+        .load_file(dir.join("enum"));
+    let (Normalization::Rms(a), Normalization::Rms(b)) = (loaded, wrapped) else {
+        panic!("still RmsNorm");
+    };
+    assert_eq!(bits(a.gamma.unwrap().val()), bits(b.gamma.unwrap().val()));
+}
+
 fn loading_a_record_for_other_features_fails_clearly(device: &Device) {
     let dir = tempdir("mismatch");
     let path = dir.join("bn");
@@ -129,5 +213,6 @@ impl AutodiffOn for BatchNorm {
 on_every_backend!(
     batch_norm_record_round_trips_bit_exact,
     layer_norm_record_round_trips_bit_exact,
+    family_records_round_trip_bit_exact,
     loading_a_record_for_other_features_fails_clearly,
 );

@@ -3,8 +3,9 @@
 //! [`functional::batch_norm_train`](crate::functional::batch_norm_train).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_epsilon, check_features};
+use crate::error::{NormError, check_epsilon, check_features, check_momentum};
 use crate::functional;
+use crate::running_stats::{self, RunningBuffers};
 use burn::config::Config;
 use burn::module::{
     Content, DisplaySettings, Flag, Initializer, Module, ModuleDisplay, Param, RunningState,
@@ -51,17 +52,7 @@ impl BatchNormConfig {
     pub fn validate(&self) -> Result<(), NormError> {
         check_features(LAYER, "num_features", self.num_features)?;
         check_epsilon(LAYER, self.epsilon)?;
-        if let Some(momentum) = self.momentum
-            && !(momentum.is_finite() && (0.0..=1.0).contains(&momentum))
-        {
-            return Err(NormError::InvalidConfig {
-                layer: LAYER,
-                field: "momentum",
-                expected: "None or a finite value in [0, 1]",
-                got: momentum.to_string(),
-            });
-        }
-        Ok(())
+        check_momentum(LAYER, self.momentum)
     }
 
     /// Builds the layer: `gamma = 1`, `beta = 0`, `running_mean = 0`,
@@ -70,15 +61,13 @@ impl BatchNormConfig {
         self.validate()?;
         let c = self.num_features;
         let param = |init: Initializer| self.affine.then(|| init.init([c], device));
-        let state = |value: Tensor<1>| self.track_running_stats.then(|| RunningState::new(value));
+        let running = RunningBuffers::new(c, self.track_running_stats, device);
         Ok(BatchNorm {
             gamma: param(Initializer::Ones),
             beta: param(Initializer::Zeros),
-            running_mean: state(Tensor::zeros([c], device)),
-            running_var: state(Tensor::ones([c], device)),
-            num_batches_tracked: self
-                .track_running_stats
-                .then(|| RunningCounter::new(device)),
+            running_mean: running.mean,
+            running_var: running.var,
+            num_batches_tracked: running.counter,
             training: Param::from_bool(true),
             momentum: self.momentum,
             epsilon: self.epsilon,
@@ -219,20 +208,7 @@ impl BatchNorm {
         };
         let steps = counter.increment();
         let factor = self.momentum.unwrap_or(1.0 / steps as f64);
-        let device = batch.mean.device();
-        let (new_mean, new_var) = functional::update_running_statistics(
-            mean.value_sync().to_device(&device),
-            var.value_sync().to_device(&device),
-            batch,
-            factor,
-        );
-        mean.update(new_mean.detach());
-        var.update(new_var.detach());
-        // `RunningState` keeps an update pending until it is synced, and
-        // records read the synced value: publish now so that a record taken
-        // right after training holds this step.
-        mean.value_sync();
-        var.value_sync();
+        running_stats::update(mean, var, &batch.moments(), factor);
     }
 }
 

@@ -41,6 +41,17 @@ pub enum NormError {
         /// The shape that arrived.
         got: Vec<usize>,
     },
+    /// Instance statistics were requested from a single spatial value, which
+    /// has no variance (PyTorch raises the same error).
+    #[error(
+        "{layer}: expected more than 1 spatial value per channel when normalizing with instance statistics, got input shape {got:?}"
+    )]
+    SingleSpatialValue {
+        /// The layer that rejected the input.
+        layer: &'static str,
+        /// The shape that arrived.
+        got: Vec<usize>,
+    },
 }
 
 /// Checks `epsilon` the way every layer of the family needs it.
@@ -73,4 +84,43 @@ pub(crate) fn check_features(
             got: value.to_string(),
         })
     }
+}
+
+/// Checks a running-statistics momentum: `None` or a finite value in `[0, 1]`.
+pub(crate) fn check_momentum(layer: &'static str, momentum: Option<f64>) -> Result<(), NormError> {
+    match momentum {
+        Some(m) if !(m.is_finite() && (0.0..=1.0).contains(&m)) => Err(NormError::InvalidConfig {
+            layer,
+            field: "momentum",
+            expected: "None or a finite value in [0, 1]",
+            got: m.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a `normalized_shape` against `d_model`.
+pub(crate) fn check_normalized_shape(
+    layer: &'static str,
+    shape: &[usize],
+    d_model: usize,
+) -> Result<(), NormError> {
+    if shape.is_empty() || shape.iter().product::<usize>() != d_model {
+        return Err(NormError::InvalidConfig {
+            layer,
+            field: "normalized_shape",
+            expected: "a non-empty shape whose product is d_model",
+            got: format!("{shape:?} with d_model = {d_model}"),
+        });
+    }
+    Ok(())
+}
+
+/// `[2, 3]` as `2, 3`, for messages.
+pub(crate) fn join(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,7 +1,7 @@
 //! The [`LayerNorm`] module: state and configuration over
 //! [`functional::layer_norm`](crate::functional::layer_norm).
 
-use crate::error::{NormError, check_epsilon, check_features};
+use crate::error::{NormError, check_epsilon, check_features, check_normalized_shape, join};
 use crate::functional;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Initializer, Module, ModuleDisplay, Param};
@@ -66,16 +66,7 @@ impl LayerNormConfig {
     pub fn validate(&self) -> Result<(), NormError> {
         check_features(LAYER, "d_model", self.d_model)?;
         check_epsilon(LAYER, self.epsilon)?;
-        let shape = self.shape();
-        if shape.is_empty() || shape.iter().product::<usize>() != self.d_model {
-            return Err(NormError::InvalidConfig {
-                layer: LAYER,
-                field: "normalized_shape",
-                expected: "a non-empty shape whose product is d_model",
-                got: format!("{shape:?} with d_model = {}", self.d_model),
-            });
-        }
-        Ok(())
+        check_normalized_shape(LAYER, &self.shape(), self.d_model)
     }
 
     /// Builds the layer: `gamma = 1`, `beta = 0`, as PyTorch.
@@ -163,14 +154,6 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         self.try_forward(input).unwrap_or_else(|e| panic!("{e}"))
     }
-}
-
-fn join(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl ModuleDisplay for LayerNorm {

@@ -7,12 +7,20 @@
 //!   `affine`, `track_running_stats`, `num_batches_tracked`).
 //! - [`LayerNorm`]: `LayerNorm` with `elementwise_affine`, `bias` and a
 //!   multi-axis `normalized_shape`.
+//! - [`RmsNorm`]: `RMSNorm`, with `elementwise_affine` and a multi-axis
+//!   `normalized_shape`.
+//! - [`GroupNorm`]: `GroupNorm`, any batch size.
+//! - [`InstanceNorm`]: `InstanceNorm1d/2d/3d` with `affine`,
+//!   `track_running_stats` and PyTorch's train/eval behaviour.
+//! - [`NormalizationConfig`] / [`Normalization`]: any of them, chosen by
+//!   configuration.
 //!
 //! The layers are Burn [`Module`](burn::module::Module)s built from
 //! [`Config`](burn::config::Config)s, as in `burn::nn`; the math lives in
-//! [`functional`], and per-backend fused kernels (LayerNorm and training
-//! BatchNorm as one operation with a handwritten backward: a CPU kernel on
-//! flex and ndarray, CubeCL kernels on wgpu) sit behind Burn's
+//! [`functional`], and per-backend fused kernels (each layer's normalization
+//! as one operation with a handwritten backward, described by one
+//! [`Layout`](backend::Layout): a CPU kernel on flex and ndarray, CubeCL
+//! kernels on wgpu) sit behind Burn's
 //! `#[backend_extension]` in [`backend`]. The backend is chosen at run time
 //! by the device the tensors live on (`Device::flex()`, `Device::ndarray()`,
 //! `Device::wgpu(..)`), and `device.autodiff()` turns on gradients. On wgpu
@@ -41,12 +49,21 @@ pub mod backend;
 mod batch_norm;
 mod error;
 pub mod functional;
+mod group_norm;
+mod instance_norm;
 mod layer_norm;
+mod normalization;
+mod rms_norm;
 mod running_counter;
+mod running_stats;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use error::NormError;
+pub use group_norm::{GroupNorm, GroupNormConfig};
+pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
+pub use normalization::{Normalization, NormalizationConfig};
+pub use rms_norm::{RmsNorm, RmsNormConfig};
 pub use running_counter::RunningCounter;
 
 /// The README's Rust snippets, compiled and run as doc tests so that they

@@ -1,7 +1,8 @@
 //! [`NormOps`] for the autodiff backend: one recorded operation with a
 //! handwritten backward that calls the inner backend's kernel.
 
-use super::NormOps;
+use super::layout::Layout;
+use super::{NormGrads, NormOps, Normalized};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -12,14 +13,24 @@ use burn::backend::tensor::FloatTensor;
 /// The autodiff backend's tensor (its type is not exported by name).
 type AutodiffTensor<B, C> = FloatTensor<Autodiff<B, C>>;
 
-/// The backward step. Its state is what the gradient needs and nothing
-/// more: the input, the per-group `rstd` and `gamma` (the mean is
-/// recomputed from the input, see the flex kernel's notes).
+/// The backward step.
 #[derive(Debug)]
 struct NormalizeBackward;
 
+/// What the gradient needs and nothing more: the input, the per-group
+/// `rstd` and `gamma` (the mean is recomputed from the input, see the CPU
+/// kernel's notes), and the layout.
+#[derive(Clone, Debug)]
+struct SavedForBackward<B: NormOps> {
+    x: FloatTensor<B>,
+    rstd: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    has_gamma: bool,
+    layout: Layout,
+}
+
 impl<B: NormOps> Backward<B, 3> for NormalizeBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool, bool);
+    type State = SavedForBackward<B>;
 
     fn backward(
         self,
@@ -29,8 +40,15 @@ impl<B: NormOps> Backward<B, 3> for NormalizeBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
-        let (x, rstd, gamma, has_gamma, per_channel) = ops.state;
-        let (dx, dgamma, dbeta) = B::normalize_backward(x, rstd, gamma, has_gamma, per_channel, dy);
+        let SavedForBackward {
+            x,
+            rstd,
+            gamma,
+            has_gamma,
+            layout,
+        } = ops.state;
+        let NormGrads { dx, dgamma, dbeta } =
+            B::normalize_backward(x, rstd, gamma, has_gamma, layout, dy);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -49,14 +67,9 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
-        per_channel: bool,
+        layout: Layout,
         epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
+    ) -> Normalized<Self> {
         // An absent parameter's stand-in must not receive a gradient: its
         // place among the parents goes to an untracked leaf.
         let untracked = || AutodiffTensor::<B, C>::new(x.primitive().clone()).node();
@@ -72,32 +85,43 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
-                let (y, mean, var, rstd) = B::normalize(
+                let out = B::normalize(
                     x.clone(),
                     gamma.clone(),
                     beta.into_primitive(),
                     affine,
-                    per_channel,
+                    layout,
                     epsilon,
                 );
-                let y = prep.finish((x, rstd.clone(), gamma, has_gamma, per_channel), y);
-                (y, constant(mean), constant(var), constant(rstd))
+                let saved = SavedForBackward {
+                    x,
+                    rstd: out.rstd.clone(),
+                    gamma,
+                    has_gamma,
+                    layout,
+                };
+                Normalized {
+                    output: prep.finish(saved, out.output),
+                    mean: constant(out.mean),
+                    var: constant(out.var),
+                    rstd: constant(out.rstd),
+                }
             }
             OpsKind::UnTracked(prep) => {
-                let (y, mean, var, rstd) = B::normalize(
+                let out = B::normalize(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     affine,
-                    per_channel,
+                    layout,
                     epsilon,
                 );
-                (
-                    prep.finish(y),
-                    constant(mean),
-                    constant(var),
-                    constant(rstd),
-                )
+                Normalized {
+                    output: prep.finish(out.output),
+                    mean: constant(out.mean),
+                    var: constant(out.var),
+                    rstd: constant(out.rstd),
+                }
             }
         }
     }
@@ -109,18 +133,22 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         has_gamma: bool,
-        per_channel: bool,
+        layout: Layout,
         dy: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dgamma, dbeta) = B::normalize_backward(
+    ) -> NormGrads<Self> {
+        let grads = B::normalize_backward(
             x.into_primitive(),
             rstd.into_primitive(),
             gamma.into_primitive(),
             has_gamma,
-            per_channel,
+            layout,
             dy.into_primitive(),
         );
         let constant = AutodiffTensor::<B, C>::new;
-        (constant(dx), constant(dgamma), constant(dbeta))
+        NormGrads {
+            dx: constant(grads.dx),
+            dgamma: constant(grads.dgamma),
+            dbeta: constant(grads.dbeta),
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! runtime the application compiles in): launches the kernels of
 //! [`cube_kernels`](super::cube_kernels).
 
-use super::NormOps;
 use super::cube_kernels::{self, MAX_CUBE_SIZE, Teams, rows_per_block};
 use super::layout::Groups;
+use super::layout::{Grouping, Layout};
+use super::{NormGrads, NormOps, Normalized};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
@@ -33,6 +34,16 @@ fn check_dtype(dtype: DType) {
     );
 }
 
+/// BatchNorm's channel statistics are one channel per group: the kernel
+/// writes `dgamma[g]` for group `g`.
+fn check_layout(layout: &Groups) {
+    assert!(
+        layout.layout.grouping != Grouping::Channels || layout.k == 1,
+        "burn-norm's CubeCL kernels group channels over the batch one at a time, got {} per group",
+        layout.k
+    );
+}
+
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
     empty_device_dtype(
         like.client.clone(),
@@ -48,17 +59,13 @@ impl NormOps for CubeBackend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
-        per_channel: bool,
+        norm: Layout,
         epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
+    ) -> Normalized<Self> {
         check_dtype(x.dtype);
-        let layout = Groups::of(x.shape().as_slice(), per_channel);
-        let Groups { c, s, .. } = layout;
+        let layout = Groups::of(x.shape().as_slice(), norm);
+        check_layout(&layout);
+        let Groups { c, k, s, .. } = layout;
         let groups = layout.count();
         let teams = Teams::new(groups, layout.size());
         let (x, gamma, beta) = (
@@ -85,9 +92,10 @@ impl NormOps for CubeBackend {
             rstd.clone().into_tensor_arg(),
             groups as u32,
             c as u32,
+            k as u32,
             s as u32,
             epsilon as f32,
-            per_channel,
+            norm,
             has_gamma,
             has_beta,
             teams.units(),
@@ -95,7 +103,12 @@ impl NormOps for CubeBackend {
             teams.held,
             dtype_to_storage_type(x.dtype),
         );
-        (y, mean, var, rstd)
+        Normalized {
+            output: y,
+            mean,
+            var,
+            rstd,
+        }
     }
 
     fn normalize_backward(
@@ -103,12 +116,14 @@ impl NormOps for CubeBackend {
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         has_gamma: bool,
-        per_channel: bool,
+        norm: Layout,
         dy: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> NormGrads<Self> {
         check_dtype(x.dtype);
-        let layout = Groups::of(x.shape().as_slice(), per_channel);
-        let Groups { c, s, .. } = layout;
+        let layout = Groups::of(x.shape().as_slice(), norm);
+        check_layout(&layout);
+        let Groups { n, c, k, s, .. } = layout;
+        let per_channel = norm.grouping == Grouping::Channels;
         let (groups, params) = (layout.count(), layout.params());
         let teams = Teams::new(groups, layout.size());
         let (x, rstd, gamma, dy) = (
@@ -118,8 +133,8 @@ impl NormOps for CubeBackend {
             into_contiguous(dy),
         );
         let dx = empty(&x, layout.shape());
-        // Per channel the kernel writes the parameter gradients itself; per
-        // row it leaves each row's centre for the column sums below.
+        // For BatchNorm's channels the kernel writes the parameter gradients
+        // itself; otherwise it leaves each group's centre for the sums below.
         let (dgamma, dbeta, centers) = if per_channel {
             (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
         } else {
@@ -143,8 +158,9 @@ impl NormOps for CubeBackend {
             centers.clone().into_tensor_arg(),
             groups as u32,
             c as u32,
+            k as u32,
             s as u32,
-            per_channel,
+            norm,
             has_gamma,
             teams.units(),
             teams.team,
@@ -152,7 +168,48 @@ impl NormOps for CubeBackend {
             dtype_to_storage_type(x.dtype),
         );
         if per_channel {
-            return (dx, dgamma, dbeta);
+            return NormGrads { dx, dgamma, dbeta };
+        }
+        let total = |partial: CubeTensor, blocks: usize| {
+            let out = empty(&partial, vec![params]);
+            cube_kernels::column_sums::launch(
+                &partial.client,
+                CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, 1, 1),
+                CubeDim::new_1d(MAX_CUBE_SIZE),
+                partial.clone().into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                blocks as u32,
+                params as u32,
+                dtype_to_storage_type(partial.dtype),
+            );
+            out
+        };
+        if norm.grouping == Grouping::SampleChannels {
+            // One sum per channel and sample, then the samples added.
+            let runs = n * c;
+            let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
+            let cubes = runs.div_ceil(MAX_CUBE_SIZE as usize).max(1);
+            let grid_x = cubes.clamp(1, MAX_GRID);
+            cube_kernels::channel_parameter_grads::launch(
+                &x.client,
+                CubeCount::Static(grid_x as u32, cubes.div_ceil(grid_x) as u32, 1),
+                CubeDim::new_1d(MAX_CUBE_SIZE),
+                x.clone().into_tensor_arg(),
+                rstd.into_tensor_arg(),
+                centers.into_tensor_arg(),
+                dy.into_tensor_arg(),
+                partial_gamma.clone().into_tensor_arg(),
+                partial_beta.clone().into_tensor_arg(),
+                runs as u32,
+                k as u32,
+                s as u32,
+                dtype_to_storage_type(x.dtype),
+            );
+            return NormGrads {
+                dx,
+                dgamma: total(partial_gamma, n),
+                dbeta: total(partial_beta, n),
+            };
         }
         // Column sums in two stages: blocks of rows, then the blocks.
         let per_block = rows_per_block(groups);
@@ -180,20 +237,10 @@ impl NormOps for CubeBackend {
             per_block as u32,
             dtype_to_storage_type(x.dtype),
         );
-        let total = |partial: CubeTensor| {
-            let out = empty(&partial, vec![params]);
-            cube_kernels::column_sums::launch(
-                &partial.client,
-                CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, 1, 1),
-                CubeDim::new_1d(MAX_CUBE_SIZE),
-                partial.clone().into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                blocks as u32,
-                params as u32,
-                dtype_to_storage_type(partial.dtype),
-            );
-            out
-        };
-        (dx, total(partial_gamma), total(partial_beta))
+        NormGrads {
+            dx,
+            dgamma: total(partial_gamma, blocks),
+            dbeta: total(partial_beta, blocks),
+        }
     }
 }

@@ -1,19 +1,21 @@
 //! CubeCL kernels of the group normalization (wgpu, and any other CubeCL
 //! runtime): the GPU counterpart of [`groups`](super::groups).
 //!
-//! The input is `[n, c, s]`, row-major, grouped as
-//! [`layout`](super::layout) describes: a group is one `[s]` row
-//! (LayerNorm, `per_channel = false`) or one channel's `n` rows of `s`
-//! values, `c * s` apart (training BatchNorm, `per_channel = true`).
+//! The input is `[n, g, k, s]`, row-major, grouped as the compile-time
+//! [`Layout`] describes: a group is one `[s]` row (LayerNorm, RMSNorm), one
+//! channel's `n` rows of `s` values, `c * s` apart (training BatchNorm,
+//! `k = 1`), or `k` channels of one sample (GroupNorm, InstanceNorm).
 //!
 //! - [`normalize_forward`]: one *team* of units per group, several teams
 //!   per cube when groups are short (a transformer's 128-wide rows: two
 //!   rows per 256-unit cube), so that short rows neither leave units idle
 //!   nor pay a whole cube's barriers each.
-//! - [`normalize_backward`]: the same teams compute `dx` (and, per
-//!   channel, `dgamma`, `dbeta`); for rows they also record each row's shift
-//!   and mean for [`row_parameter_grads`], which sums `dgamma`, `dbeta` down
-//!   the columns in blocks of rows, and [`column_sums`] adds the blocks.
+//! - [`normalize_backward`]: the same teams compute `dx` (and, for
+//!   BatchNorm's channels, `dgamma`, `dbeta`); otherwise they record each
+//!   group's shift and mean for [`row_parameter_grads`] (rows: sums down the
+//!   columns in blocks of rows) or [`channel_parameter_grads`] (channel
+//!   groups: one sum per channel and sample), and [`column_sums`] adds the
+//!   blocks or the samples.
 //!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
 //!   sum of 70,007 ones down a column.)
 //!
@@ -32,6 +34,7 @@
 //! shipped. Cubes are numbered `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X`
 //! so that more than 65,535 of them fit one launch.
 
+use super::layout::{Centering, Grouping, Layout};
 use cubecl::prelude::*;
 
 /// Most units per cube.
@@ -92,23 +95,50 @@ pub fn rows_per_block(rows: usize) -> usize {
 /// cubes.
 pub const MAX_BLOCKS: usize = 65_535;
 
-/// Flat index of the `k`-th value of group `g`.
+/// The extents of an `[n, g, k, s]` input that the kernels index with.
+#[derive(CubeType, Clone)]
+pub struct Extents {
+    /// Channels, `g * k`.
+    c: usize,
+    /// Channels per block.
+    k: usize,
+    /// Values per channel and sample.
+    s: usize,
+}
+
+/// [`Extents`] from the launch's scalars.
 #[cube]
-fn value_index(k: usize, g: usize, c: usize, s: usize, #[comptime] per_channel: bool) -> usize {
-    if per_channel {
-        (k / s) * c * s + g * s + k % s
-    } else {
-        g * s + k
+fn extents(c: u32, k: u32, s: u32) -> Extents {
+    Extents {
+        c: c as usize,
+        k: k as usize,
+        s: s as usize,
     }
 }
 
-/// Values per group: a row, or a channel's `n` rows.
+/// Flat index of the `j`-th value of group `g`.
 #[cube]
-fn group_size<F: Float>(x: &Tensor<F>, c: usize, s: usize, #[comptime] per_channel: bool) -> usize {
-    if per_channel {
-        (x.len() / (c * s)) * s
+fn value_index(j: usize, g: usize, e: &Extents, #[comptime] layout: Layout) -> usize {
+    let block = e.k * e.s;
+    if comptime!(layout.grouping == Grouping::Rows) {
+        g * e.s + j
+    } else if comptime!(layout.grouping == Grouping::Channels) {
+        (j / block) * e.c * e.s + g * block + j % block
     } else {
-        s
+        g * block + j
+    }
+}
+
+/// Values per group: a row, a channel block's `n` rows, or a channel block
+/// of one sample.
+#[cube]
+fn group_size<F: Float>(x: &Tensor<F>, e: &Extents, #[comptime] layout: Layout) -> usize {
+    if comptime!(layout.grouping == Grouping::Rows) {
+        e.s
+    } else if comptime!(layout.grouping == Grouping::Channels) {
+        (x.len() / (e.c * e.s)) * e.k * e.s
+    } else {
+        e.k * e.s
     }
 }
 
@@ -161,9 +191,8 @@ fn team_sum<F: Float>(value: F, scratch: &mut Shared<[F]>, #[comptime] team: u32
 
 /// Fills `values` (at least one slot: a zero-length array is not valid
 /// SPIR-V; the streamed path, `held = 0`, never reads it) with the held
-/// values of one unit: value
-/// `lane + j * team` of group `g` in slot `j`, or `fill` past the group's
-/// end (or for a team without a group).
+/// values of one unit: value `lane + i * team` of group `g` in slot `i`, or
+/// `fill` past the group's end (or for a team without a group).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn hold<F: Float>(
@@ -172,28 +201,44 @@ fn hold<F: Float>(
     g: usize,
     lane: usize,
     size: usize,
-    c: usize,
-    s: usize,
+    e: &Extents,
     active: bool,
     fill: F,
-    #[comptime] per_channel: bool,
+    #[comptime] layout: Layout,
     #[comptime] team: u32,
     #[comptime] held: u32,
 ) {
     #[unroll]
-    for j in 0..held as usize {
-        let k = lane + j * team as usize;
+    for i in 0..held as usize {
+        let j = lane + i * team as usize;
         let mut v = fill;
-        if active && k < size {
-            v = x[value_index(k, g, c, s, per_channel)];
+        if active && j < size {
+            v = x[value_index(j, g, e, layout)];
         }
-        values[j] = v;
+        values[i] = v;
     }
 }
 
-/// Shift (the group's first value) and the mean of `x - shift`, as in the
-/// CPU kernel: the two parts keep the digits of data far from zero. With
-/// `held > 0` the values come from `values`, else from memory.
+/// The shift of group `g`: its first value, or 0 where the layout does not
+/// center (then the "mean" below is 0 too).
+#[cube]
+fn group_shift<F: Float>(
+    x: &Tensor<F>,
+    g: usize,
+    e: &Extents,
+    active: bool,
+    #[comptime] layout: Layout,
+) -> F {
+    let mut shift = F::new(0.0_f32);
+    if comptime!(layout.centering == Centering::Mean) && active {
+        shift = x[value_index(0, g, e, layout)];
+    }
+    shift
+}
+
+/// The mean of `x - shift`, as in the CPU kernel: shift and mean kept
+/// apart keep the digits of data far from zero. With `held > 0` the values
+/// come from `values`, else from memory; 0 where the layout does not center.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn shifted_mean<F: Float>(
@@ -203,31 +248,35 @@ fn shifted_mean<F: Float>(
     g: usize,
     lane: usize,
     size: usize,
-    c: usize,
-    s: usize,
+    e: &Extents,
     active: bool,
     scratch: &mut Shared<[F]>,
-    #[comptime] per_channel: bool,
+    #[comptime] layout: Layout,
     #[comptime] team: u32,
     #[comptime] held: u32,
 ) -> F {
-    let mut acc = F::new(0.0_f32);
-    if comptime!(held > 0) {
-        // Slots past the group's end hold `shift`: they add nothing.
-        #[unroll]
-        for j in 0..held as usize {
-            acc += values[j] - shift;
+    let mut mean = F::new(0.0_f32);
+    if comptime!(layout.centering == Centering::Mean) {
+        let mut acc = F::new(0.0_f32);
+        if comptime!(held > 0) {
+            // Slots past the group's end hold `shift`: they add nothing.
+            #[unroll]
+            for i in 0..held as usize {
+                acc += values[i] - shift;
+            }
+        } else if active {
+            for j in range_stepped(lane, size, team as usize) {
+                acc += x[value_index(j, g, e, layout)] - shift;
+            }
         }
-    } else if active {
-        for k in range_stepped(lane, size, team as usize) {
-            acc += x[value_index(k, g, c, s, per_channel)] - shift;
-        }
+        mean = team_sum::<F>(acc, scratch, team) / F::cast_from(size as u32);
     }
-    team_sum::<F>(acc, scratch, team) / F::cast_from(size as u32)
+    mean
 }
 
 /// `y = (x - mean) * rstd * gamma + beta` per group, with the biased
-/// variance; writes each group's `mean`, `var` and `rstd`.
+/// variance (`mean = 0` where the layout does not center); writes each
+/// group's `mean`, `var` and `rstd`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_forward<F: Float>(
@@ -240,9 +289,10 @@ pub fn normalize_forward<F: Float>(
     rstd: &mut Tensor<F>,
     groups: u32,
     c: u32,
+    k: u32,
     s: u32,
     epsilon: f32,
-    #[comptime] per_channel: bool,
+    #[comptime] layout: Layout,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
     #[comptime] units: u32,
@@ -253,13 +303,10 @@ pub fn normalize_forward<F: Float>(
     let (g, lane) = team_position(team);
     // Units of a team without a group still take part in the barriers.
     let active = g < groups as usize;
-    let (c, s) = (c as usize, s as usize);
-    let size = group_size::<F>(x, c, s, per_channel);
+    let e = extents(c, k, s);
+    let size = group_size::<F>(x, &e, layout);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let mut shift = F::new(0.0_f32);
-    if active {
-        shift = x[value_index(0, g, c, s, per_channel)];
-    }
+    let shift = group_shift::<F>(x, g, &e, active, layout);
     let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
     hold::<F>(
         &mut values,
@@ -267,11 +314,10 @@ pub fn normalize_forward<F: Float>(
         g,
         lane,
         size,
-        c,
-        s,
+        &e,
         active,
         shift,
-        per_channel,
+        layout,
         team,
         held,
     );
@@ -282,11 +328,10 @@ pub fn normalize_forward<F: Float>(
         g,
         lane,
         size,
-        c,
-        s,
+        &e,
         active,
         &mut scratch,
-        per_channel,
+        layout,
         team,
         held,
     );
@@ -294,15 +339,15 @@ pub fn normalize_forward<F: Float>(
     let mut acc = F::new(0.0_f32);
     if comptime!(held > 0) {
         #[unroll]
-        for j in 0..held as usize {
-            if lane + j * (team as usize) < size {
-                let d = (values[j] - shift) - m;
+        for i in 0..held as usize {
+            if lane + i * (team as usize) < size {
+                let d = (values[i] - shift) - m;
                 acc += d * d;
             }
         }
     } else if active {
-        for k in range_stepped(lane, size, team as usize) {
-            let d = (x[value_index(k, g, c, s, per_channel)] - shift) - m;
+        for j in range_stepped(lane, size, team as usize) {
+            let d = (x[value_index(j, g, &e, layout)] - shift) - m;
             acc += d * d;
         }
     }
@@ -314,31 +359,27 @@ pub fn normalize_forward<F: Float>(
 
     if comptime!(held > 0) {
         #[unroll]
-        for j in 0..held as usize {
-            let k = lane + j * team as usize;
-            if k < size {
-                y[value_index(k, g, c, s, per_channel)] = affine::<F>(
-                    ((values[j] - shift) - m) * r,
+        for i in 0..held as usize {
+            let j = lane + i * team as usize;
+            if j < size {
+                y[value_index(j, g, &e, layout)] = affine::<F>(
+                    ((values[i] - shift) - m) * r,
                     gamma,
                     beta,
-                    g,
-                    k,
-                    per_channel,
+                    parameter(g, j, &e, layout),
                     has_gamma,
                     has_beta,
                 );
             }
         }
     } else {
-        for k in range_stepped(lane, size, team as usize) {
-            let i = value_index(k, g, c, s, per_channel);
-            y[i] = affine::<F>(
-                ((x[i] - shift) - m) * r,
+        for j in range_stepped(lane, size, team as usize) {
+            let index = value_index(j, g, &e, layout);
+            y[index] = affine::<F>(
+                ((x[index] - shift) - m) * r,
                 gamma,
                 beta,
-                g,
-                k,
-                per_channel,
+                parameter(g, j, &e, layout),
                 has_gamma,
                 has_beta,
             );
@@ -351,27 +392,29 @@ pub fn normalize_forward<F: Float>(
     }
 }
 
-/// The parameter index of value `k` of group `g`: along the row, or one
-/// per channel.
+/// The parameter index of value `j` of group `g`: along the row, or the
+/// value's channel.
 #[cube]
-fn parameter(g: usize, k: usize, #[comptime] per_channel: bool) -> usize {
-    if per_channel { g } else { k }
+fn parameter(g: usize, j: usize, e: &Extents, #[comptime] layout: Layout) -> usize {
+    if comptime!(layout.grouping == Grouping::Rows) {
+        j
+    } else if comptime!(layout.grouping == Grouping::Channels) {
+        g * e.k + (j % (e.k * e.s)) / e.s
+    } else {
+        (g % (e.c / e.k)) * e.k + j / e.s
+    }
 }
 
-/// `xhat * gamma + beta` for value `k` of group `g`.
+/// `xhat * gamma[p] + beta[p]`.
 #[cube]
-#[allow(clippy::too_many_arguments)]
 fn affine<F: Float>(
     xhat: F,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
-    g: usize,
-    k: usize,
-    #[comptime] per_channel: bool,
+    p: usize,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
 ) -> F {
-    let p = parameter(g, k, per_channel);
     let mut out = xhat;
     if has_gamma {
         out *= gamma[p];
@@ -382,28 +425,23 @@ fn affine<F: Float>(
     out
 }
 
-/// `dy * gamma` for value `k` of group `g` (`dy` without gamma).
+/// `dy * gamma[p]` (`dy` without gamma).
 #[cube]
-fn weighted<F: Float>(
-    d: F,
-    gamma: &Tensor<F>,
-    g: usize,
-    k: usize,
-    #[comptime] per_channel: bool,
-    #[comptime] has_gamma: bool,
-) -> F {
+fn weighted<F: Float>(d: F, gamma: &Tensor<F>, p: usize, #[comptime] has_gamma: bool) -> F {
     let mut dw = d;
     if has_gamma {
-        dw *= gamma[parameter(g, k, per_channel)];
+        dw *= gamma[p];
     }
     dw
 }
 
 /// Backward of [`normalize_forward`], per group:
-/// `dx = rstd * (dy * gamma - mean(dy * gamma) - xhat * mean(dy * gamma * xhat))`.
-/// Per channel it also writes `dgamma[g] = Σ dy * xhat`, `dbeta[g] = Σ dy`;
-/// per row it writes the row's shift and shifted mean to `centers`
-/// (`[2 * groups]`) for [`row_parameter_grads`].
+/// `dx = rstd * (dy * gamma - mean(dy * gamma) - xhat * mean(dy * gamma * xhat))`
+/// (no `mean(dy * gamma)` term where the layout does not center). For
+/// BatchNorm's channels (`k = 1`) it also writes `dgamma[g] = Σ dy * xhat`,
+/// `dbeta[g] = Σ dy`; otherwise it writes each group's shift and shifted
+/// mean to `centers` (`[2 * groups]`) for [`row_parameter_grads`] or
+/// [`channel_parameter_grads`].
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_backward<F: Float>(
@@ -417,8 +455,9 @@ pub fn normalize_backward<F: Float>(
     centers: &mut Tensor<F>,
     groups: u32,
     c: u32,
+    k: u32,
     s: u32,
-    #[comptime] per_channel: bool,
+    #[comptime] layout: Layout,
     #[comptime] has_gamma: bool,
     #[comptime] units: u32,
     #[comptime] team: u32,
@@ -427,13 +466,12 @@ pub fn normalize_backward<F: Float>(
 ) {
     let (g, lane) = team_position(team);
     let active = g < groups as usize;
-    let (c, s) = (c as usize, s as usize);
-    let size = group_size::<F>(x, c, s, per_channel);
+    let e = extents(c, k, s);
+    let size = group_size::<F>(x, &e, layout);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let mut shift = F::new(0.0_f32);
+    let shift = group_shift::<F>(x, g, &e, active, layout);
     let mut r = F::new(0.0_f32);
     if active {
-        shift = x[value_index(0, g, c, s, per_channel)];
         r = rstd[g];
     }
     let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
@@ -443,11 +481,10 @@ pub fn normalize_backward<F: Float>(
         g,
         lane,
         size,
-        c,
-        s,
+        &e,
         active,
         shift,
-        per_channel,
+        layout,
         team,
         held,
     );
@@ -459,11 +496,10 @@ pub fn normalize_backward<F: Float>(
         g,
         lane,
         size,
-        c,
-        s,
+        &e,
         active,
         F::new(0.0_f32),
-        per_channel,
+        layout,
         team,
         held,
     );
@@ -474,11 +510,10 @@ pub fn normalize_backward<F: Float>(
         g,
         lane,
         size,
-        c,
-        s,
+        &e,
         active,
         &mut scratch,
-        per_channel,
+        layout,
         team,
         held,
     );
@@ -490,13 +525,13 @@ pub fn normalize_backward<F: Float>(
     let mut sum_d = F::new(0.0_f32);
     if comptime!(held > 0) {
         #[unroll]
-        for j in 0..held as usize {
-            let k = lane + j * team as usize;
-            let h = ((values[j] - shift) - m) * r;
-            let d = grads[j];
+        for i in 0..held as usize {
+            let j = lane + i * team as usize;
+            let h = ((values[i] - shift) - m) * r;
+            let d = grads[i];
             let mut dw = d;
-            if active && k < size {
-                dw = weighted::<F>(d, gamma, g, k, per_channel, has_gamma);
+            if active && j < size {
+                dw = weighted::<F>(d, gamma, parameter(g, j, &e, layout), has_gamma);
             }
             sum_g += dw;
             sum_gx += dw * h;
@@ -504,11 +539,11 @@ pub fn normalize_backward<F: Float>(
             sum_d += d;
         }
     } else if active {
-        for k in range_stepped(lane, size, team as usize) {
-            let i = value_index(k, g, c, s, per_channel);
-            let h = ((x[i] - shift) - m) * r;
-            let d = dy[i];
-            let dw = weighted::<F>(d, gamma, g, k, per_channel, has_gamma);
+        for j in range_stepped(lane, size, team as usize) {
+            let index = value_index(j, g, &e, layout);
+            let h = ((x[index] - shift) - m) * r;
+            let d = dy[index];
+            let dw = weighted::<F>(d, gamma, parameter(g, j, &e, layout), has_gamma);
             sum_g += dw;
             sum_gx += dw * h;
             sum_dx += d * h;
@@ -517,8 +552,12 @@ pub fn normalize_backward<F: Float>(
     }
     let size_f = F::cast_from(size as u32);
     let (total_g, total_gx) = team_sum2::<F>(sum_g, sum_gx, &mut scratch, team);
-    let (mean_g, mean_gx) = (total_g / size_f, total_gx / size_f);
-    if per_channel {
+    let mut mean_g = F::new(0.0_f32);
+    if comptime!(layout.centering == Centering::Mean) {
+        mean_g = total_g / size_f;
+    }
+    let mean_gx = total_gx / size_f;
+    if comptime!(layout.grouping == Grouping::Channels) {
         let (total_dx, total_d) = team_sum2::<F>(sum_dx, sum_d, &mut scratch, team);
         if active && lane == 0 {
             dgamma[g] = total_dx;
@@ -534,22 +573,58 @@ pub fn normalize_backward<F: Float>(
 
     if comptime!(held > 0) {
         #[unroll]
-        for j in 0..held as usize {
-            let k = lane + j * team as usize;
-            if k < size {
-                let h = ((values[j] - shift) - m) * r;
-                let dw = weighted::<F>(grads[j], gamma, g, k, per_channel, has_gamma);
-                dx[value_index(k, g, c, s, per_channel)] = r * ((dw - mean_g) - h * mean_gx);
+        for i in 0..held as usize {
+            let j = lane + i * team as usize;
+            if j < size {
+                let h = ((values[i] - shift) - m) * r;
+                let dw = weighted::<F>(grads[i], gamma, parameter(g, j, &e, layout), has_gamma);
+                dx[value_index(j, g, &e, layout)] = r * ((dw - mean_g) - h * mean_gx);
             }
         }
     } else {
-        for k in range_stepped(lane, size, team as usize) {
-            let i = value_index(k, g, c, s, per_channel);
-            let h = ((x[i] - shift) - m) * r;
-            let dw = weighted::<F>(dy[i], gamma, g, k, per_channel, has_gamma);
-            dx[i] = r * ((dw - mean_g) - h * mean_gx);
+        for j in range_stepped(lane, size, team as usize) {
+            let index = value_index(j, g, &e, layout);
+            let h = ((x[index] - shift) - m) * r;
+            let dw = weighted::<F>(dy[index], gamma, parameter(g, j, &e, layout), has_gamma);
+            dx[index] = r * ((dw - mean_g) - h * mean_gx);
         }
     }
+}
+
+/// For channel groups (GroupNorm, InstanceNorm): `dgamma`, `dbeta` of one
+/// channel of one sample, `Σ dy * xhat` and `Σ dy` over its `s` values, one
+/// unit each; writes `[n, c]` partial sums for [`column_sums`].
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn channel_parameter_grads<F: Float>(
+    x: &Tensor<F>,
+    rstd: &Tensor<F>,
+    centers: &Tensor<F>,
+    dy: &Tensor<F>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    runs: u32,
+    k: u32,
+    s: u32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let run = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
+    if run >= runs as usize {
+        terminate!();
+    }
+    let s = s as usize;
+    // Channel `run % c` of sample `run / c` is in group `run / k`.
+    let group = run / k as usize;
+    let (shift, m, r) = (centers[2 * group], centers[2 * group + 1], rstd[group]);
+    let mut acc_gamma = F::new(0.0_f32);
+    let mut acc_beta = F::new(0.0_f32);
+    for i in run * s..(run + 1) * s {
+        let d = dy[i];
+        acc_gamma += d * (((x[i] - shift) - m) * r);
+        acc_beta += d;
+    }
+    dgamma[run] = acc_gamma;
+    dbeta[run] = acc_beta;
 }
 
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums

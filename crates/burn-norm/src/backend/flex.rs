@@ -1,8 +1,9 @@
-//! [`NormOps`] for the flex CPU backend: the slice kernels of [`groups`]
+//! [`NormOps`] for the flex CPU backend: the slice kernels of [`cpu`]
 //! on the tensors' storage.
 
-use super::NormOps;
-use super::groups::{self, Groups, Real};
+use super::cpu::{self, Real};
+use super::layout::{Groups, Layout};
+use super::{NormGrads, NormOps, Normalized};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Element, TensorData};
@@ -23,14 +24,14 @@ fn forward<T: Real + Element + bytemuck::Pod>(
     beta: Option<FlexTensor>,
     groups: Groups,
     epsilon: f64,
-) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+) -> Normalized<Flex> {
     let x = x.to_contiguous();
     let (gamma, beta) = (
         gamma.map(|g| g.to_contiguous()),
         beta.map(|b| b.to_contiguous()),
     );
     let shape = x.layout().shape().to_vec();
-    let (y, stats) = groups::forward::<T>(
+    let (y, stats) = cpu::forward::<T>(
         slice(&x),
         groups,
         gamma.as_ref().map(slice),
@@ -38,12 +39,12 @@ fn forward<T: Real + Element + bytemuck::Pod>(
         epsilon,
     );
     let k = groups.count();
-    (
-        tensor(y, shape),
-        tensor(stats.mean, vec![k]),
-        tensor(stats.var, vec![k]),
-        tensor(stats.rstd, vec![k]),
-    )
+    Normalized {
+        output: tensor(y, shape),
+        mean: tensor(stats.mean, vec![k]),
+        var: tensor(stats.var, vec![k]),
+        rstd: tensor(stats.rstd, vec![k]),
+    }
 }
 
 fn backward<T: Real + Element + bytemuck::Pod>(
@@ -52,7 +53,7 @@ fn backward<T: Real + Element + bytemuck::Pod>(
     gamma: Option<FlexTensor>,
     mut dy: FlexTensor,
     groups: Groups,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
+) -> NormGrads<Flex> {
     let (x, rstd) = (x.to_contiguous(), rstd.to_contiguous());
     let gamma = gamma.map(|g| g.to_contiguous());
     let shape = x.layout().shape().to_vec();
@@ -65,17 +66,21 @@ fn backward<T: Real + Element + bytemuck::Pod>(
     let dense = dy.layout().contiguous_offsets() == Some((0, numel));
     if dense && let Some(dy_dx) = dy.try_storage_mut::<T>().filter(|v| v.len() == numel) {
         let (dgamma, dbeta) =
-            groups::backward_in_place(x_values, groups, rstd_values, gamma_values, dy_dx);
-        return (dy, tensor(dgamma, vec![p]), tensor(dbeta, vec![p]));
+            cpu::backward_in_place(x_values, groups, rstd_values, gamma_values, dy_dx);
+        return NormGrads {
+            dx: dy,
+            dgamma: tensor(dgamma, vec![p]),
+            dbeta: tensor(dbeta, vec![p]),
+        };
     }
     let dy = dy.to_contiguous();
     let (dx, dgamma, dbeta) =
-        groups::backward(x_values, groups, rstd_values, gamma_values, slice(&dy));
-    (
-        tensor(dx, shape),
-        tensor(dgamma, vec![p]),
-        tensor(dbeta, vec![p]),
-    )
+        cpu::backward(x_values, groups, rstd_values, gamma_values, slice(&dy));
+    NormGrads {
+        dx: tensor(dx, shape),
+        dgamma: tensor(dgamma, vec![p]),
+        dbeta: tensor(dbeta, vec![p]),
+    }
 }
 
 impl NormOps for Flex {
@@ -84,20 +89,15 @@ impl NormOps for Flex {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
-        per_channel: bool,
+        layout: Layout,
         epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
-        let groups = Groups::of(x.layout().shape().as_slice(), per_channel);
+    ) -> Normalized<Self> {
+        let groups = Groups::of(x.layout().shape().as_slice(), layout);
         let (gamma, beta) = (has_gamma.then_some(gamma), has_beta.then_some(beta));
         match x.dtype() {
             DType::F32 => forward::<f32>(x, gamma, beta, groups, epsilon),
             DType::F64 => forward::<f64>(x, gamma, beta, groups, epsilon),
-            other => groups::unsupported(other),
+            other => cpu::unsupported(other),
         }
     }
 
@@ -106,15 +106,15 @@ impl NormOps for Flex {
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         has_gamma: bool,
-        per_channel: bool,
+        layout: Layout,
         dy: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let groups = Groups::of(x.layout().shape().as_slice(), per_channel);
+    ) -> NormGrads<Self> {
+        let groups = Groups::of(x.layout().shape().as_slice(), layout);
         let gamma = has_gamma.then_some(gamma);
         match x.dtype() {
             DType::F32 => backward::<f32>(x, rstd, gamma, dy, groups),
             DType::F64 => backward::<f64>(x, rstd, gamma, dy, groups),
-            other => groups::unsupported(other),
+            other => cpu::unsupported(other),
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use burn_fusion::custom::TensorSpec;
 
-use super::layout::Groups;
+use super::layout::{Groups, Layout};
+use super::{NormGradsMetadata, NormalizedMetadata};
 
 /// `burn` as the extension macro's generated code sees it: Burn itself,
 /// with `burn::backend::fusion` always present (Burn re-exports its fusion
@@ -32,16 +33,16 @@ pub fn normalize_metadata(
     _gamma: &TensorSpec,
     _beta: &TensorSpec,
     _affine: &[bool; 2],
-    per_channel: &bool,
+    layout: &Layout,
     _epsilon: &f64,
-) -> (TensorSpec, TensorSpec, TensorSpec, TensorSpec) {
-    let groups = Groups::of(x.shape.as_slice(), *per_channel).count();
-    (
-        x.clone(),
-        spec(x, vec![groups]),
-        spec(x, vec![groups]),
-        spec(x, vec![groups]),
-    )
+) -> NormalizedMetadata {
+    let groups = Groups::of(x.shape.as_slice(), *layout).count();
+    NormalizedMetadata {
+        output: x.clone(),
+        mean: spec(x, vec![groups]),
+        var: spec(x, vec![groups]),
+        rstd: spec(x, vec![groups]),
+    }
 }
 
 /// Outputs of `normalize_backward`: `dx` as `x`, and `dgamma`, `dbeta`
@@ -51,9 +52,13 @@ pub fn normalize_backward_metadata(
     _rstd: &TensorSpec,
     _gamma: &TensorSpec,
     _has_gamma: &bool,
-    per_channel: &bool,
+    layout: &Layout,
     _dy: &TensorSpec,
-) -> (TensorSpec, TensorSpec, TensorSpec) {
-    let params = Groups::of(x.shape.as_slice(), *per_channel).params();
-    (x.clone(), spec(x, vec![params]), spec(x, vec![params]))
+) -> NormGradsMetadata {
+    let params = Groups::of(x.shape.as_slice(), *layout).params();
+    NormGradsMetadata {
+        dx: x.clone(),
+        dgamma: spec(x, vec![params]),
+        dbeta: spec(x, vec![params]),
+    }
 }

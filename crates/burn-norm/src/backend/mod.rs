@@ -1,8 +1,10 @@
 //! Fused kernels behind Burn's `#[backend_extension]`.
 //!
 //! [`NormOps`] is one backend operation for the whole family: normalize
-//! groups of values (the rows of LayerNorm, the channels of a training
-//! BatchNorm), forward and backward, implemented per backend. The autodiff
+//! groups of values (the rows of LayerNorm and RMSNorm, the channels of a
+//! training BatchNorm, the channel groups of GroupNorm and InstanceNorm, as
+//! a [`Layout`] describes them), forward and backward, implemented per
+//! backend. The autodiff
 //! backend records it as *one* operation whose handwritten backward keeps
 //! only the input, the per-group `rstd` and `gamma`, instead of every
 //! intermediate tensor of the composed formula.
@@ -25,7 +27,7 @@
 
 mod autodiff;
 #[cfg(any(feature = "flex", feature = "ndarray"))]
-mod chunks;
+pub(crate) mod cpu;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
@@ -34,13 +36,9 @@ mod cube_kernels;
 mod flex;
 #[cfg(feature = "wgpu")]
 mod fusion;
-#[cfg(any(feature = "flex", feature = "ndarray"))]
-pub(crate) mod groups;
-mod layout;
+pub mod layout;
 #[cfg(feature = "ndarray")]
 mod ndarray;
-#[cfg(any(feature = "flex", feature = "ndarray"))]
-mod sums_avx2;
 
 // With `wgpu`, `burn` below names the shim in `fusion`, which gives the
 // code that `#[backend_extension]` generates for `Fusion` the
@@ -50,8 +48,37 @@ mod sums_avx2;
 use fusion::burn;
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension};
+use burn::backend::{Backend, Dispatch, DispatchDevice, ExtensionType, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
+pub use layout::{Centering, Grouping, Layout, Params};
+
+/// What [`NormOps::normalize`] returns: the output and, per group, the
+/// statistics it normalized with.
+#[derive(ExtensionType)]
+#[extension_type(fusion: cfg(feature = "wgpu"))]
+pub struct Normalized<B: Backend> {
+    /// `y`, the shape of `x`.
+    pub output: FloatTensor<B>,
+    /// Each group's mean (0 where the layout does not center), `[groups]`.
+    pub mean: FloatTensor<B>,
+    /// Each group's biased variance (the mean square where the layout does
+    /// not center), `[groups]`.
+    pub var: FloatTensor<B>,
+    /// Each group's `1 / sqrt(var + epsilon)`, `[groups]`.
+    pub rstd: FloatTensor<B>,
+}
+
+/// What [`NormOps::normalize_backward`] returns.
+#[derive(ExtensionType)]
+#[extension_type(fusion: cfg(feature = "wgpu"))]
+pub struct NormGrads<B: Backend> {
+    /// The gradient of `x`, its shape.
+    pub dx: FloatTensor<B>,
+    /// The gradient of `gamma`, `[params]`.
+    pub dgamma: FloatTensor<B>,
+    /// The gradient of `beta`, `[params]`.
+    pub dbeta: FloatTensor<B>,
+}
 
 /// Group normalization as a backend operation; see the module docs.
 #[backend_extension(
@@ -65,13 +92,12 @@ use burn::tensor::{DType, Device, Tensor};
     Autodiff
 )]
 pub trait NormOps: Backend {
-    /// Normalizes `x` (`[n, c, s]`) with statistics over each `[s]` row
-    /// (`per_channel = false`, LayerNorm; `gamma`, `beta`: `[s]`) or over each
-    /// channel's `n x s` values (`per_channel = true`, BatchNorm training;
-    /// `gamma`, `beta`: `[c]`):
+    /// Normalizes `x` (`[n, g, k, s]`) in the groups that `layout`
+    /// describes (see [`layout`]):
     /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`,
-    /// biased variance. Returns `(y, mean, var, rstd)`, the statistics with
-    /// one value per group (`[n * c]` or `[c]`).
+    /// biased variance (`mean = 0` and `var = mean(x²)` where the layout
+    /// does not center). `gamma`, `beta` are `[s]` along rows, `[c]` per
+    /// channel.
     ///
     /// An absent `gamma` or `beta` is passed as any tensor (never read) with
     /// its `affine` flag `false`: Burn 0.22.1's `#[backend_extension]` does not
@@ -82,27 +108,21 @@ pub trait NormOps: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         affine: [bool; 2],
-        per_channel: bool,
+        layout: Layout,
         epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    );
+    ) -> Normalized<Self>;
 
-    /// Backward of [`normalize`](NormOps::normalize): from `x`, `rstd` and
-    /// the output gradient `dy`, returns `(dx, dgamma, dbeta)`. `gamma` is
-    /// read only when `has_gamma`.
+    /// Backward of [`normalize`](NormOps::normalize) from `x`, `rstd` and
+    /// the output gradient `dy`. `gamma` is read only when `has_gamma`.
     #[fusion(meta = fusion::normalize_backward_metadata)]
     fn normalize_backward(
         x: FloatTensor<Self>,
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         has_gamma: bool,
-        per_channel: bool,
+        layout: Layout,
         dy: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> NormGrads<Self>;
 }
 
 /// Whether [`NormOps`] has a kernel for tensors of `dtype` on `device`
@@ -165,31 +185,32 @@ pub(crate) struct GroupStatistics {
     pub var: Tensor<1>,
 }
 
-/// [`NormOps::normalize`] on high-level tensors: differentiable with
-/// respect to `x`, `gamma` and `beta`; the statistics are constants.
+/// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`):
+/// differentiable with respect to `x`, `gamma` and `beta`; the statistics
+/// are constants.
 pub(crate) fn normalize(
-    x: Tensor<3>,
+    x: Tensor<4>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
-    per_channel: bool,
+    layout: Layout,
     epsilon: f64,
-) -> (Tensor<3>, GroupStatistics) {
+) -> (Tensor<4>, GroupStatistics) {
     // An absent parameter travels as a flat view of `x` (not read).
-    let stand_in = || x.clone().flatten::<1>(0, 2);
+    let stand_in = || x.clone().flatten::<1>(0, 3);
     let affine = [gamma.is_some(), beta.is_some()];
     let gamma = gamma.unwrap_or_else(stand_in);
     let beta = beta.unwrap_or_else(stand_in);
-    let (y, mean, var, _rstd) = Dispatch::normalize(
+    let out = Dispatch::normalize(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         affine,
-        per_channel,
+        layout,
         epsilon,
     );
     let stats = GroupStatistics {
-        mean: Tensor::from_dispatch(mean),
-        var: Tensor::from_dispatch(var),
+        mean: Tensor::from_dispatch(out.mean),
+        var: Tensor::from_dispatch(out.var),
     };
-    (Tensor::from_dispatch(y), stats)
+    (Tensor::from_dispatch(out.output), stats)
 }

@@ -1,10 +1,11 @@
-//! [`NormOps`] for the ndarray CPU backend: the slice kernels of [`groups`]
+//! [`NormOps`] for the ndarray CPU backend: the slice kernels of [`cpu`]
 //! on the arrays' storage (as for flex; ndarray has no in-place gradient).
 //! Burn 0.22 deprecates ndarray in favour of flex, but still ships it.
 #![allow(deprecated)]
 
-use super::NormOps;
-use super::groups::{self, Groups, Real};
+use super::cpu::{self, Real};
+use super::layout::{Groups, Layout};
+use super::{NormGrads, NormOps, Normalized};
 use burn::backend::ndarray::{NdArray, NdArrayTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Element, TensorData};
@@ -49,9 +50,9 @@ fn forward<T: Values>(
     beta: Option<&NdArrayTensor>,
     groups: Groups,
     epsilon: f64,
-) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor, NdArrayTensor) {
+) -> Normalized<NdArray> {
     let (gamma, beta) = (gamma.map(T::values), beta.map(T::values));
-    let (y, stats) = groups::forward(
+    let (y, stats) = cpu::forward(
         &T::values(x),
         groups,
         gamma.as_deref(),
@@ -59,12 +60,12 @@ fn forward<T: Values>(
         epsilon,
     );
     let k = groups.count();
-    (
-        tensor(y, shape(x)),
-        tensor(stats.mean, vec![k]),
-        tensor(stats.var, vec![k]),
-        tensor(stats.rstd, vec![k]),
-    )
+    Normalized {
+        output: tensor(y, shape(x)),
+        mean: tensor(stats.mean, vec![k]),
+        var: tensor(stats.var, vec![k]),
+        rstd: tensor(stats.rstd, vec![k]),
+    }
 }
 
 fn backward<T: Values>(
@@ -73,20 +74,20 @@ fn backward<T: Values>(
     gamma: Option<&NdArrayTensor>,
     dy: &NdArrayTensor,
     groups: Groups,
-) -> (NdArrayTensor, NdArrayTensor, NdArrayTensor) {
+) -> NormGrads<NdArray> {
     let (x_values, rstd, gamma, dy) = (
         T::values(x),
         T::values(rstd),
         gamma.map(T::values),
         T::values(dy),
     );
-    let (dx, dgamma, dbeta) = groups::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy);
+    let (dx, dgamma, dbeta) = cpu::backward(&x_values, groups, &rstd, gamma.as_deref(), &dy);
     let p = groups.params();
-    (
-        tensor(dx, shape(x)),
-        tensor(dgamma, vec![p]),
-        tensor(dbeta, vec![p]),
-    )
+    NormGrads {
+        dx: tensor(dx, shape(x)),
+        dgamma: tensor(dgamma, vec![p]),
+        dbeta: tensor(dbeta, vec![p]),
+    }
 }
 
 impl NormOps for NdArray {
@@ -95,20 +96,15 @@ impl NormOps for NdArray {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
-        per_channel: bool,
+        layout: Layout,
         epsilon: f64,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
-        let groups = Groups::of(&shape(&x), per_channel);
+    ) -> Normalized<Self> {
+        let groups = Groups::of(&shape(&x), layout);
         let (gamma, beta) = (has_gamma.then_some(&gamma), has_beta.then_some(&beta));
         match burn::backend::TensorMetadata::dtype(&x) {
             DType::F32 => forward::<f32>(&x, gamma, beta, groups, epsilon),
             DType::F64 => forward::<f64>(&x, gamma, beta, groups, epsilon),
-            other => groups::unsupported(other),
+            other => cpu::unsupported(other),
         }
     }
 
@@ -117,15 +113,15 @@ impl NormOps for NdArray {
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         has_gamma: bool,
-        per_channel: bool,
+        layout: Layout,
         dy: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let groups = Groups::of(&shape(&x), per_channel);
+    ) -> NormGrads<Self> {
+        let groups = Groups::of(&shape(&x), layout);
         let gamma = has_gamma.then_some(&gamma);
         match burn::backend::TensorMetadata::dtype(&x) {
             DType::F32 => backward::<f32>(&x, &rstd, gamma, &dy, groups),
             DType::F64 => backward::<f64>(&x, &rstd, gamma, &dy, groups),
-            other => groups::unsupported(other),
+            other => cpu::unsupported(other),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! spatial axis.
 
 use super::accumulation::widened;
-use super::core::{affine, moments, standardize};
-use crate::backend;
+use super::core::{affine, standardize};
+use super::grouped::normalize_groups;
+use super::running::ChannelMoments;
+use crate::backend::Layout;
 use burn::tensor::Tensor;
 
 /// The shape `[1, C, 1, ...]` that per-channel vectors broadcast to.
-fn channel_shape<const D: usize>(x: &Tensor<D>) -> [usize; D] {
+pub(super) fn channel_shape<const D: usize>(x: &Tensor<D>) -> [usize; D] {
     let mut shape = [1; D];
     shape[1] = x.dims()[1];
     shape
@@ -74,76 +76,36 @@ pub fn batch_norm_train<const D: usize>(
     let dims = x.dims();
     let channels = dims[1];
     let count = dims.iter().product::<usize>() / channels.max(1);
-    let axes: Vec<usize> = (0..D).filter(|&axis| axis != 1).collect();
-    let dtype = x.dtype();
-    let mut stats = None;
-    let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
-        if backend::has_fused_kernel(&x.device(), x.dtype()) {
-            // One fused operation over the channels of [N, C, spatial].
-            let (y, s) = backend::normalize(
-                x.reshape([dims[0], channels, count / dims[0].max(1)]),
-                gamma,
-                beta,
-                true,
-                epsilon,
-            );
-            stats = Some((s.mean, s.var));
-            return y.reshape(dims);
-        }
-        let shape = channel_shape(&x);
-        let m = moments(x, &axes);
-        stats = Some((
-            m.mean.reshape([channels]),
-            m.variance.clone().reshape([channels]),
-        ));
-        affine(
-            standardize(m.centered, m.variance, epsilon),
-            gamma,
-            beta,
-            shape,
-        )
-    });
-    let (mean, variance) = stats.expect("the closure always runs");
+    let samples = dims[0];
+    let grouped = normalize_groups(
+        x.reshape([samples, channels, 1, count / samples.max(1)]),
+        gamma,
+        beta,
+        Layout::BATCH,
+        epsilon,
+    );
     BatchStatistics {
-        output,
-        mean: mean.detach().cast(dtype),
-        variance: variance.detach().cast(dtype),
+        output: grouped.output.reshape(dims),
+        mean: grouped.mean,
+        variance: grouped.var,
         count,
     }
 }
 
-/// PyTorch's running-statistics update after one training batch:
-///
-/// `running_mean = (1 - f) * running_mean + f * mean`
-/// `running_var  = (1 - f) * running_var  + f * var * n / (n - 1)`
-///
-/// The running variance takes the *unbiased* batch variance (Bessel's
-/// correction over the `n = count` values per channel), while the batch is
-/// normalized with the biased one. `factor` is the momentum, or `1 / steps` for
-/// a cumulative average. Returns the new `(running_mean, running_var)`.
-///
-/// # Panics
-/// If `batch.count < 2`: one value has no unbiased variance.
-pub fn update_running_statistics<const D: usize>(
-    running_mean: Tensor<1>,
-    running_var: Tensor<1>,
-    batch: &BatchStatistics<D>,
-    factor: f64,
-) -> (Tensor<1>, Tensor<1>) {
-    assert!(
-        batch.count > 1,
-        "update_running_statistics: need more than 1 value per channel, got {}",
-        batch.count
-    );
-    let n = batch.count as f64;
-    let unbiased = batch.variance.clone().mul_scalar(n / (n - 1.0));
-    let mean = running_mean.mul_scalar(1.0 - factor) + batch.mean.clone().mul_scalar(factor);
-    let var = running_var.mul_scalar(1.0 - factor) + unbiased.mul_scalar(factor);
-    (mean, var)
+impl<const D: usize> BatchStatistics<D> {
+    /// The statistics, for [`update_running_statistics`](super::update_running_statistics).
+    pub fn moments(&self) -> ChannelMoments {
+        ChannelMoments {
+            mean: self.mean.clone(),
+            variance: self.variance.clone(),
+            count: self.count,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::update_running_statistics;
     use super::*;
     use burn::tensor::{Device, TensorData};
 
@@ -159,14 +121,14 @@ mod tests {
         let batch = batch_norm_train(x, None, None, 1e-5);
         assert_eq!(batch.count, 2);
         assert_eq!(values(batch.variance.clone()), [1.0]);
-        let (mean, var) = update_running_statistics(
+        let running = update_running_statistics(
             Tensor::zeros([1], &device),
             Tensor::ones([1], &device),
-            &batch,
+            &batch.moments(),
             0.5,
         );
         // 0.5 * 0 + 0.5 * 2 = 1; 0.5 * 1 + 0.5 * 2 = 1.5.
-        assert_eq!(values(mean), [1.0]);
-        assert_eq!(values(var), [1.5]);
+        assert_eq!(values(running.mean), [1.0]);
+        assert_eq!(values(running.var), [1.5]);
     }
 }

@@ -1,8 +1,8 @@
-//! Layer normalization: statistics per sample, over the trailing axes.
+//! Layer normalization and RMS normalization: statistics per sample, over
+//! the trailing axes.
 
-use super::accumulation::widened;
-use super::core::{affine, moments, standardize};
-use crate::backend;
+use super::grouped::normalize_groups;
+use crate::backend::Layout;
 use burn::tensor::Tensor;
 
 /// Layer normalization over the last `normalized_dims` axes.
@@ -31,30 +31,51 @@ pub fn layer_norm<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
+    over_rows(x, normalized_dims, gamma, beta, Layout::LAYER, epsilon)
+}
+
+/// Root-mean-square normalization ([Zhang & Sennrich,
+/// 2019](https://arxiv.org/abs/1910.07467)) over the last `normalized_dims`
+/// axes, as PyTorch's `rms_norm(x, normalized_shape, weight, eps)`:
+///
+/// `y = x / sqrt(mean(x²) + epsilon) * gamma`
+///
+/// with the mean over the last `normalized_dims` axes of each sample (no
+/// centering, no shift).
+///
+/// # Shapes
+/// - `x`: `[..., s_1, ..., s_k]` with `k = normalized_dims`
+/// - `gamma`: `[s_1 * ... * s_k]`
+/// - output: the shape of `x`
+///
+/// # Panics
+/// If `normalized_dims` is 0 or more than the rank of `x`.
+pub fn rms_norm<const D: usize>(
+    x: Tensor<D>,
+    normalized_dims: usize,
+    gamma: Option<Tensor<1>>,
+    epsilon: f64,
+) -> Tensor<D> {
+    over_rows(x, normalized_dims, gamma, None, Layout::RMS, epsilon)
+}
+
+/// The rows of the last `normalized_dims` axes, normalized as `layout` says.
+fn over_rows<const D: usize>(
+    x: Tensor<D>,
+    normalized_dims: usize,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    layout: Layout,
+    epsilon: f64,
+) -> Tensor<D> {
     assert!(
         (1..=D).contains(&normalized_dims),
-        "layer_norm: normalized_dims must be in 1..={D}, got {normalized_dims}"
+        "normalization over the trailing axes: normalized_dims must be in 1..={D}, got {normalized_dims}"
     );
-    let axes: Vec<usize> = (D - normalized_dims..D).collect();
-    widened(x, [gamma, beta], |x, [gamma, beta]| {
-        let dims = x.dims();
-        if backend::has_fused_kernel(&x.device(), x.dtype()) {
-            // One fused operation over the rows of [samples, 1, normalized size].
-            let d: usize = dims[D - normalized_dims..].iter().product();
-            let rows = x.shape().num_elements() / d.max(1);
-            let (y, _) = backend::normalize(x.reshape([rows, 1, d]), gamma, beta, false, epsilon);
-            return y.reshape(dims);
-        }
-        let mut shape = [1; D];
-        for &axis in &axes {
-            shape[axis] = dims[axis];
-        }
-        let m = moments(x, &axes);
-        affine(
-            standardize(m.centered, m.variance, epsilon),
-            gamma,
-            beta,
-            shape,
-        )
-    })
+    let dims = x.dims();
+    let d: usize = dims[D - normalized_dims..].iter().product();
+    let rows = x.shape().num_elements() / d.max(1);
+    normalize_groups(x.reshape([rows, 1, 1, d]), gamma, beta, layout, epsilon)
+        .output
+        .reshape(dims)
 }

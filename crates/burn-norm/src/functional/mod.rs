@@ -1,21 +1,26 @@
 //! The math of every layer in this crate, as plain functions on tensors.
 //!
-//! The modules ([`BatchNorm`](crate::BatchNorm), [`LayerNorm`](crate::LayerNorm))
-//! only hold state and configuration and call into here. All layers share one
-//! core ([`moments`], [`standardize`], [`affine`]): a layer is a choice of the
-//! axes to reduce and of the shape its parameters broadcast to.
-//!
-//! Composed from Burn's tensor operations, these functions run on every
-//! backend with gradients from Burn's autodiff; where [`crate::backend`]
-//! has a fused kernel, LayerNorm and training BatchNorm call it instead (one
-//! operation, handwritten backward, the same formula).
+//! The modules ([`BatchNorm`](crate::BatchNorm), [`LayerNorm`](crate::LayerNorm),
+//! [`RmsNorm`](crate::RmsNorm), [`GroupNorm`](crate::GroupNorm),
+//! [`InstanceNorm`](crate::InstanceNorm)) only hold state and configuration
+//! and call into here. Every layer is one call of a single helper that
+//! normalizes the groups a [`Layout`](crate::backend::Layout) describes: the
+//! fused kernel where the backend has one ([`crate::backend`]), else the
+//! shared core ([`moments`], [`standardize`], [`affine`]) composed from
+//! Burn's tensor operations and differentiated by Burn's autodiff. Both
+//! compute the same formula.
 
 mod accumulation;
 mod batch_norm;
 mod core;
+mod group_norm;
+mod grouped;
 mod layer_norm;
+mod running;
 
 pub use accumulation::accumulation_dtype;
-pub use batch_norm::{BatchStatistics, batch_norm, batch_norm_train, update_running_statistics};
+pub use batch_norm::{BatchStatistics, batch_norm, batch_norm_train};
 pub use core::{Moments, affine, moments, standardize};
-pub use layer_norm::layer_norm;
+pub use group_norm::{InstanceStatistics, group_norm, instance_norm_train};
+pub use layer_norm::{layer_norm, rms_norm};
+pub use running::{ChannelMoments, RunningMoments, update_running_statistics};

@@ -2,7 +2,7 @@
 //! intrinsics: four independent accumulators of eight lanes, so that the
 //! loop runs at load speed instead of waiting on one add chain (3-4 cycles
 //! per add). LLVM does not get there from the generic code: given more than
-//! one accumulator array it vectorized two lanes wide (see `groups`).
+//! one accumulator array it vectorized two lanes wide (see `sums`).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;

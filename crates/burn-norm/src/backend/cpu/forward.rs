@@ -1,0 +1,186 @@
+//! The forward pass: each group's statistics, then its output.
+
+use super::chunks::for_each_chunk;
+use super::real::Real;
+use super::shared::{Shared, written};
+use super::{GroupPass, along_row, group_mean, simd};
+use crate::backend::layout::Groups;
+use std::mem::MaybeUninit;
+
+/// Per-group statistics written by [`forward`].
+pub struct Statistics<T> {
+    /// The mean (0 for a layout that does not center).
+    pub mean: Vec<T>,
+    /// Biased variance (the mean square for a layout that does not center).
+    pub var: Vec<T>,
+    /// `1 / sqrt(var + epsilon)`.
+    pub rstd: Vec<T>,
+}
+
+/// The forward pass over one group: statistics, then `y`.
+struct Forward<'a, T> {
+    x: &'a [T],
+    groups: Groups,
+    gamma: Option<&'a [T]>,
+    beta: Option<&'a [T]>,
+    eps: T,
+    size: T,
+    out: Shared<T>,
+}
+
+impl<T: Real> GroupPass for Forward<'_, T> {
+    type State = ();
+    /// `(mean, var, rstd)`.
+    type Out = (T, T, T);
+
+    #[inline(always)]
+    fn run(&self, _: &mut (), g: usize) -> (T, T, T) {
+        let Self {
+            x,
+            groups,
+            gamma,
+            beta,
+            eps,
+            size,
+            ref out,
+        } = *self;
+        let len = groups.segment_len();
+        let (shift, m) = group_mean(x, &groups, g);
+        let mut squares = T::ZERO;
+        for start in groups.segments(g) {
+            squares = squares + T::centered_sum(&x[start..start + len], shift, m, true);
+        }
+        let var = squares / size;
+        let r = T::ONE / (var + eps).sqrt();
+        for start in groups.segments(g) {
+            let segment = &x[start..start + len];
+            // SAFETY: the segments of distinct groups are disjoint.
+            let y = unsafe { out.range_uninit(start, len) };
+            if along_row(&groups) {
+                write_row(y, segment, shift, m, r, gamma, beta);
+                continue;
+            }
+            // One gamma and beta per run of `s` values (a channel).
+            let first = groups.channel(start);
+            let runs = y.chunks_mut(groups.s).zip(segment.chunks(groups.s));
+            for (ch, (y, run)) in (first..).zip(runs) {
+                let scale = gamma.map_or(r, |w| r * w[ch]);
+                let bias = beta.map_or(T::ZERO, |b| b[ch]);
+                for (y, &v) in y.iter_mut().zip(run) {
+                    y.write(((v - shift) - m) * scale + bias);
+                }
+            }
+        }
+        (shift + m, var, r)
+    }
+}
+
+/// `y = ((x - shift) - m) * r * gamma + beta` along a row.
+#[inline(always)]
+fn write_row<T: Real>(
+    y: &mut [MaybeUninit<T>],
+    row: &[T],
+    shift: T,
+    m: T,
+    r: T,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+) {
+    match (gamma, beta) {
+        (Some(w), Some(b)) => {
+            for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
+                y.write(((v - shift) - m) * r * w + b);
+            }
+        }
+        (Some(w), None) => {
+            for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
+                y.write(((v - shift) - m) * r * w);
+            }
+        }
+        (None, Some(b)) => {
+            for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
+                y.write(((v - shift) - m) * r + b);
+            }
+        }
+        (None, None) => {
+            for (y, &v) in y.iter_mut().zip(row) {
+                y.write(((v - shift) - m) * r);
+            }
+        }
+    }
+}
+
+/// Normalizes each group of `x` as its layout says:
+/// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`
+/// with the biased variance (`mean = 0` when the layout does not center);
+/// returns `y` and the statistics.
+pub fn forward<T: Real>(
+    x: &[T],
+    groups: Groups,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    epsilon: f64,
+) -> (Vec<T>, Statistics<T>) {
+    // SAFETY: `forward_into` writes every value of `y`.
+    unsafe {
+        written(x.len(), |y| {
+            forward_into(x, groups, gamma, beta, epsilon, y)
+        })
+    }
+}
+
+/// [`forward`] into `y`, which need not be initialized: every value is written.
+fn forward_into<T: Real>(
+    x: &[T],
+    groups: Groups,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    epsilon: f64,
+    y: &mut [MaybeUninit<T>],
+) -> Statistics<T> {
+    let Groups { n, c, s, .. } = groups;
+    assert!(x.len() == n * c * s && y.len() == x.len());
+    assert!(
+        gamma.is_none_or(|v| v.len() == groups.params())
+            && beta.is_none_or(|v| v.len() == groups.params())
+    );
+    let pass = Forward {
+        x,
+        groups,
+        gamma,
+        beta,
+        eps: T::from_f64(epsilon),
+        size: T::from_f64(groups.size() as f64),
+        out: Shared(y.as_mut_ptr().cast::<T>(), y.len()),
+    };
+    let k = groups.count();
+    let (mut mean, mut var, mut rstd) = (
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+    );
+    let stats = [&mut mean, &mut var, &mut rstd].map(|v| Shared(v.as_mut_ptr(), k));
+    for_each_chunk(
+        k,
+        groups.per_task(),
+        || (),
+        |_, chunk| {
+            for g in chunk {
+                let (m, v, r) = simd(&pass, &mut (), g);
+                // SAFETY: each group is written by one task.
+                unsafe {
+                    stats[0].write(g, m);
+                    stats[1].write(g, v);
+                    stats[2].write(g, r);
+                }
+            }
+        },
+    );
+    // SAFETY: every group's statistics were written above.
+    unsafe {
+        mean.set_len(k);
+        var.set_len(k);
+        rstd.set_len(k);
+    }
+    Statistics { mean, var, rstd }
+}

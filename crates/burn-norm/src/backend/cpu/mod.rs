@@ -1,0 +1,129 @@
+//! CPU kernels over plain slices: normalization of groups of values and
+//! its backward pass. Backend glue (flex, ndarray) hands them the tensors'
+//! storage.
+//!
+//! The input is `[n, g, k, s]`, row-major, split into groups as
+//! [`layout`](super::layout) describes. Each group is read from memory once
+//! per pass, and a group of up to a few hundred KiB stays in L2 between
+//! passes, so the kernels cost about one read of the input and one write of
+//! the output. Groups are spread over the calling thread and rayon's
+//! ([`chunks`]); inner loops keep eight independent accumulators so that the
+//! compiler vectorizes them ([`sums`]).
+//!
+//! One concern per file: the element trait ([`real`]), the sums, the
+//! buffers that many tasks write ([`shared`]), the [`forward`] and the
+//! [`backward`] passes.
+
+mod backward;
+mod chunks;
+mod forward;
+mod real;
+mod shared;
+mod sums;
+mod sums_avx2;
+
+pub use backward::{backward, backward_in_place};
+pub use forward::forward;
+pub use real::Real;
+
+use super::layout::{Centering, Grouping, Groups, Params};
+
+/// The CPU kernels' answer to a dtype they do not take (the functional
+/// layer only calls them for f32 and f64).
+pub fn unsupported(dtype: burn::tensor::DType) -> ! {
+    panic!("burn-norm's fused normalization takes f32 or f64 tensors, got {dtype:?}")
+}
+
+/// The CPU kernels' view of a [`Groups`] layout: each group is a list of
+/// contiguous segments of [`segment_len`](Groups::segment_len) values.
+impl Groups {
+    /// The start of each contiguous segment of group `g`.
+    fn segments(&self, g: usize) -> impl Iterator<Item = usize> + use<> {
+        let Groups { c, k, s, n, .. } = *self;
+        let (first, count, stride) = match self.layout.grouping {
+            Grouping::Rows => (g * s, 1, 0),
+            Grouping::Channels => (g * k * s, n, c * s),
+            Grouping::SampleChannels => (g * k * s, 1, 0),
+        };
+        (0..count).map(move |i| first + i * stride)
+    }
+
+    /// Values per contiguous segment.
+    fn segment_len(&self) -> usize {
+        match self.layout.grouping {
+            Grouping::Rows => self.s,
+            Grouping::Channels | Grouping::SampleChannels => self.k * self.s,
+        }
+    }
+
+    /// The channel of the segment starting at `start` (its first `s`
+    /// values; the next `s` belong to the next channel).
+    fn channel(&self, start: usize) -> usize {
+        (start % (self.c * self.s).max(1)) / self.s.max(1)
+    }
+
+    /// Groups per chunk of work: enough (~16k values) to amortize taking it.
+    fn per_task(&self) -> usize {
+        (16_384 / self.size().max(1)).max(1)
+    }
+}
+
+/// Shift and mean of one group, as `(shift, mean - shift)`; `(0, 0)` when
+/// the layout does not center.
+///
+/// The mean is taken of `x - x[0]`: the subtraction is exact for data
+/// within a factor of two of `x[0]` (Sterbenz), so a group with mean 1e4
+/// and spread 1e-2 keeps its digits, where a plain f32 sum would carry an
+/// error of the size of the spread. The two parts stay apart for the same
+/// reason: `shift + mean` rounded to f32 would lose them again.
+#[inline(always)]
+fn group_mean<T: Real>(x: &[T], groups: &Groups, g: usize) -> (T, T) {
+    if groups.layout.centering == Centering::None {
+        return (T::ZERO, T::ZERO);
+    }
+    let len = groups.segment_len();
+    let shift = x[groups.segments(g).next().unwrap_or(0)];
+    // A `for` loop, not `Iterator::fold`: fold's closure would be compiled
+    // out of line, for the baseline CPU instead of the AVX2 caller.
+    let mut total = T::ZERO;
+    for start in groups.segments(g) {
+        total = total + T::centered_sum(&x[start..start + len], shift, T::ZERO, false);
+    }
+    (shift, total / T::from_f64(groups.size() as f64))
+}
+
+/// Whether `gamma`, `beta` run along the row (else one per channel).
+fn along_row(groups: &Groups) -> bool {
+    groups.layout.params() == Params::AlongRow
+}
+
+/// One group's share of a kernel pass, compiled twice by [`simd`].
+///
+/// A trait method rather than a closure: a method can be
+/// `#[inline(always)]`, so that it and the helpers above are inlined into
+/// the AVX2 copy; a closure body stays a separate function compiled for
+/// the baseline, and the AVX2 wrapper around it would change nothing.
+trait GroupPass: Sync {
+    type State;
+    type Out;
+    fn run(&self, state: &mut Self::State, g: usize) -> Self::Out;
+}
+
+/// Runs `pass` on group `g`, compiled for AVX2 where the CPU has it
+/// (detected at run time, cached by std): the loops then work on 8 f32 at
+/// a time instead of the 4 of the x86-64 baseline (SSE2), without asking
+/// users for `-C target-cpu`. No FMA: contracting `a * b + c` would round
+/// differently from the reference.
+#[inline(always)]
+fn simd<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
+            pass.run(state, g)
+        }
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2(pass, state, g) };
+    }
+    pass.run(state, g)
+}

@@ -1,0 +1,63 @@
+//! The float types the CPU kernels run in.
+
+use super::sums::generic_centered_sum;
+
+/// f32 and f64 (f16/bf16 are widened to f32 before they get here, as in
+/// the composed path).
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + std::fmt::Debug
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// The nearest value.
+    fn from_f64(v: f64) -> Self;
+    /// Exact.
+    fn to_f64(self) -> f64;
+    /// The square root.
+    fn sqrt(self) -> Self;
+
+    /// The statistics passes: `Σ (v - shift)`, or with `square`
+    /// `Σ ((v - shift) - m)²`.
+    #[inline(always)]
+    fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
+        generic_centered_sum(a, shift, m, square)
+    }
+}
+
+macro_rules! real {
+    ($t:ty $(, $centered_sum:path)?) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            $(
+                #[inline(always)]
+                fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
+                    $centered_sum(a, shift, m, square).unwrap_or_else(|| generic_centered_sum(a, shift, m, square))
+                }
+            )?
+        }
+    };
+}
+// f32 has hand-written AVX2 statistics sums (see `sums_avx2`).
+real!(f32, super::sums_avx2::centered_sum);
+real!(f64);

@@ -1,0 +1,109 @@
+//! Group and instance normalization: statistics per sample, over blocks of
+//! channels and every spatial axis.
+
+use super::grouped::normalize_groups;
+use super::running::ChannelMoments;
+use crate::backend::Layout;
+use burn::tensor::Tensor;
+
+/// Group normalization ([Wu & He, 2018](https://arxiv.org/abs/1803.08494)),
+/// as PyTorch's `group_norm(x, num_groups, weight, bias, eps)`:
+///
+/// `y = (x - mean) / sqrt(var + epsilon) * gamma_c + beta_c`
+///
+/// where `mean` and the biased `var` are taken per sample over each block
+/// of `C / num_groups` consecutive channels and all their spatial values,
+/// and `gamma`, `beta` are per channel.
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`, `C` a multiple of `num_groups`
+/// - `gamma`, `beta`: `[C]`
+/// - output: the shape of `x`
+///
+/// # Panics
+/// If `x` has rank < 2 or `num_groups` does not divide `C` (the layers check
+/// this first and return an error instead).
+pub fn group_norm<const D: usize>(
+    x: Tensor<D>,
+    num_groups: usize,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> Tensor<D> {
+    grouped(x, num_groups, gamma, beta, epsilon).0
+}
+
+/// The output of [`instance_norm_train`] and the statistics it normalized
+/// with.
+#[derive(Debug, Clone)]
+pub struct InstanceStatistics<const D: usize> {
+    /// The normalized input, `[N, C, ...]`.
+    pub output: Tensor<D>,
+    /// Each instance's mean, `[N, C]`, detached.
+    pub mean: Tensor<2>,
+    /// Each instance's biased variance, `[N, C]`, detached.
+    pub variance: Tensor<2>,
+    /// Values per instance (the spatial size).
+    pub count: usize,
+}
+
+impl<const D: usize> InstanceStatistics<D> {
+    /// The per-channel statistics PyTorch's running update takes: each
+    /// instance's statistics averaged over the samples.
+    pub fn moments(&self) -> ChannelMoments {
+        let [_, c] = self.mean.dims();
+        ChannelMoments {
+            mean: self.mean.clone().mean_dim(0).reshape([c]),
+            variance: self.variance.clone().mean_dim(0).reshape([c]),
+            count: self.count,
+        }
+    }
+}
+
+/// Instance normalization ([Ulyanov et al.,
+/// 2016](https://arxiv.org/abs/1607.08022)) with each instance's own
+/// statistics, as PyTorch's `instance_norm` in training:
+///
+/// `y = (x - mean_nc) / sqrt(var_nc + epsilon) * gamma_c + beta_c`
+///
+/// over the spatial values of each channel of each sample: [`group_norm`]
+/// with one channel per group.
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`; `gamma`, `beta`: `[C]`
+/// - output: `[N, C, ...]`; statistics `[N, C]`
+pub fn instance_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> InstanceStatistics<D> {
+    let [n, c] = [x.dims()[0], x.dims()[1]];
+    let count = x.dims()[2..].iter().product();
+    let (output, mean, variance) = grouped(x, c, gamma, beta, epsilon);
+    InstanceStatistics {
+        output,
+        mean: mean.reshape([n, c]),
+        variance: variance.reshape([n, c]),
+        count,
+    }
+}
+
+/// `x` as `[N, G, C / G, spatial]`, normalized per sample and group.
+fn grouped<const D: usize>(
+    x: Tensor<D>,
+    num_groups: usize,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let dims = x.dims();
+    assert!(
+        D >= 2 && num_groups > 0 && dims[1].is_multiple_of(num_groups),
+        "group_norm: expected [N, C, ...] with C a multiple of num_groups = {num_groups}, got {dims:?}"
+    );
+    let spatial = dims[2..].iter().product();
+    let view = [dims[0], num_groups, dims[1] / num_groups, spatial];
+    let out = normalize_groups(x.reshape(view), gamma, beta, Layout::GROUP, epsilon);
+    (out.output.reshape(dims), out.mean, out.var)
+}

@@ -1,0 +1,85 @@
+//! The one entry point of every layer's math: normalize the groups that a
+//! [`Layout`] describes, with the fused kernel where the backend has one and
+//! composed from Burn's tensor operations elsewhere.
+
+use super::accumulation::widened;
+use super::core::{affine, moments, standardize};
+use crate::backend::{self, Centering, Grouping, Layout};
+use burn::tensor::Tensor;
+
+/// What [`normalize_groups`] returns.
+pub(crate) struct GroupOutput {
+    /// The normalized input, `[n, g, k, s]`.
+    pub output: Tensor<4>,
+    /// Each group's mean (zeros where the layout does not center), flat,
+    /// in the input's dtype, detached.
+    pub mean: Tensor<1>,
+    /// Each group's biased variance (mean square where the layout does not
+    /// center), as `mean`.
+    pub var: Tensor<1>,
+}
+
+/// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]) in the groups
+/// of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
+/// `[g * k]` per channel). Half-precision inputs are computed in f32.
+pub(crate) fn normalize_groups(
+    x: Tensor<4>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    layout: Layout,
+    epsilon: f64,
+) -> GroupOutput {
+    let dtype = x.dtype();
+    let mut stats = None;
+    let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
+        if backend::has_fused_kernel(&x.device(), x.dtype()) {
+            let (y, s) = backend::normalize(x, gamma, beta, layout, epsilon);
+            stats = Some((s.mean, s.var));
+            return y;
+        }
+        let (y, mean, var) = composed(x, gamma, beta, layout, epsilon);
+        stats = Some((mean, var));
+        y
+    });
+    let (mean, var) = stats.expect("the closure always runs");
+    GroupOutput {
+        output,
+        mean: mean.detach().cast(dtype),
+        var: var.detach().cast(dtype),
+    }
+}
+
+/// The composed path: the same formula from generic tensor operations,
+/// differentiated by autodiff. Returns `(y, mean, var)`, the statistics flat.
+fn composed(
+    x: Tensor<4>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    layout: Layout,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let [_, g, k, s] = x.dims();
+    let axes: &[usize] = match layout.grouping {
+        Grouping::Rows => &[3],
+        Grouping::Channels => &[0, 2, 3],
+        Grouping::SampleChannels => &[2, 3],
+    };
+    let params = match layout.grouping {
+        Grouping::Rows => [1, 1, 1, s],
+        Grouping::Channels | Grouping::SampleChannels => [1, g, k, 1],
+    };
+    let (xhat, mean, var) = match layout.centering {
+        Centering::Mean => {
+            let m = moments(x, axes);
+            let var = m.variance.clone();
+            (standardize(m.centered, m.variance, epsilon), m.mean, var)
+        }
+        Centering::None => {
+            let mean_square = x.clone().square().mean_dims(axes);
+            let xhat = standardize(x, mean_square.clone(), epsilon);
+            (xhat, mean_square.zeros_like(), mean_square)
+        }
+    };
+    let flat = |t: Tensor<4>| t.flatten::<1>(0, 3);
+    (affine(xhat, gamma, beta, params), flat(mean), flat(var))
+}
