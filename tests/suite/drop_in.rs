@@ -6,12 +6,19 @@
 use burn::tensor::Device;
 
 mod with_burn_nn {
-    use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig};
+    use burn::nn::norm::{Normalization, NormalizationConfig};
+    use burn::nn::{
+        BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, InstanceNormConfig,
+        LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig,
+    };
     include!("drop_in_model.rs");
 }
 
 mod with_burn_norm {
-    use burn_norm::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig};
+    use burn_norm::{
+        BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, InstanceNormConfig,
+        LayerNorm, LayerNormConfig, Normalization, NormalizationConfig, RmsNorm, RmsNormConfig,
+    };
     include!("drop_in_model.rs");
 }
 

@@ -1,8 +1,9 @@
-// A small Burn model written against `burn::nn`'s BatchNorm and LayerNorm.
-// `drop_in.rs` includes this file twice: once after
-// `use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig};`
-// and once after the same line with `burn_norm` in place of `burn::nn`.
-// Nothing else differs.
+// A small Burn model written against `burn::nn`'s normalization layers.
+// `drop_in.rs` includes this file twice: once after a
+// `use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, ...};` line and once
+// after the same line with `burn_norm` in place of `burn::nn`. Nothing else
+// differs. (InstanceNorm's `affine` is set because its defaults differ:
+// PyTorch's `false`, which burn-norm follows, against burn-nn's `true`.)
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -15,9 +16,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 pub struct Net {
     conv: Conv2d,
     bn: BatchNorm,
+    gn: GroupNorm,
+    instance: InstanceNorm,
     relu: Relu,
     hidden: Linear,
     ln: LayerNorm,
+    rms: RmsNorm,
+    chosen: Normalization,
     head: Linear,
 }
 
@@ -28,17 +33,25 @@ impl Net {
                 .with_padding(PaddingConfig2d::Same)
                 .init(device),
             bn: BatchNormConfig::new(4).init(device),
+            gn: GroupNormConfig::new(2, 4).init(device),
+            instance: InstanceNormConfig::new(4).with_affine(true).init(device),
             relu: Relu::new(),
             hidden: LinearConfig::new(4 * 4 * 4, 16).init(device),
             ln: LayerNormConfig::new(16).init(device),
+            rms: RmsNormConfig::new(16).with_epsilon(1e-5).init(device),
+            chosen: NormalizationConfig::from(LayerNormConfig::new(0))
+                .with_num_features(16)
+                .init(device),
             head: LinearConfig::new(16, 2).init(device),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.relu.forward(self.bn.forward(self.conv.forward(x)));
+        let x = self.instance.forward(self.gn.forward(x));
         let x = self.hidden.forward(x.flatten(1, 3));
-        self.head.forward(self.relu.forward(self.ln.forward(x)))
+        let x = self.chosen.forward(self.rms.forward(self.ln.forward(x)));
+        self.head.forward(self.relu.forward(x))
     }
 }
 
