@@ -1,9 +1,9 @@
 //! Train a small character-level transformer on Tiny Shakespeare with
-//! burn-norm's LayerNorm, and show what the LayerNorm buys.
+//! burn-norm's LayerNorm (or RMSNorm), and show what the normalization buys.
 //!
 //! ```sh
 //! cargo run --release --example charlm                         # default run (pre-LN)
-//! cargo run --release --example charlm -- --compare            # pre-LN vs post-LN vs none
+//! cargo run --release --example charlm -- --compare            # pre-LN vs pre-RMS vs post-LN vs none
 //! cargo run --release --example charlm -- --generate 500 --prompt "ROMEO:"
 //! cargo run --release --example charlm -- --smoke              # tiny model, a few steps
 //! cargo run --release --example charlm -- --help
@@ -42,11 +42,11 @@ use train_helpers::{Rng, warmup_cosine};
 const USAGE: &str = "\
 usage: charlm [options]
   --device flex|ndarray|wgpu   backend (default flex)
-  --norm pre|post|none         LayerNorm placement (default pre)
+  --norm pre|post|rms|none     pre-LN, post-LN, pre-RMSNorm (Llama) or none (default pre)
   --gelu tanh|exact            the MLP's GELU: PyTorch's tanh approximation
                                (default), or the exact erf form (slower on flex
                                as training goes on; see model.rs)
-  --compare                    train pre-LN, post-LN and no-norm alike, one chart
+  --compare                    train pre-LN, pre-RMS, post-LN and no-norm alike, one chart
   --steps N                    optimizer steps (default 1000; 500 with --compare)
   --batch-size N               sequences per step (default 32)
   --context N                  characters per sequence (default 128)
@@ -570,7 +570,12 @@ fn run() -> Result<(), String> {
         corpus.valid.len()
     );
     let runs = if args.compare {
-        vec![Placement::Pre, Placement::Post, Placement::None]
+        vec![
+            Placement::Pre,
+            Placement::Rms,
+            Placement::Post,
+            Placement::None,
+        ]
     } else {
         vec![args.norm]
     };

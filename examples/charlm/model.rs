@@ -1,6 +1,6 @@
 //! A decoder-only transformer: token + learned position embeddings, blocks of
 //! causal self-attention and a GELU MLP with residual connections, a final
-//! LayerNorm and a linear head.
+//! LayerNorm (or RMSNorm) and a linear head.
 //!
 //! The MLP's GELU is by default PyTorch's `gelu(approximate="tanh")`
 //! (GPT-2's), written as `x * sigmoid(2 * sqrt(2/pi) * (x + 0.044715 x^3))`.
@@ -20,9 +20,9 @@ use burn::nn::attention::{
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor};
-use burn_norm::{LayerNorm, LayerNormConfig};
+use burn_norm::{LayerNormConfig, Normalization, RmsNormConfig};
 
-/// Where the LayerNorms go.
+/// Which normalization goes where.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// `x + f(LN(x))`, as in GPT-2 and most models since: the residual path
@@ -30,6 +30,9 @@ pub enum Placement {
     Pre,
     /// `LN(x + f(x))`, as in the original Transformer (Vaswani et al., 2017).
     Post,
+    /// `x + f(RMSNorm(x))` and a final RMSNorm, as in Llama: pre-norm with
+    /// RMSNorm (no centering, no shift) in place of LayerNorm.
+    Rms,
     /// No normalization at all.
     None,
 }
@@ -39,18 +42,29 @@ impl Placement {
         match name {
             "pre" => Ok(Self::Pre),
             "post" => Ok(Self::Post),
+            "rms" => Ok(Self::Rms),
             "none" => Ok(Self::None),
-            "rms" => Err("--norm rms needs RMSNorm, which burn-norm does not have yet".into()),
             other => Err(format!(
-                "unknown --norm `{other}`: expected pre, post or none"
+                "unknown --norm `{other}`: expected pre, post, rms or none"
             )),
         }
+    }
+
+    /// The layer this placement puts in a block of width `d`, if any.
+    fn layer(self, d: usize, device: &Device) -> Option<Normalization> {
+        match self {
+            Self::Pre | Self::Post => Some(LayerNormConfig::new(d).into()),
+            Self::Rms => Some(RmsNormConfig::new(d).into()),
+            Self::None => None,
+        }
+        .map(|config: burn_norm::NormalizationConfig| config.init(device))
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Pre => "pre-LN",
             Self::Post => "post-LN",
+            Self::Rms => "pre-RMS",
             Self::None => "no-norm",
         }
     }
@@ -114,9 +128,9 @@ pub struct CharTransformerConfig {
 /// connection and (depending on [`Placement`]) a LayerNorm.
 #[derive(Module, Debug)]
 pub struct Block {
-    attn_norm: Option<LayerNorm>,
+    attn_norm: Option<Normalization>,
     attn: MultiHeadAttention,
-    mlp_norm: Option<LayerNorm>,
+    mlp_norm: Option<Normalization>,
     fc: Linear,
     gelu: Gelu,
     proj: Linear,
@@ -129,9 +143,8 @@ pub struct Block {
 
 impl Block {
     fn new(config: &CharTransformerConfig, device: &Device) -> Self {
+        let norm = || config.norm.layer(config.d_model, device);
         let d = config.d_model;
-        let norm =
-            || (config.norm != Placement::None).then(|| LayerNormConfig::new(d).init(device));
         Self {
             attn_norm: norm(),
             attn: MultiHeadAttentionConfig::new(d, config.n_heads)
@@ -150,7 +163,7 @@ impl Block {
     /// `[B, T, d_model]` -> `[B, T, d_model]`; `mask` is `[B, T, T]`, true
     /// where a position must not attend (the future).
     fn forward(&self, x: Tensor<3>, mask: Tensor<3, burn::tensor::Bool>) -> Tensor<3> {
-        let norm = |ln: &Option<LayerNorm>, x: Tensor<3>| match ln {
+        let norm = |ln: &Option<Normalization>, x: Tensor<3>| match ln {
             Some(ln) => ln.forward(x),
             None => x,
         };
@@ -168,7 +181,7 @@ impl Block {
             )
         };
         match self.placement {
-            Placement::Pre => {
+            Placement::Pre | Placement::Rms => {
                 let x = x.clone() + attn(norm(&self.attn_norm, x));
                 x.clone() + mlp(norm(&self.mlp_norm, x))
             }
@@ -191,9 +204,9 @@ pub struct CharTransformer {
     position: Embedding,
     dropout: Dropout,
     blocks: Vec<Block>,
-    /// Pre-LN ends with a LayerNorm (the residual stream is never normalized
-    /// otherwise); post-LN's last block already ends with one.
-    final_norm: Option<LayerNorm>,
+    /// Pre-norm ends with a normalization (the residual stream is never
+    /// normalized otherwise); post-LN's last block already ends with one.
+    final_norm: Option<Normalization>,
     head: Linear,
     #[module(skip)]
     context: usize,
@@ -208,8 +221,9 @@ impl CharTransformerConfig {
             blocks: (0..self.n_layers)
                 .map(|_| Block::new(self, device))
                 .collect(),
-            final_norm: (self.norm == Placement::Pre)
-                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            final_norm: matches!(self.norm, Placement::Pre | Placement::Rms)
+                .then(|| self.norm.layer(self.d_model, device))
+                .flatten(),
             head: LinearConfig::new(self.d_model, self.vocab_size).init(device),
             context: self.context,
         }
