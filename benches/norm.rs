@@ -182,6 +182,90 @@ fn batch_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
     );
 }
 
+fn rms_norm(bench: &Bench, device: &Device, rows: usize, d: usize) {
+    let ad = device.clone().autodiff();
+    // burn-nn's default epsilon (1e-5) on both, as PyTorch's bench sets it.
+    let ours = burn_norm::RmsNormConfig::new(d)
+        .with_epsilon(1e-5)
+        .init(&ad);
+    let theirs = burn::nn::RmsNormConfig::new(d).init(&ad);
+    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+    bench.run(
+        "RMSNorm",
+        device,
+        [rows, d],
+        false,
+        &[
+            Layer {
+                name: "burn-norm",
+                valid: &|x| ours_valid.forward(x),
+                train: &|x| ours.forward(x),
+            },
+            Layer {
+                name: "burn-nn",
+                valid: &|x| theirs_valid.forward(x),
+                train: &|x| theirs.forward(x),
+            },
+            identity(),
+        ],
+    );
+}
+
+fn group_norm(bench: &Bench, device: &Device, groups: usize, shape: [usize; 4]) {
+    let ad = device.clone().autodiff();
+    let ours = burn_norm::GroupNormConfig::new(groups, shape[1]).init(&ad);
+    let theirs = burn::nn::GroupNormConfig::new(groups, shape[1]).init(&ad);
+    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+    bench.run(
+        "GroupNorm 32 groups",
+        device,
+        shape,
+        false,
+        &[
+            Layer {
+                name: "burn-norm",
+                valid: &|x| ours_valid.forward(x),
+                train: &|x| ours.forward(x),
+            },
+            Layer {
+                name: "burn-nn",
+                valid: &|x| theirs_valid.forward(x),
+                train: &|x| theirs.forward(x),
+            },
+            identity(),
+        ],
+    );
+}
+
+fn instance_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
+    let ad = device.clone().autodiff();
+    // PyTorch's and burn-nn's InstanceNorm2d with gamma and beta.
+    let ours = burn_norm::InstanceNormConfig::new(shape[1])
+        .with_affine(true)
+        .init(&ad);
+    let theirs = burn::nn::InstanceNormConfig::new(shape[1]).init(&ad);
+    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+    bench.run(
+        "InstanceNorm2d",
+        device,
+        shape,
+        false,
+        &[
+            Layer {
+                name: "burn-norm",
+                valid: &|x| ours_valid.forward(x),
+                train: &|x| ours.forward(x),
+            },
+            Layer {
+                name: "burn-nn",
+                valid: &|x| theirs_valid.forward(x),
+                train: &|x| theirs.forward(x),
+            },
+            identity(),
+        ],
+    );
+}
+
 /// Resident-set figures of this process, in KiB, from `/proc/self/status`.
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -281,6 +365,10 @@ fn main() {
     layer_norm(&bench, &device, 4096, 128);
     batch_norm(&bench, &device, [8 * scale, 128, 56, 56]);
     batch_norm(&bench, &device, [128, 16, 28, 28]);
+    // The rest of the family on the shapes of its issue.
+    rms_norm(&bench, &device, 4096 * scale, 768);
+    group_norm(&bench, &device, 32, [8 * scale, 128, 56, 56]);
+    instance_norm(&bench, &device, [8 * scale, 64, 56, 56]);
     if name.is_none_or(|n| n == "flex") && bench.only.is_none() {
         memory(bench.json);
     }

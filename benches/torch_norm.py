@@ -7,7 +7,8 @@
 
 Median of 20 timed runs after 3 warm-ups; each timed call ends by reading
 back a sum (as the Rust bench does, which also synchronizes the GPU).
-Forward: LayerNorm without autograd (inference), BatchNorm in training mode.
+Forward: LayerNorm, RMSNorm, GroupNorm and InstanceNorm without autograd
+(inference), BatchNorm in training mode.
 Forward + backward: backward of sum(y * g), reading back the input gradient.
 """
 import json
@@ -64,6 +65,9 @@ def main():
         ("LayerNorm", ln(128), [4096, 128]),
         ("BatchNorm2d train", bn(128), [8 * scale, 128, 56, 56]),
         ("BatchNorm2d train", bn(16), [128, 16, 28, 28]),
+        ("RMSNorm", torch.nn.RMSNorm(768, eps=1e-5).to(device), [4096 * scale, 768]),
+        ("GroupNorm 32 groups", torch.nn.GroupNorm(32, 128).to(device), [8 * scale, 128, 56, 56]),
+        ("InstanceNorm2d", torch.nn.InstanceNorm2d(64, affine=True).to(device), [8 * scale, 64, 56, 56]),
     ]:
         bench(op, layer, shape, device, as_json)
         # What the harness itself costs, as the Rust bench's identity row.

@@ -84,10 +84,11 @@ pub fn batch_norm_train<const D: usize>(
         Layout::BATCH,
         epsilon,
     );
+    let stats = grouped.statistics();
     BatchStatistics {
         output: grouped.output.reshape(dims),
-        mean: grouped.mean,
-        variance: grouped.var,
+        mean: stats.mean,
+        variance: stats.var,
         count,
     }
 }

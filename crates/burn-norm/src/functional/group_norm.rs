@@ -1,7 +1,7 @@
 //! Group and instance normalization: statistics per sample, over blocks of
 //! channels and every spatial axis.
 
-use super::grouped::normalize_groups;
+use super::grouped::{GroupOutput, normalize_groups};
 use super::running::ChannelMoments;
 use crate::backend::Layout;
 use burn::tensor::Tensor;
@@ -30,7 +30,10 @@ pub fn group_norm<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    grouped(x, num_groups, gamma, beta, epsilon).0
+    let dims = x.dims();
+    grouped(x, num_groups, gamma, beta, epsilon)
+        .output
+        .reshape(dims)
 }
 
 /// The output of [`instance_norm_train`] and the statistics it normalized
@@ -78,25 +81,28 @@ pub fn instance_norm_train<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> InstanceStatistics<D> {
-    let [n, c] = [x.dims()[0], x.dims()[1]];
-    let count = x.dims()[2..].iter().product();
-    let (output, mean, variance) = grouped(x, c, gamma, beta, epsilon);
+    let dims = x.dims();
+    let [n, c] = [dims[0], dims[1]];
+    let count = dims[2..].iter().product();
+    let out = grouped(x, c, gamma, beta, epsilon);
+    let stats = out.statistics();
     InstanceStatistics {
-        output,
-        mean: mean.reshape([n, c]),
-        variance: variance.reshape([n, c]),
+        output: out.output.reshape(dims),
+        mean: stats.mean.reshape([n, c]),
+        variance: stats.var.reshape([n, c]),
         count,
     }
 }
 
-/// `x` as `[N, G, C / G, spatial]`, normalized per sample and group.
+/// `x` as `[N, G, C / G, spatial]`, normalized per sample and group (the
+/// output in that view).
 fn grouped<const D: usize>(
     x: Tensor<D>,
     num_groups: usize,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     epsilon: f64,
-) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+) -> GroupOutput {
     let dims = x.dims();
     assert!(
         D >= 2 && num_groups > 0 && dims[1].is_multiple_of(num_groups),
@@ -104,6 +110,5 @@ fn grouped<const D: usize>(
     );
     let spatial = dims[2..].iter().product();
     let view = [dims[0], num_groups, dims[1] / num_groups, spatial];
-    let out = normalize_groups(x.reshape(view), gamma, beta, Layout::GROUP, epsilon);
-    (out.output.reshape(dims), out.mean, out.var)
+    normalize_groups(x.reshape(view), gamma, beta, Layout::GROUP, epsilon)
 }

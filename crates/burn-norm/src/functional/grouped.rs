@@ -5,18 +5,37 @@
 use super::accumulation::widened;
 use super::core::{affine, moments, standardize};
 use crate::backend::{self, Centering, Grouping, Layout};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 /// What [`normalize_groups`] returns.
 pub(crate) struct GroupOutput {
     /// The normalized input, `[n, g, k, s]`.
     pub output: Tensor<4>,
-    /// Each group's mean (zeros where the layout does not center), flat,
-    /// in the input's dtype, detached.
+    /// The statistics as computed (accumulation dtype, maybe tracked):
+    /// converted only by [`statistics`](Self::statistics), so that the
+    /// layers that drop them pay nothing for them.
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    dtype: DType,
+}
+
+/// Each group's statistics, flat, in the input's dtype, detached.
+pub(crate) struct GroupStatistics {
+    /// The mean (zeros where the layout does not center).
     pub mean: Tensor<1>,
-    /// Each group's biased variance (mean square where the layout does not
-    /// center), as `mean`.
+    /// The biased variance (the mean square where the layout does not
+    /// center).
     pub var: Tensor<1>,
+}
+
+impl GroupOutput {
+    /// The statistics the output was normalized with.
+    pub fn statistics(&self) -> GroupStatistics {
+        GroupStatistics {
+            mean: self.mean.clone().detach().cast(self.dtype),
+            var: self.var.clone().detach().cast(self.dtype),
+        }
+    }
 }
 
 /// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]) in the groups
@@ -44,8 +63,9 @@ pub(crate) fn normalize_groups(
     let (mean, var) = stats.expect("the closure always runs");
     GroupOutput {
         output,
-        mean: mean.detach().cast(dtype),
-        var: var.detach().cast(dtype),
+        mean,
+        var,
+        dtype,
     }
 }
 
