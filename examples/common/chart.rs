@@ -3,10 +3,12 @@
 use plotters::style::{FontStyle, RGBColor};
 
 /// Line colours, one per run (matplotlib's first three).
-pub const COLORS: [RGBColor; 3] = [
+pub const COLORS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
 ];
 
 /// Charts use an embedded DejaVu Sans, so they render on machines without
