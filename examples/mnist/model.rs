@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
-use burn_norm::{BatchNorm, BatchNormConfig};
+use burn_norm::{BatchNorm, BatchNormConfig, FoldBatchNorm, NormError};
 
 #[derive(Config, Debug)]
 pub struct CnnConfig {
@@ -102,5 +102,39 @@ impl Cnn {
         };
         self.head
             .forward(self.dropout.forward(self.relu.forward(x)))
+    }
+}
+
+impl Cnn {
+    /// The same network for inference with every BatchNorm folded into the
+    /// convolution or linear layer before it (`burn_norm::FoldBatchNorm`):
+    /// the same outputs, four conv blocks and the hidden layer with one
+    /// operation fewer each. The model must be evaluated (`.valid()`).
+    pub fn fold_batch_norms(self) -> Result<Cnn, NormError> {
+        let blocks = self
+            .blocks
+            .into_iter()
+            .map(|block| {
+                let conv = match &block.norm {
+                    Some(norm) => block.conv.fold_batch_norm(norm)?,
+                    None => block.conv,
+                };
+                Ok(ConvBlock {
+                    conv,
+                    norm: None,
+                    relu: block.relu,
+                })
+            })
+            .collect::<Result<_, NormError>>()?;
+        let hidden = match &self.hidden_norm {
+            Some(norm) => self.hidden.fold_batch_norm(norm)?,
+            None => self.hidden,
+        };
+        Ok(Cnn {
+            blocks,
+            hidden,
+            hidden_norm: None,
+            ..self
+        })
     }
 }

@@ -9,6 +9,7 @@ mod common;
 
 mod drop_in;
 mod errors;
+mod fold;
 mod fused;
 mod fusion_neighbours;
 mod gradcheck;

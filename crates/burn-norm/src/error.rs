@@ -52,6 +52,14 @@ pub enum NormError {
         /// The shape that arrived.
         got: Vec<usize>,
     },
+    /// A BatchNorm cannot be folded into the layer before it.
+    #[error("BatchNorm: cannot fold into the {target} before it: {reason}")]
+    Fold {
+        /// The layer it was to be folded into, e.g. `Conv2d`.
+        target: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// Checks `epsilon` the way every layer of the family needs it.

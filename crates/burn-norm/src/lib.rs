@@ -48,6 +48,7 @@
 pub mod backend;
 mod batch_norm;
 mod error;
+mod fold;
 pub mod functional;
 mod group_norm;
 mod instance_norm;
@@ -59,6 +60,7 @@ mod running_stats;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use error::NormError;
+pub use fold::FoldBatchNorm;
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
