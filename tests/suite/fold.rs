@@ -56,7 +56,7 @@ fn linear_folds_exactly(device: &Device) {
     for layout in [LinearLayout::Row, LinearLayout::Col] {
         for bias in [true, false] {
             let linear = LinearConfig::new(6, 4)
-                .with_layout(layout.clone())
+                .with_layout(layout)
                 .with_bias(bias)
                 .init(device);
             let bn = trained(device, [16, 4]);
@@ -74,7 +74,7 @@ fn linear_folds_exactly(device: &Device) {
             std::fs::create_dir_all(&dir).unwrap();
             folded.clone().save_file(dir.join("linear")).expect("save");
             let loaded = LinearConfig::new(6, 4)
-                .with_layout(layout.clone())
+                .with_layout(layout)
                 .init(device)
                 .load_file(dir.join("linear"));
             assert_close(
