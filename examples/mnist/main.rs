@@ -30,6 +30,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn_norm::scaler::StandardScaler;
 use data::{Mnist, PIXELS, SIDE, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::{Cnn, CnnConfig};
@@ -120,28 +121,25 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Pixel scaling measured on the training set: `x = (p / 255 - mean) / std`.
-#[derive(Clone, Copy)]
-struct Scaling {
-    mean: f32,
-    std: f32,
-}
-
-impl Scaling {
-    fn measure(train: &Split) -> Self {
-        let n = train.images.len() as f64;
-        let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
-        let var = train
-            .images
+/// The input standardization, fitted on the training images (pixels / 255)
+/// in batches: `burn_norm::scaler::StandardScaler` over the one channel, so
+/// `x = (p / 255 - mean) / std` with the training set's mean and
+/// (population) standard deviation. Saved with the model as `scaler.json`.
+fn fit_scaler(train: &Split) -> Result<StandardScaler, String> {
+    let mut scaler = StandardScaler::new(1);
+    let device = Device::flex();
+    let all: Vec<usize> = (0..train.len()).collect();
+    for idx in all.chunks(10_000) {
+        let pixels: Vec<f32> = idx
             .iter()
-            .map(|&p| (p as f64 / 255.0 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        Self {
-            mean: mean as f32,
-            std: var.sqrt() as f32,
-        }
+            .flat_map(|&i| &train.images[i * PIXELS..(i + 1) * PIXELS])
+            .map(|&p| p as f32 / 255.0)
+            .collect();
+        let batch =
+            Tensor::<4>::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), &device);
+        scaler.partial_fit(&batch).map_err(|e| e.to_string())?;
     }
+    Ok(scaler)
 }
 
 /// A batch of images `[B, 1, 28, 28]` (scaled, optionally shifted by up to 2
@@ -149,7 +147,7 @@ impl Scaling {
 fn batch(
     split: &Split,
     idx: &[usize],
-    scaling: Scaling,
+    scaling: &StandardScaler,
     rng: Option<&mut Rng>,
     device: &Device,
 ) -> (Tensor<4>, Tensor<1, Int>) {
@@ -170,19 +168,22 @@ fn batch(
                 } else {
                     0
                 };
-                pixels.push((p as f32 / 255.0 - scaling.mean) / scaling.std);
+                pixels.push(p as f32 / 255.0);
             }
         }
     }
     let labels: Vec<i64> = idx.iter().map(|&i| split.labels[i] as i64).collect();
+    let images = Tensor::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), device);
     (
-        Tensor::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), device),
+        scaling
+            .transform(images)
+            .expect("the scaler was fitted on images of this shape"),
         Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
     )
 }
 
 /// Test loss and accuracy (%) of the model in evaluation mode.
-fn evaluate(model: &Cnn, test: &Split, scaling: Scaling, device: &Device) -> (f64, f64) {
+fn evaluate(model: &Cnn, test: &Split, scaling: &StandardScaler, device: &Device) -> (f64, f64) {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss, mut correct) = (0.0, 0usize);
     let all: Vec<usize> = (0..test.len()).collect();
@@ -213,7 +214,7 @@ fn report_folding(
     run: &str,
     model: &Cnn,
     test: &Split,
-    scaling: Scaling,
+    scaling: &StandardScaler,
     device: &Device,
 ) -> Result<(), String> {
     let folded = model
@@ -274,7 +275,7 @@ fn train(
     norm: bool,
     args: &Args,
     data: &Mnist,
-    scaling: Scaling,
+    scaling: &StandardScaler,
     device: &Device,
     out: &Path,
     rows: &mut Vec<Row>,
@@ -402,10 +403,10 @@ fn train(
         .save(out.join("config.json"))
         .map_err(|e| format!("saving the config: {e}"))?;
     std::fs::write(
-        out.join("scaling.json"),
-        format!("{{\"mean\": {}, \"std\": {}}}\n", scaling.mean, scaling.std),
+        out.join("scaler.json"),
+        serde_json::to_string_pretty(scaling).map_err(|e| e.to_string())?,
     )
-    .map_err(|e| format!("saving the scaling: {e}"))?;
+    .map_err(|e| format!("saving the scaler: {e}"))?;
     let reloaded = config
         .init(device)
         .try_load_file(&record)
@@ -460,13 +461,14 @@ fn run() -> Result<(), String> {
             test: data.test.truncate(limit),
         };
     }
-    let scaling = Scaling::measure(&data.train);
+    let scaler = fit_scaler(&data.train)?;
+    let scaling = &scaler;
     println!(
-        "{} training / {} test images; pixels scaled to [0, 1], then standardized with the training set's mean {:.4} and std {:.4}",
+        "{} training / {} test images; pixels scaled to [0, 1], then standardized (StandardScaler) with the training set's mean {:.4} and std {:.4}",
         data.train.len(),
         data.test.len(),
-        scaling.mean,
-        scaling.std
+        scaler.mean().expect("fitted")[0],
+        scaler.scale().expect("fitted")[0]
     );
     let runs: Vec<(&str, bool)> = if args.compare {
         vec![("batchnorm", true), ("no-norm", false)]

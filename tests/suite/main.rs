@@ -16,3 +16,4 @@ mod gradcheck;
 mod hostile;
 mod parity;
 mod records;
+mod scalers;

@@ -52,6 +52,32 @@ pub enum NormError {
         /// The shape that arrived.
         got: Vec<usize>,
     },
+    /// A scaler was used before it saw any data.
+    #[error("{scaler}: not fitted: call partial_fit or fit first")]
+    NotFitted {
+        /// The scaler.
+        scaler: &'static str,
+    },
+    /// Data has another number of features than the scaler was fitted on.
+    #[error("{scaler}: fitted on {fitted} features, got data with {got}")]
+    FeatureMismatch {
+        /// The scaler.
+        scaler: &'static str,
+        /// Features seen when fitting.
+        fitted: usize,
+        /// Features of the data that arrived.
+        got: usize,
+    },
+    /// Data to fit on holds NaN or infinity.
+    #[error("{scaler}: the data holds a non-finite value ({value}) at flat index {index}")]
+    NonFiniteData {
+        /// The scaler.
+        scaler: &'static str,
+        /// The value.
+        value: f64,
+        /// Its position in the batch, row-major.
+        index: usize,
+    },
     /// A BatchNorm cannot be folded into the layer before it.
     #[error("BatchNorm: cannot fold into the {target} before it: {reason}")]
     Fold {

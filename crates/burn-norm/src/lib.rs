@@ -57,6 +57,7 @@ mod normalization;
 mod rms_norm;
 mod running_counter;
 mod running_stats;
+pub mod scaler;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use error::NormError;
