@@ -53,7 +53,10 @@ usage: mnist [options]
   --limit N                    use only the first N training and test images
   --data-dir DIR               MNIST IDX files (.gz or raw); see README
   --out DIR                    outputs (default out/mnist)
-  --replot DIR                 redraw DIR's chart from its metrics.csv, no training";
+  --replot DIR                 redraw DIR's chart from its metrics.csv, no training
+  --init-from FILE             start from a PyTorch state_dict of this architecture (.pt or
+                               .safetensors, e.g. from examples/mnist/pytorch_reference.py) and
+                               evaluate it; --epochs 0 evaluates only";
 
 struct Args {
     device: String,
@@ -69,6 +72,7 @@ struct Args {
     data_dir: Option<PathBuf>,
     out: PathBuf,
     replot: Option<PathBuf>,
+    init_from: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
         data_dir: None,
         out: "out/mnist".into(),
         replot: None,
+        init_from: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,6 +110,7 @@ fn parse_args() -> Result<Args, String> {
             "--data-dir" => args.data_dir = Some(value()?.into()),
             "--out" => args.out = value()?.into(),
             "--replot" => args.replot = Some(value()?.into()),
+            "--init-from" => args.init_from = Some(value()?.into()),
             "--no-norm" => args.no_norm = true,
             "--compare" => args.compare = true,
             "--no-augment" => args.augment = false,
@@ -115,8 +121,16 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
-    if args.batch_size < 2 || args.epochs == Some(0) || args.limit == Some(0) {
-        return Err("--batch-size must be >= 2, --epochs and --limit >= 1".into());
+    if args.batch_size < 2 || args.limit == Some(0) {
+        return Err("--batch-size must be >= 2, --limit >= 1".into());
+    }
+    if args.epochs == Some(0) && args.init_from.is_none() {
+        return Err("--epochs 0 needs --init-from (a model to evaluate)".into());
+    }
+    if args.init_from.is_some() && (args.no_norm || args.compare) {
+        return Err(
+            "--init-from loads the BatchNorm network: not with --no-norm or --compare".into(),
+        );
     }
     Ok(args)
 }
@@ -288,6 +302,14 @@ fn train(
     train_device.seed(args.seed);
     let config = CnnConfig::new().with_width(args.width).with_norm(norm);
     let mut model = config.init(&train_device);
+    if let Some(file) = &args.init_from {
+        burn_norm::pytorch::load_pytorch(&mut model, file).map_err(|e| e.to_string())?;
+        let (loss, acc) = evaluate(&model.valid(), &data.test, scaling, device);
+        println!(
+            "[{run}] loaded {}: test accuracy {acc:.2}%, test loss {loss:.4} (evaluation mode, before any training here)",
+            file.display()
+        );
+    }
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let mut rng = Rng(args.seed);

@@ -114,3 +114,12 @@ pub fn std(v: &[f32]) -> f64 {
     let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
     (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
+
+/// A short name for `device`'s backend, for file names.
+pub fn name(device: &Device) -> &'static str {
+    let text = format!("{device:?}").to_lowercase();
+    ["flex", "ndarray", "wgpu"]
+        .into_iter()
+        .find(|n| text.contains(n))
+        .unwrap_or("other")
+}

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod checkpoints;
 mod drop_in;
 mod errors;
 mod fold;

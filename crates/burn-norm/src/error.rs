@@ -78,6 +78,15 @@ pub enum NormError {
         /// Its position in the batch, row-major.
         index: usize,
     },
+    /// A checkpoint could not be read, written, or did not fit the model.
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What went wrong (for a load: every missing and unexpected key and
+        /// every shape mismatch).
+        problem: String,
+    },
     /// A BatchNorm cannot be folded into the layer before it.
     #[error("BatchNorm: cannot fold into the {target} before it: {reason}")]
     Fold {

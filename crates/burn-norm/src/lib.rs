@@ -54,6 +54,8 @@ mod group_norm;
 mod instance_norm;
 mod layer_norm;
 mod normalization;
+#[cfg(feature = "pytorch")]
+pub mod pytorch;
 mod rms_norm;
 mod running_counter;
 mod running_stats;

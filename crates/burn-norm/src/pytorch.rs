@@ -1,0 +1,192 @@
+//! PyTorch checkpoints in and out, through Burn's burn-store, for models
+//! that use this crate's layers (feature `pytorch`).
+//!
+//! burn-store's PyTorch adapter already renames `weight`/`bias` to
+//! `gamma`/`beta` for modules named `BatchNorm`, `LayerNorm`, `GroupNorm`
+//! and `RmsNorm` (ours have those names) and transposes `Linear` weights.
+//! Two things are ours: `InstanceNorm`'s `weight`/`bias` (the adapter does
+//! not list it), and `num_batches_tracked`, a scalar (`[]`, int64) in
+//! PyTorch and a `[1]` integer tensor in the record of [`RunningCounter`](crate::RunningCounter).
+//! [`NormAdapter`] handles both, in each direction. Loading checks that every
+//! key lands: missing keys, unexpected keys and shape mismatches are one
+//! error listing them.
+
+use crate::error::NormError;
+use burn::tensor::DType;
+use burn_store::burn_pack::Tensor as PackTensor;
+use burn_store::{
+    ApplyResult, BurnToPyTorchAdapter, ModuleAdapter, ModuleContext, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
+};
+use std::path::Path;
+
+/// PyTorch's counter buffer.
+const COUNTER: &str = "num_batches_tracked";
+/// The module type burn-store's adapters do not rename.
+const INSTANCE_NORM: &str = "Struct:InstanceNorm";
+
+/// Which way [`NormAdapter`] converts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// PyTorch names and shapes to this crate's.
+    FromPytorch,
+    /// This crate's names and shapes to PyTorch's.
+    ToPytorch,
+}
+
+/// burn-store adapter for what its PyTorch adapters leave out; chain it
+/// after [`PyTorchToBurnAdapter`] (loading) or [`BurnToPyTorchAdapter`]
+/// (saving): [`load_pytorch`] and [`save_pytorch`] do.
+#[derive(Clone, Copy, Debug)]
+pub struct NormAdapter(pub Direction);
+
+impl ModuleAdapter for NormAdapter {
+    fn adapt(&self, tensor: PackTensor, ctx: ModuleContext<'_>) -> PackTensor {
+        let param = tensor.name.rsplit('.').next().unwrap_or("").to_string();
+        if param == COUNTER {
+            let name = tensor.name.clone();
+            let dtype = tensor.dtype;
+            return match self.0 {
+                // `[]` -> `[1]`: the same single value.
+                Direction::FromPytorch if tensor.shape.is_empty() => {
+                    bridge::map_data(tensor, name, dtype, [1].into(), |data| {
+                        let value = data.convert::<i64>().iter::<i64>().next().unwrap_or(0);
+                        burn::tensor::TensorData::new(vec![value], [1])
+                    })
+                }
+                Direction::ToPytorch => bridge::map_data(
+                    tensor,
+                    name,
+                    DType::I64,
+                    Vec::<usize>::new().into(),
+                    |data| {
+                        let value = data.convert::<i64>().iter::<i64>().next().unwrap_or(0);
+                        burn::tensor::TensorData::new(vec![value], Vec::<usize>::new())
+                    },
+                ),
+                Direction::FromPytorch => tensor,
+            };
+        }
+        if ctx.module_type() == Some(INSTANCE_NORM) {
+            let renamed = match (self.0, param.as_str()) {
+                (Direction::FromPytorch, "weight") => Some("gamma"),
+                (Direction::FromPytorch, "bias") => Some("beta"),
+                (Direction::ToPytorch, "gamma") => Some("weight"),
+                (Direction::ToPytorch, "beta") => Some("bias"),
+                _ => None,
+            };
+            if let Some(new) = renamed {
+                let mut tensor = tensor;
+                let keep = tensor.name.rfind('.').map_or(0, |i| i + 1);
+                tensor.name.truncate(keep);
+                tensor.name.push_str(new);
+                return tensor;
+            }
+        }
+        tensor
+    }
+
+    fn get_alternative_param_name(&self, param_name: &str, module_type: &str) -> Option<String> {
+        if module_type != INSTANCE_NORM {
+            return None;
+        }
+        let other = match (self.0, param_name) {
+            (Direction::FromPytorch, "gamma") => "weight",
+            (Direction::FromPytorch, "beta") => "bias",
+            (Direction::ToPytorch, "weight") => "gamma",
+            (Direction::ToPytorch, "bias") => "beta",
+            _ => return None,
+        };
+        Some(other.to_string())
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(*self)
+    }
+}
+
+/// Loads a PyTorch `state_dict` into `model`: a `.pt`/`.pth` file
+/// (`torch.save(model.state_dict(), ..)`) or a `.safetensors` file.
+/// Parameters, running statistics and `num_batches_tracked` all land; the
+/// module tree's field names must be the PyTorch module's attribute names.
+///
+/// # Errors
+/// [`NormError::Checkpoint`] if the file cannot be read, or if any of the
+/// model's tensors is missing from it, any of its tensors has no place in
+/// the model, or a shape differs (all of them listed).
+pub fn load_pytorch<M: ModuleSnapshot>(
+    model: &mut M,
+    path: impl AsRef<Path>,
+) -> Result<(), NormError> {
+    let path = path.as_ref();
+    let fail = |problem: String| NormError::Checkpoint {
+        path: path.display().to_string(),
+        problem,
+    };
+    let tensors: Vec<PackTensor> = if is_safetensors(path) {
+        let mut store = SafetensorsStore::from_file(path);
+        store
+            .get_all_tensors()
+            .map_err(|e| fail(e.to_string()))?
+            .values()
+            .cloned()
+            .collect()
+    } else {
+        let mut store = PytorchStore::from_file(path);
+        store
+            .get_all_tensors()
+            .map_err(|e| fail(e.to_string()))?
+            .values()
+            .cloned()
+            .collect()
+    };
+    let adapter = PyTorchToBurnAdapter.chain(NormAdapter(Direction::FromPytorch));
+    let result = model.apply(tensors, None, Some(Box::new(adapter)), false);
+    check(&result).map_err(fail)
+}
+
+/// Writes `model` as a safetensors file that PyTorch loads with
+/// `model.load_state_dict(safetensors.torch.load_file(path), strict=True)`:
+/// PyTorch's names (`weight`, `bias`, `running_mean`, `running_var`,
+/// `num_batches_tracked` as an int64 scalar) and layouts (`Linear` weights
+/// `[out, in]`).
+///
+/// # Errors
+/// [`NormError::Checkpoint`] if the file cannot be written.
+pub fn save_pytorch<M: ModuleSnapshot>(model: &M, path: impl AsRef<Path>) -> Result<(), NormError> {
+    let path = path.as_ref();
+    let mut store = SafetensorsStore::from_file(path)
+        .overwrite(true)
+        .with_to_adapter(BurnToPyTorchAdapter.chain(NormAdapter(Direction::ToPytorch)));
+    model
+        .save_into(&mut store)
+        .map_err(|e| NormError::Checkpoint {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })
+}
+
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// Every key landed, nothing left over, no shape conflict; else the lists.
+fn check(result: &ApplyResult) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if !result.missing.is_empty() {
+        let keys: Vec<&str> = result.missing.iter().map(|(k, _)| k.as_str()).collect();
+        problems.push(format!("missing keys: {}", keys.join(", ")));
+    }
+    if !result.unused.is_empty() {
+        problems.push(format!("unexpected keys: {}", result.unused.join(", ")));
+    }
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(ToString::to_string).collect();
+        problems.push(errors.join("; "));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}

@@ -1,0 +1,221 @@
+//! PyTorch checkpoints in and out (`burn_norm::pytorch`), against a model
+//! trained in PyTorch by `tests/fixtures/checkpoints.py`: every layer of the
+//! family between convolutions and linear layers.
+//!
+//! Loaded from `.pt` and from `.safetensors`, the model evaluates as PyTorch
+//! did (1e-5); one more training-mode forward moves the running statistics
+//! and the counters as PyTorch's did; exported back to safetensors it
+//! reloads to the same outputs. `tests/fixtures/checkpoints.py --check`
+//! loads the export in PyTorch with `strict=True` (its output is committed
+//! in `tests/fixtures/checkpoint_check.txt`).
+
+use crate::common::{assert_close, tensor, values};
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use burn_norm::pytorch::{load_pytorch, save_pytorch};
+use burn_norm::{
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, InstanceNormConfig,
+    LayerNorm, LayerNormConfig, NormError, RmsNorm, RmsNormConfig,
+};
+use serde::Deserialize;
+
+/// The fixture script's `Net`, field for field.
+#[derive(Module, Debug)]
+pub struct Net {
+    conv: Conv2d,
+    bn: BatchNorm,
+    gn: GroupNorm,
+    inorm: InstanceNorm,
+    fc: Linear,
+    ln: LayerNorm,
+    rms: RmsNorm,
+    head: Linear,
+}
+
+impl Net {
+    fn new(device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([1, 4], [3, 3]).init(device),
+            bn: BatchNormConfig::new(4).init(device),
+            gn: GroupNormConfig::new(2, 4).init(device),
+            inorm: InstanceNormConfig::new(4)
+                .with_affine(true)
+                .with_track_running_stats(true)
+                .init(device),
+            fc: LinearConfig::new(4 * 6 * 6, 8).init(device),
+            ln: LayerNormConfig::new(8).init(device),
+            rms: RmsNormConfig::new(8).with_epsilon(1e-6).init(device),
+            head: LinearConfig::new(8, 3).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.bn.forward(self.conv.forward(x)));
+        let x = self.inorm.forward(self.gn.forward(x));
+        let x = self.fc.forward(x.flatten(1, 3));
+        let x = self.rms.forward(self.ln.forward(x));
+        self.head.forward(relu(x))
+    }
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    keys: Vec<String>,
+    eval: Io,
+    train_step: Step,
+}
+
+#[derive(Deserialize)]
+struct Io {
+    input: Vec<f32>,
+    output: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    input: Vec<f32>,
+    output: Vec<f32>,
+    bn_running_mean: Vec<f32>,
+    bn_running_var: Vec<f32>,
+    bn_num_batches_tracked: u64,
+    inorm_running_mean: Vec<f32>,
+    inorm_running_var: Vec<f32>,
+    inorm_num_batches_tracked: u64,
+}
+
+fn fixture() -> Fixture {
+    let text = std::fs::read_to_string(path("checkpoint.json")).expect("read");
+    serde_json::from_str(&text).expect("parse")
+}
+
+fn path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn loaded(file: &str, device: &Device) -> Net {
+    let mut net = Net::new(device);
+    load_pytorch(&mut net, path(file)).unwrap_or_else(|e| panic!("{e}"));
+    net
+}
+
+fn evaluates_as_pytorch(net: &Net, what: &str, device: &Device) {
+    let f = fixture();
+    let y = net
+        .valid()
+        .forward(tensor(&f.eval.input, &[3, 1, 8, 8], device));
+    assert_close(what, &values(y), &f.eval.output, 1e-5);
+}
+
+fn pytorch_checkpoints_load_and_evaluate_alike(device: &Device) {
+    for file in ["checkpoint.pt", "checkpoint.safetensors"] {
+        let net = loaded(file, device);
+        assert_eq!(net.bn.num_batches_tracked(), Some(3), "{file}: counter");
+        assert_eq!(net.inorm.num_batches_tracked(), Some(0), "{file}: counter");
+        evaluates_as_pytorch(&net, &format!("{file}: evaluation"), device);
+    }
+}
+
+fn one_more_training_step_updates_statistics_as_pytorch(device: &Device) {
+    let f = fixture().train_step;
+    let ad = device.clone().autodiff();
+    let net = loaded("checkpoint.pt", &ad).train();
+    let y = net.forward(tensor(&f.input, &[5, 1, 8, 8], &ad));
+    assert_close("training-mode output", &values(y), &f.output, 1e-5);
+    let check = |what: &str, t: Option<Tensor<1>>, expected: &[f32]| {
+        assert_close(what, &values(t.expect(what)), expected, 1e-5)
+    };
+    check("bn running_mean", net.bn.running_mean(), &f.bn_running_mean);
+    check("bn running_var", net.bn.running_var(), &f.bn_running_var);
+    check(
+        "inorm running_mean",
+        net.inorm.running_mean(),
+        &f.inorm_running_mean,
+    );
+    check(
+        "inorm running_var",
+        net.inorm.running_var(),
+        &f.inorm_running_var,
+    );
+    assert_eq!(net.bn.num_batches_tracked(), Some(f.bn_num_batches_tracked));
+    assert_eq!(
+        net.inorm.num_batches_tracked(),
+        Some(f.inorm_num_batches_tracked)
+    );
+}
+
+/// Exported, then loaded again through the PyTorch path: the same model.
+/// flex's export is left in the target folder for the fixture script's
+/// `--check`.
+fn exports_that_reload(device: &Device) {
+    let net = loaded("checkpoint.safetensors", device);
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "burn-norm-exported-{}.safetensors",
+        crate::common::name(device)
+    ));
+    save_pytorch(&net, &file).unwrap_or_else(|e| panic!("{e}"));
+    // PyTorch's keys, layouts and counter form, not burn's.
+    let mut store = burn_store::SafetensorsStore::from_file(&file);
+    let written = burn_store::ModuleStore::get_all_tensors(&mut store).expect("read the export");
+    let keys: Vec<&String> = written.keys().collect();
+    assert_eq!(keys, fixture().keys.iter().collect::<Vec<_>>());
+    let shape = |key: &str| written[key].shape.to_vec();
+    assert_eq!(
+        shape("fc.weight"),
+        [8, 4 * 6 * 6],
+        "Linear weights are [out, in]"
+    );
+    assert_eq!(shape("bn.num_batches_tracked"), Vec::<usize>::new());
+    assert_eq!(
+        written["bn.num_batches_tracked"].dtype,
+        burn::tensor::DType::I64
+    );
+    let mut again = Net::new(device);
+    load_pytorch(&mut again, &file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.bn.num_batches_tracked(), Some(3));
+    evaluates_as_pytorch(&again, "exported and reloaded", device);
+}
+
+on_every_backend!(
+    pytorch_checkpoints_load_and_evaluate_alike,
+    one_more_training_step_updates_statistics_as_pytorch,
+    exports_that_reload,
+);
+
+/// A model with other shapes or other fields: one error listing every key.
+#[test]
+fn checkpoints_that_do_not_fit_are_errors_that_list_the_keys() {
+    let device = Device::flex();
+
+    #[derive(Module, Debug)]
+    struct Wider {
+        conv: Conv2d,
+        bn: BatchNorm,
+        extra: LayerNorm,
+    }
+    let mut wider = Wider {
+        conv: Conv2dConfig::new([1, 5], [3, 3]).init(&device),
+        bn: BatchNormConfig::new(5).init(&device),
+        extra: LayerNormConfig::new(2).init(&device),
+    };
+    let err = load_pytorch(&mut wider, path("checkpoint.pt")).unwrap_err();
+    let NormError::Checkpoint { problem, .. } = &err else {
+        panic!("{err}");
+    };
+    for part in [
+        "missing keys: extra.beta, extra.gamma",
+        "unexpected keys:",
+        "fc.weight",
+        "inorm.running_mean",
+        "conv.weight",
+        "[5, 1, 3, 3]",
+        "[4, 1, 3, 3]",
+    ] {
+        assert!(problem.contains(part), "`{part}` missing from: {err}");
+    }
+    let mut net = Net::new(&device);
+    let err = load_pytorch(&mut net, path("no-such-file.pt")).unwrap_err();
+    assert!(err.to_string().contains("no-such-file.pt"), "{err}");
+}
