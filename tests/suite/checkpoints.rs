@@ -1,6 +1,7 @@
-//! PyTorch checkpoints in and out (`burn_norm::pytorch`), against a model
-//! trained in PyTorch by `tests/fixtures/checkpoints.py`: every layer of the
-//! family between convolutions and linear layers.
+//! PyTorch checkpoints in and out (`burn_norm::pytorch`), against models
+//! trained in PyTorch by `tests/fixtures/checkpoints.py`: a CNN with every
+//! layer of the family between convolutions and linear layers, and a pre-LN
+//! transformer block (LayerNorm, attention, LayerNorm, MLP).
 //!
 //! Loaded from `.pt` and from `.safetensors`, the model evaluates as PyTorch
 //! did (1e-5); one more training-mode forward moves the running statistics
@@ -11,6 +12,7 @@
 
 use crate::common::{assert_close, tensor, values};
 use burn::module::Module;
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
@@ -178,7 +180,58 @@ fn exports_that_reload(device: &Device) {
     evaluates_as_pytorch(&again, "exported and reloaded", device);
 }
 
+/// The fixture script's pre-LN transformer block; Burn's attention has the
+/// script's `Attention` fields (query, key, value, output).
+#[derive(Module, Debug)]
+pub struct Block {
+    ln1: LayerNorm,
+    attn: MultiHeadAttention,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Block {
+    fn new(device: &Device) -> Self {
+        Self {
+            ln1: LayerNormConfig::new(8).init(device),
+            attn: MultiHeadAttentionConfig::new(8, 2)
+                .with_dropout(0.0)
+                .init(device),
+            ln2: LayerNormConfig::new(8).init(device),
+            fc1: LinearConfig::new(8, 16).init(device),
+            fc2: LinearConfig::new(16, 8).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .attn
+                .forward(MhaInput::self_attn(self.ln1.forward(x)))
+                .context;
+        x.clone()
+            + self
+                .fc2
+                .forward(relu(self.fc1.forward(self.ln2.forward(x))))
+    }
+}
+
+fn transformer_block_loads_and_evaluates_alike(device: &Device) {
+    #[derive(Deserialize)]
+    struct BlockFixture {
+        eval: Io,
+    }
+    let text = std::fs::read_to_string(path("block.json")).expect("read");
+    let f: BlockFixture = serde_json::from_str(&text).expect("parse");
+    let mut block = Block::new(device);
+    load_pytorch(&mut block, path("block.pt")).unwrap_or_else(|e| panic!("{e}"));
+    let y = block.forward(tensor(&f.eval.input, &[2, 5, 8], device));
+    assert_close("transformer block", &values(y), &f.eval.output, 1e-5);
+}
+
 on_every_backend!(
+    transformer_block_loads_and_evaluates_alike,
     pytorch_checkpoints_load_and_evaluate_alike,
     one_more_training_step_updates_statistics_as_pytorch,
     exports_that_reload,
