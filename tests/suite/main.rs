@@ -13,6 +13,7 @@ mod errors;
 mod fold;
 mod fused;
 mod fusion_neighbours;
+mod ghost;
 mod gradcheck;
 mod hostile;
 mod parity;

@@ -45,6 +45,14 @@ pub struct BatchNormConfig {
     /// mode, as PyTorch.
     #[config(default = true)]
     pub track_running_stats: bool,
+    /// Ghost batch normalization (Hoffer et al., 2017; Keras'
+    /// `virtual_batch_size`): in training, normalize each chunk of this
+    /// many samples with its own statistics; the running statistics take
+    /// the chunks' averaged mean and variance, once per step. `None` (the
+    /// default, PyTorch's behaviour) uses the whole batch. The training
+    /// batch must be a multiple of it.
+    #[config(default = "None")]
+    pub virtual_batch_size: Option<usize>,
 }
 
 impl BatchNormConfig {
@@ -52,6 +60,14 @@ impl BatchNormConfig {
     pub fn validate(&self) -> Result<(), NormError> {
         check_features(LAYER, "num_features", self.num_features)?;
         check_epsilon(LAYER, self.epsilon)?;
+        if self.virtual_batch_size == Some(0) {
+            return Err(NormError::InvalidConfig {
+                layer: LAYER,
+                field: "virtual_batch_size",
+                expected: "None or > 0",
+                got: "Some(0)".into(),
+            });
+        }
         check_momentum(LAYER, self.momentum)
     }
 
@@ -71,6 +87,7 @@ impl BatchNormConfig {
             training: Param::from_bool(true),
             momentum: self.momentum,
             epsilon: self.epsilon,
+            virtual_batch_size: self.virtual_batch_size,
             num_features: c,
         })
     }
@@ -116,6 +133,8 @@ pub struct BatchNorm {
     pub momentum: Option<f64>,
     /// See [`BatchNormConfig::epsilon`].
     pub epsilon: f64,
+    /// See [`BatchNormConfig::virtual_batch_size`].
+    pub virtual_batch_size: Option<usize>,
     num_features: usize,
 }
 
@@ -180,7 +199,22 @@ impl BatchNorm {
                         got: dims.to_vec(),
                     });
                 }
-                let batch = functional::batch_norm_train(input, gamma, beta, self.epsilon);
+                let batch = match self.virtual_batch_size {
+                    Some(v) if training && v < dims[0] => {
+                        if !dims[0].is_multiple_of(v) || count / dims[0] * v <= 1 {
+                            return Err(NormError::InvalidInput {
+                                layer: LAYER,
+                                expected: format!(
+                                    "[N, {}, ...] with N a multiple of virtual_batch_size = {v} (and more than 1 value per channel in each chunk)",
+                                    self.num_features
+                                ),
+                                got: dims.to_vec(),
+                            });
+                        }
+                        functional::ghost_batch_norm_train(input, v, gamma, beta, self.epsilon)
+                    }
+                    _ => functional::batch_norm_train(input, gamma, beta, self.epsilon),
+                };
                 if training {
                     self.track(&batch);
                 }
@@ -226,6 +260,10 @@ impl ModuleDisplay for BatchNorm {
             .add("momentum", &format!("{:?}", self.momentum))
             .add("affine", &self.gamma.is_some())
             .add("track_running_stats", &self.running_mean.is_some())
+            .add(
+                "virtual_batch_size",
+                &format!("{:?}", self.virtual_batch_size),
+            )
             .optional()
     }
 }

@@ -93,6 +93,66 @@ pub fn batch_norm_train<const D: usize>(
     }
 }
 
+/// Ghost batch normalization ([Hoffer et al., 2017](https://arxiv.org/abs/1705.08741)):
+/// [`batch_norm_train`] on each chunk of `virtual_batch_size` samples
+/// separately, the outputs concatenated in order.
+///
+/// The returned statistics are what a running-statistics update takes, as
+/// Keras' `BatchNormalization(virtual_batch_size=..)` computes them: the
+/// chunks' means and biased variances averaged over the chunks, with
+/// `count` the values of one chunk per channel (so the update's Bessel
+/// correction is the chunk's). One update per step, not one per chunk.
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]` with `N` a multiple of `virtual_batch_size`
+/// - output: `[N, C, ...]`; statistics `[C]`
+///
+/// # Panics
+/// If `virtual_batch_size` is 0 or does not divide `N` (the layer checks
+/// this first and returns an error instead).
+pub fn ghost_batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    virtual_batch_size: usize,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> BatchStatistics<D> {
+    let n = x.dims()[0];
+    assert!(
+        virtual_batch_size > 0 && n.is_multiple_of(virtual_batch_size),
+        "ghost_batch_norm_train: the batch ({n}) must be a multiple of virtual_batch_size ({virtual_batch_size})"
+    );
+    let chunks: Vec<BatchStatistics<D>> = (0..n / virtual_batch_size)
+        .map(|i| {
+            batch_norm_train(
+                x.clone()
+                    .narrow(0, i * virtual_batch_size, virtual_batch_size),
+                gamma.clone(),
+                beta.clone(),
+                epsilon,
+            )
+        })
+        .collect();
+    let k = chunks.len() as f64;
+    let average = |f: fn(&BatchStatistics<D>) -> Tensor<1>| {
+        chunks
+            .iter()
+            .map(f)
+            .reduce(|a, b| a + b)
+            .expect("at least one chunk")
+            .div_scalar(k)
+    };
+    let mean = average(|c| c.mean.clone());
+    let variance = average(|c| c.variance.clone());
+    let count = chunks[0].count;
+    BatchStatistics {
+        output: Tensor::cat(chunks.into_iter().map(|c| c.output).collect(), 0),
+        mean,
+        variance,
+        count,
+    }
+}
+
 impl<const D: usize> BatchStatistics<D> {
     /// The statistics, for [`update_running_statistics`](super::update_running_statistics).
     pub fn moments(&self) -> ChannelMoments {
