@@ -18,4 +18,5 @@ mod gradcheck;
 mod hostile;
 mod parity;
 mod records;
+mod renorm;
 mod scalers;

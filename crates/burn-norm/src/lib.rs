@@ -47,6 +47,7 @@
 
 pub mod backend;
 mod batch_norm;
+mod batch_renorm;
 mod error;
 mod fold;
 pub mod functional;
@@ -62,6 +63,7 @@ mod running_stats;
 pub mod scaler;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use batch_renorm::{BatchRenorm, BatchRenormConfig};
 pub use error::NormError;
 pub use fold::FoldBatchNorm;
 pub use group_norm::{GroupNorm, GroupNormConfig};

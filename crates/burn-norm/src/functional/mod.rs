@@ -16,6 +16,7 @@ mod core;
 mod group_norm;
 mod grouped;
 mod layer_norm;
+mod renorm;
 mod running;
 
 pub use accumulation::accumulation_dtype;
@@ -23,4 +24,5 @@ pub use batch_norm::{BatchStatistics, batch_norm, batch_norm_train, ghost_batch_
 pub use core::{Moments, affine, moments, standardize};
 pub use group_norm::{InstanceStatistics, group_norm, instance_norm_train};
 pub use layer_norm::{layer_norm, rms_norm};
+pub use renorm::{RenormLimits, RenormStatistics, batch_renorm_train};
 pub use running::{ChannelMoments, RunningMoments, update_running_statistics};
