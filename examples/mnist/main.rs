@@ -33,7 +33,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn_norm::scaler::StandardScaler;
 use data::{Mnist, PIXELS, SIDE, Split};
 use indicatif::{ProgressBar, ProgressStyle};
-use model::{Cnn, CnnConfig};
+use model::{Cnn, CnnConfig, NormKind};
 use report::Row;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,7 +47,12 @@ usage: mnist [options]
   --lr X                       peak learning rate of Adam (default 0.003)
   --width N                    channels of the first convolutions (default 16)
   --seed N                     (default 42)
-  --no-norm                    replace every BatchNorm by the identity
+  --norm batch|renorm|group|none
+                               the normalization (default batch; renorm: Batch
+                               Renormalization; group: GroupNorm, 4 groups)
+  --no-norm                    the same as --norm none
+  --compare-small              BatchNorm, BatchRenorm and GroupNorm at a small batch
+                               (default --batch-size 4, --limit 8192, --lr 0.001), one chart
   --compare                    train with and without BatchNorm, one chart
   --no-augment                 no random shifts of the training images
   --limit N                    use only the first N training and test images
@@ -65,7 +70,8 @@ struct Args {
     lr: f64,
     width: usize,
     seed: u64,
-    no_norm: bool,
+    norm: NormKind,
+    compare_small: bool,
     compare: bool,
     augment: bool,
     limit: Option<usize>,
@@ -83,7 +89,8 @@ fn parse_args() -> Result<Args, String> {
         lr: 3e-3,
         width: 16,
         seed: 42,
-        no_norm: false,
+        norm: NormKind::Batch,
+        compare_small: false,
         compare: false,
         augment: true,
         limit: None,
@@ -93,7 +100,9 @@ fn parse_args() -> Result<Args, String> {
         init_from: None,
     };
     let mut it = std::env::args().skip(1);
+    let mut given = Vec::new();
     while let Some(flag) = it.next() {
+        given.push(flag.clone());
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
             v.parse()
@@ -111,7 +120,9 @@ fn parse_args() -> Result<Args, String> {
             "--out" => args.out = value()?.into(),
             "--replot" => args.replot = Some(value()?.into()),
             "--init-from" => args.init_from = Some(value()?.into()),
-            "--no-norm" => args.no_norm = true,
+            "--no-norm" => args.norm = NormKind::None,
+            "--norm" => args.norm = NormKind::parse(&value()?)?,
+            "--compare-small" => args.compare_small = true,
             "--compare" => args.compare = true,
             "--no-augment" => args.augment = false,
             "--help" | "-h" => {
@@ -121,15 +132,31 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
+    if args.compare_small {
+        // The small-batch experiment's own defaults, where not given.
+        let has = |f: &str| given.iter().any(|g| g == f);
+        if !has("--batch-size") {
+            args.batch_size = 4;
+        }
+        if !has("--lr") {
+            args.lr = 1e-3;
+        }
+        if args.limit.is_none() {
+            args.limit = Some(8192);
+        }
+    }
     if args.batch_size < 2 || args.limit == Some(0) {
         return Err("--batch-size must be >= 2, --limit >= 1".into());
     }
     if args.epochs == Some(0) && args.init_from.is_none() {
         return Err("--epochs 0 needs --init-from (a model to evaluate)".into());
     }
-    if args.init_from.is_some() && (args.no_norm || args.compare) {
+    if args.init_from.is_some()
+        && (args.norm != NormKind::Batch || args.compare || args.compare_small)
+    {
         return Err(
-            "--init-from loads the BatchNorm network: not with --no-norm or --compare".into(),
+            "--init-from loads the BatchNorm network: not with another --norm or a comparison"
+                .into(),
         );
     }
     Ok(args)
@@ -286,7 +313,7 @@ struct Outcome {
 #[allow(clippy::too_many_arguments)]
 fn train(
     run: &str,
-    norm: bool,
+    norm: NormKind,
     args: &Args,
     data: &Mnist,
     scaling: &StandardScaler,
@@ -439,7 +466,7 @@ fn train(
             "the reloaded record scores {reloaded_acc}% instead of {test_acc}%"
         ));
     }
-    if config.norm {
+    if config.norm == NormKind::Batch {
         report_folding(run, &model, &data.test, scaling, device)?;
     }
     println!(
@@ -492,17 +519,18 @@ fn run() -> Result<(), String> {
         scaler.mean().expect("fitted")[0],
         scaler.scale().expect("fitted")[0]
     );
-    let runs: Vec<(&str, bool)> = if args.compare {
-        vec![("batchnorm", true), ("no-norm", false)]
-    } else if args.no_norm {
-        vec![("no-norm", false)]
+    let kinds: Vec<NormKind> = if args.compare {
+        vec![NormKind::Batch, NormKind::None]
+    } else if args.compare_small {
+        vec![NormKind::Batch, NormKind::Renorm, NormKind::Group]
     } else {
-        vec![("batchnorm", true)]
+        vec![args.norm]
     };
+    let runs: Vec<(&str, NormKind)> = kinds.into_iter().map(|k| (k.name(), k)).collect();
     let mut rows = Vec::new();
     let mut outcomes = Vec::new();
     for (name, norm) in &runs {
-        let out = if args.compare {
+        let out = if args.compare || args.compare_small {
             args.out.join(name)
         } else {
             args.out.clone()
@@ -515,7 +543,7 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let csv = args.out.join("metrics.csv");
     report::write_csv(&csv, &rows).map_err(|e| format!("{}: {e}", csv.display()))?;
-    let chart = args.out.join(if args.compare {
+    let chart = args.out.join(if args.compare || args.compare_small {
         "compare.png"
     } else {
         "chart.png"
