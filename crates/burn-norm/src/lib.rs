@@ -4,7 +4,10 @@
 //!
 //! - [`BatchNorm`]: `BatchNorm1d/2d/3d` with PyTorch's running statistics
 //!   (unbiased running variance, `momentum = None` for a cumulative average,
-//!   `affine`, `track_running_stats`, `num_batches_tracked`).
+//!   `affine`, `track_running_stats`, `num_batches_tracked`), and ghost
+//!   batches (`virtual_batch_size`).
+//! - [`BatchRenorm`]: Batch Renormalization (Ioffe, 2017), for small or
+//!   non-i.i.d. batches.
 //! - [`LayerNorm`]: `LayerNorm` with `elementwise_affine`, `bias` and a
 //!   multi-axis `normalized_shape`.
 //! - [`RmsNorm`]: `RMSNorm`, with `elementwise_affine` and a multi-axis
@@ -14,6 +17,12 @@
 //!   `track_running_stats` and PyTorch's train/eval behaviour.
 //! - [`NormalizationConfig`] / [`Normalization`]: any of them, chosen by
 //!   configuration.
+//! - [`FoldBatchNorm`]: an evaluated BatchNorm folded into the `Conv2d` or
+//!   `Linear` before it, for inference.
+//! - [`scaler`]: `StandardScaler` and `MinMaxScaler`, the data-level
+//!   normalization fitted on the training data (scikit-learn's semantics).
+//! - `pytorch` (feature `pytorch`): PyTorch `state_dict`s in and out through
+//!   burn-store, every key checked.
 //!
 //! The layers are Burn [`Module`](burn::module::Module)s built from
 //! [`Config`](burn::config::Config)s, as in `burn::nn`; the math lives in
