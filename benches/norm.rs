@@ -131,138 +131,107 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Times burn-norm's layer against burn-nn's on the same shape: `$ours` and
+/// `$theirs` are built on the autodiff device `$ad`; the inference forward
+/// uses their `.valid()` copies, the training passes the layers themselves;
+/// the identity row times the harness.
+macro_rules! versus {
+    ($bench:expr, $device:expr, $op:expr, $shape:expr, $train_forward:expr,
+     |$ad:ident| $ours:expr, $theirs:expr) => {{
+        let $ad = $device.clone().autodiff();
+        let (ours, theirs) = ($ours, $theirs);
+        let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+        $bench.run(
+            $op,
+            $device,
+            $shape,
+            $train_forward,
+            &[
+                Layer {
+                    name: "burn-norm",
+                    valid: &|x| ours_valid.forward(x),
+                    train: &|x| ours.forward(x),
+                },
+                Layer {
+                    name: "burn-nn",
+                    valid: &|x| theirs_valid.forward(x),
+                    train: &|x| theirs.forward(x),
+                },
+                identity(),
+            ],
+        )
+    }};
+}
+
 fn layer_norm(bench: &Bench, device: &Device, rows: usize, d: usize) {
-    let ad = device.clone().autodiff();
-    let ours = burn_norm::LayerNormConfig::new(d).init(&ad);
-    let theirs = burn::nn::LayerNormConfig::new(d).init(&ad);
-    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
-    bench.run(
-        "LayerNorm",
+    versus!(
+        bench,
         device,
+        "LayerNorm",
         [rows, d],
         false,
-        &[
-            Layer {
-                name: "burn-norm",
-                valid: &|x| ours_valid.forward(x),
-                train: &|x| ours.forward(x),
-            },
-            Layer {
-                name: "burn-nn",
-                valid: &|x| theirs_valid.forward(x),
-                train: &|x| theirs.forward(x),
-            },
-            identity(),
-        ],
+        |ad| { burn_norm::LayerNormConfig::new(d).init(&ad) },
+        burn::nn::LayerNormConfig::new(d).init(&ad)
     );
 }
 
+/// BatchNorm in training mode: its forward needs the autodiff device.
 fn batch_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
-    let ad = device.clone().autodiff();
-    let ours = burn_norm::BatchNormConfig::new(shape[1]).init(&ad);
-    let theirs = burn::nn::BatchNormConfig::new(shape[1]).init(&ad);
-    bench.run(
-        "BatchNorm2d train",
+    versus!(
+        bench,
         device,
+        "BatchNorm2d train",
         shape,
         true,
-        &[
-            Layer {
-                name: "burn-norm",
-                valid: &|x| ours.forward(x),
-                train: &|x| ours.forward(x),
-            },
-            Layer {
-                name: "burn-nn",
-                valid: &|x| theirs.forward(x),
-                train: &|x| theirs.forward(x),
-            },
-            identity(),
-        ],
+        |ad| { burn_norm::BatchNormConfig::new(shape[1]).init(&ad) },
+        burn::nn::BatchNormConfig::new(shape[1]).init(&ad)
     );
 }
 
+/// burn-nn's default epsilon (1e-5) on both, as PyTorch's bench sets it.
 fn rms_norm(bench: &Bench, device: &Device, rows: usize, d: usize) {
-    let ad = device.clone().autodiff();
-    // burn-nn's default epsilon (1e-5) on both, as PyTorch's bench sets it.
-    let ours = burn_norm::RmsNormConfig::new(d)
-        .with_epsilon(1e-5)
-        .init(&ad);
-    let theirs = burn::nn::RmsNormConfig::new(d).init(&ad);
-    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
-    bench.run(
-        "RMSNorm",
+    versus!(
+        bench,
         device,
+        "RMSNorm",
         [rows, d],
         false,
-        &[
-            Layer {
-                name: "burn-norm",
-                valid: &|x| ours_valid.forward(x),
-                train: &|x| ours.forward(x),
-            },
-            Layer {
-                name: "burn-nn",
-                valid: &|x| theirs_valid.forward(x),
-                train: &|x| theirs.forward(x),
-            },
-            identity(),
-        ],
+        |ad| {
+            burn_norm::RmsNormConfig::new(d)
+                .with_epsilon(1e-5)
+                .init(&ad)
+        },
+        burn::nn::RmsNormConfig::new(d).init(&ad)
     );
 }
 
 fn group_norm(bench: &Bench, device: &Device, groups: usize, shape: [usize; 4]) {
-    let ad = device.clone().autodiff();
-    let ours = burn_norm::GroupNormConfig::new(groups, shape[1]).init(&ad);
-    let theirs = burn::nn::GroupNormConfig::new(groups, shape[1]).init(&ad);
-    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
-    bench.run(
-        "GroupNorm 32 groups",
+    versus!(
+        bench,
         device,
+        "GroupNorm 32 groups",
         shape,
         false,
-        &[
-            Layer {
-                name: "burn-norm",
-                valid: &|x| ours_valid.forward(x),
-                train: &|x| ours.forward(x),
-            },
-            Layer {
-                name: "burn-nn",
-                valid: &|x| theirs_valid.forward(x),
-                train: &|x| theirs.forward(x),
-            },
-            identity(),
-        ],
+        |ad| { burn_norm::GroupNormConfig::new(groups, shape[1]).init(&ad) },
+        burn::nn::GroupNormConfig::new(groups, shape[1]).init(&ad)
     );
 }
 
+/// PyTorch's and burn-nn's InstanceNorm2d with gamma and beta (burn-nn's
+/// default).
 fn instance_norm(bench: &Bench, device: &Device, shape: [usize; 4]) {
-    let ad = device.clone().autodiff();
-    // PyTorch's and burn-nn's InstanceNorm2d with gamma and beta.
-    let ours = burn_norm::InstanceNormConfig::new(shape[1])
-        .with_affine(true)
-        .init(&ad);
-    let theirs = burn::nn::InstanceNormConfig::new(shape[1]).init(&ad);
-    let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
-    bench.run(
-        "InstanceNorm2d",
+    versus!(
+        bench,
         device,
+        "InstanceNorm2d",
         shape,
         false,
-        &[
-            Layer {
-                name: "burn-norm",
-                valid: &|x| ours_valid.forward(x),
-                train: &|x| ours.forward(x),
-            },
-            Layer {
-                name: "burn-nn",
-                valid: &|x| theirs_valid.forward(x),
-                train: &|x| theirs.forward(x),
-            },
-            identity(),
-        ],
+        |ad| {
+            burn_norm::InstanceNormConfig::new(shape[1])
+                .with_affine(true)
+                .init(&ad)
+        },
+        burn::nn::InstanceNormConfig::new(shape[1]).init(&ad)
     );
 }
 

@@ -167,3 +167,21 @@ pub(crate) fn join(shape: &[usize]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Checks that the trailing axes of an input of shape `dims` are
+/// `normalized_shape` (LayerNorm, RMSNorm).
+pub(crate) fn check_trailing_shape(
+    layer: &'static str,
+    dims: &[usize],
+    normalized_shape: &[usize],
+) -> Result<(), NormError> {
+    let k = normalized_shape.len();
+    if dims.len() < k || dims[dims.len() - k..] != *normalized_shape {
+        return Err(NormError::InvalidInput {
+            layer,
+            expected: format!("[..., {}]", join(normalized_shape)),
+            got: dims.to_vec(),
+        });
+    }
+    Ok(())
+}

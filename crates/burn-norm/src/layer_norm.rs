@@ -1,7 +1,9 @@
 //! The [`LayerNorm`] module: state and configuration over
 //! [`functional::layer_norm`](crate::functional::layer_norm).
 
-use crate::error::{NormError, check_epsilon, check_features, check_normalized_shape, join};
+use crate::error::{
+    NormError, check_epsilon, check_features, check_normalized_shape, check_trailing_shape,
+};
 use crate::functional;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Initializer, Module, ModuleDisplay, Param};
@@ -129,15 +131,8 @@ impl LayerNorm {
     /// # Errors
     /// If the trailing axes of `input` are not `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
-        let dims = input.dims();
+        check_trailing_shape(LAYER, &input.dims(), &self.normalized_shape)?;
         let k = self.normalized_shape.len();
-        if D < k || dims[D - k..] != self.normalized_shape[..] {
-            return Err(NormError::InvalidInput {
-                layer: LAYER,
-                expected: format!("[..., {}]", join(&self.normalized_shape)),
-                got: dims.to_vec(),
-            });
-        }
         Ok(functional::layer_norm(
             input,
             k,

@@ -1,7 +1,9 @@
 //! The [`RmsNorm`] module: state and configuration over
 //! [`functional::rms_norm`](crate::functional::rms_norm).
 
-use crate::error::{NormError, check_epsilon, check_features, check_normalized_shape, join};
+use crate::error::{
+    NormError, check_epsilon, check_features, check_normalized_shape, check_trailing_shape,
+};
 use crate::functional;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Initializer, Module, ModuleDisplay, Param};
@@ -123,15 +125,8 @@ impl RmsNorm {
     /// # Errors
     /// If the trailing axes of `input` are not `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
-        let dims = input.dims();
+        check_trailing_shape(LAYER, &input.dims(), &self.normalized_shape)?;
         let k = self.normalized_shape.len();
-        if D < k || dims[D - k..] != self.normalized_shape[..] {
-            return Err(NormError::InvalidInput {
-                layer: LAYER,
-                expected: format!("[..., {}]", join(&self.normalized_shape)),
-                got: dims.to_vec(),
-            });
-        }
         Ok(functional::rms_norm(
             input,
             k,
