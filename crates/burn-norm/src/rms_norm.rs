@@ -31,7 +31,7 @@ pub struct RmsNormConfig {
     pub d_model: usize,
     /// Added to the mean square before the square root. Finite and > 0. The
     /// default is `f32::EPSILON` (1.19e-7), what PyTorch's `eps=None` gives
-    /// for f32 inputs (for f16/bf16 inputs PyTorch takes that dtype's
+    /// for f32 inputs (for f16, bf16 or f64 inputs PyTorch takes that dtype's
     /// epsilon instead: set it explicitly there). burn-nn's default is 1e-5.
     #[config(default = 1.1920928955078125e-7)]
     pub epsilon: f64,
