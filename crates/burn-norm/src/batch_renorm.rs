@@ -3,7 +3,7 @@
 //! and, in evaluation, [`functional::batch_norm`](crate::functional::batch_norm).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_epsilon, check_features, check_momentum};
+use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
 use crate::functional::{self, RenormLimits};
 use crate::running_stats::{self, RunningBuffers};
 use burn::config::Config;
@@ -194,13 +194,7 @@ impl BatchRenorm {
     /// channel has a single value.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        if !(2..=5).contains(&D) || dims[1] != self.num_features {
-            return Err(NormError::InvalidInput {
-                layer: LAYER,
-                expected: format!("[N, {}, ...] of rank 2 to 5", self.num_features),
-                got: dims.to_vec(),
-            });
-        }
+        check_channel_input(LAYER, &dims, self.num_features, (2, Some(5)))?;
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);
         if !(input.device().is_autodiff() && self.training.is_enabled()) {

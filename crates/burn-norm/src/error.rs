@@ -185,3 +185,27 @@ pub(crate) fn check_trailing_shape(
     }
     Ok(())
 }
+
+/// Checks a channels-first input `[N, C, ...]`: `channels` on axis 1 and a
+/// rank in `ranks` (`max` of `None`: no upper bound).
+pub(crate) fn check_channel_input(
+    layer: &'static str,
+    dims: &[usize],
+    channels: usize,
+    ranks: (usize, Option<usize>),
+) -> Result<(), NormError> {
+    let (min, max) = ranks;
+    let rank_ok = dims.len() >= min && max.is_none_or(|m| dims.len() <= m);
+    if rank_ok && dims.get(1) == Some(&channels) {
+        return Ok(());
+    }
+    let ranks = match max {
+        Some(max) => format!("of rank {min} to {max}"),
+        None => format!("of rank {min} or more"),
+    };
+    Err(NormError::InvalidInput {
+        layer,
+        expected: format!("[N, {channels}, ...] {ranks}"),
+        got: dims.to_vec(),
+    })
+}

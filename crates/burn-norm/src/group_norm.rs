@@ -1,7 +1,7 @@
 //! The [`GroupNorm`] module: state and configuration over
 //! [`functional::group_norm`](crate::functional::group_norm).
 
-use crate::error::{NormError, check_epsilon, check_features};
+use crate::error::{NormError, check_channel_input, check_epsilon, check_features};
 use crate::functional;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Initializer, Module, ModuleDisplay, Param};
@@ -119,13 +119,7 @@ impl GroupNorm {
     /// If the rank is below 2 or the channel count is not `num_channels`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        if D < 2 || dims[1] != self.num_channels {
-            return Err(NormError::InvalidInput {
-                layer: LAYER,
-                expected: format!("[N, {}, ...] of rank 2 or more", self.num_channels),
-                got: dims.to_vec(),
-            });
-        }
+        check_channel_input(LAYER, &dims, self.num_channels, (2, None))?;
         Ok(functional::group_norm(
             input,
             self.num_groups,

@@ -4,7 +4,7 @@
 //! [`functional::batch_norm`](crate::functional::batch_norm).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_epsilon, check_features, check_momentum};
+use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
 use crate::functional;
 use crate::running_stats::{self, RunningBuffers};
 use burn::config::Config;
@@ -158,13 +158,7 @@ impl InstanceNorm {
     /// are needed and each instance has a single value.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        if !(3..=5).contains(&D) || dims[1] != self.num_channels {
-            return Err(NormError::InvalidInput {
-                layer: LAYER,
-                expected: format!("[N, {}, ...] of rank 3 to 5", self.num_channels),
-                got: dims.to_vec(),
-            });
-        }
+        check_channel_input(LAYER, &dims, self.num_channels, (3, Some(5)))?;
         let training = input.device().is_autodiff() && self.training.is_enabled();
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);
