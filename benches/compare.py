@@ -7,6 +7,8 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --bin PATH ...           # a prebuilt bench binary
 
     python3 benches/compare.py --label "wgpu, fusion" ...  # the column title
+    python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
+    python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
 
 Ratios: burn-norm / PyTorch (<= 1 means as fast or faster) and
 burn-nn / burn-norm (the speed-up over Burn's own layers). The forward
@@ -30,6 +32,8 @@ def main():
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else "flex"
     large = ["--large"] if "--large" in args else []
+    if "--chain" in args:
+        large += ["--chain", args[args.index("--chain") + 1]]
     label = args[args.index("--label") + 1] if "--label" in args else device
     if "--bin" in args:
         burn_cmd = [args[args.index("--bin") + 1]]
@@ -40,7 +44,15 @@ def main():
     torch_cmd = [sys.executable, os.path.join(here, "torch_norm.py"), "--json"] + large
     if device != "flex" and device != "ndarray":
         torch_cmd.append("--cuda")
-    torch = rows(torch_cmd)
+    cache = args[args.index("--torch-rows") + 1] if "--torch-rows" in args else None
+    if cache and os.path.exists(cache):
+        with open(cache) as f:
+            torch = [json.loads(line) for line in f if line.startswith("{")]
+    else:
+        torch = rows(torch_cmd)
+        if cache:
+            with open(cache, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in torch)
     memory = [r for r in burn if "mib" in r]
     table = {}
     for r in [r for r in burn if "mib" not in r] + torch:

@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
-# GPU benchmark, in one go, for a machine with an NVIDIA GPU, CUDA PyTorch
-# and no Rust toolchain (the device machines some sessions are lent).
+# GPU check and benchmark, in one go, for a machine with an NVIDIA GPU, CUDA
+# PyTorch and no Rust toolchain (the device machines some sessions are lent).
 #
-# Here, before the run (x86-64), the benchmark in both of Burn's wgpu
-# configurations (the second build compiles Burn again, about 15 minutes):
-#   bench() { cargo bench --bench norm --no-run --message-format=json "$@" |
-#     python3 -c 'import json,sys; print([json.loads(l)["executable"] for l in sys.stdin
-#       if "\"executable\":\"" in l and "/norm-" in l][-1])'; }
-#   mkdir -p vendor-bin
-#   cp "$(bench)" vendor-bin/norm                                        # fusion + autotune (Burn's default)
-#   cp "$(bench --no-default-features --features wgpu)" vendor-bin/norm-unfused  # plain CubeBackend
+# Here, before the run (x86-64): the bench binary in Burn's default wgpu
+# configuration (fusion + autotune), optionally the same without fusion, an
+# older build to compare against, and the test suite; stripped and
+# compressed so that they travel (the device tool carries 64 MiB):
+#   exe() { cargo "$@" --message-format=json | python3 -c 'import json,sys
+#   print([json.loads(l)["executable"] for l in sys.stdin if "\"executable\":\"" in l][-1])'; }
+#   mkdir -p vendor-gpu
+#   cp "$(exe bench --bench norm --no-run)" vendor-gpu/norm             # fusion + autotune
+#   cp "$(exe bench --bench norm --no-run --no-default-features --features wgpu)" vendor-gpu/norm-unfused
+#   cp "$(exe test --release --test suite --no-run)" vendor-gpu/suite   # optional
+#   cp OLDER-BUILD vendor-gpu/norm-before                                # optional
+#   strip vendor-gpu/*; xz -T2 vendor-gpu/*
 #   # the Vulkan loader, once (see the device tool's README):
 #   echo /.gl/ >> .git/info/exclude; mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
-# There: bash benches/gpu.sh   (carry vendor-bin and .gl)
+# There: bash benches/gpu.sh   (carry vendor-gpu and .gl; $OUT gets the log)
 #
-# Prints the copy bandwidth PyTorch reaches on the card, then the tables of
-# benches/compare.py on the issue's GPU shapes (--large): burn-norm and
-# burn-nn on wgpu (Vulkan) with Burn's fusion + autotune, then without
-# fusion, PyTorch on CUDA, in the same run; burn-norm's forward bandwidth is
-# a column of each table.
+# Prints the card and PyTorch's copy bandwidth on it; runs the suite's wgpu
+# tests twice (plane reductions where the card has them, then shared memory
+# forced); then the tables of benches/compare.py on the issue's GPU shapes
+# (--large), 10 chained layers per read-back (--chain 10): burn-norm and
+# burn-nn with Burn's fusion + autotune, without fusion, burn-norm's
+# shared-memory reductions, the older build, and PyTorch CUDA once for all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+log=${OUT:-/tmp}/gpu.log
+exec > >(tee "$log") 2>&1
 if ! ldconfig -p | grep -q libvulkan.so.1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+bin=/tmp/burn-norm-bin
+mkdir -p "$bin"
+for f in vendor-gpu/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
+chmod +x "$bin"/*
+date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 - <<'PY'
 import torch, time
 x = torch.empty(32768 * 768, device="cuda")
@@ -38,7 +49,37 @@ for _ in range(50): x.clone()
 torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 50
 print(f"copy bandwidth (PyTorch clone of [32768, 768] f32, read + write): {2 * x.numel() * 4 / dt / 1e9:.0f} GB/s")
 PY
-python3 benches/compare.py --device wgpu --large --bin vendor-bin/norm --label "wgpu (fusion + autotune)"
-if [ -x vendor-bin/norm-unfused ]; then
-  python3 benches/compare.py --device wgpu --large --bin vendor-bin/norm-unfused --label "wgpu (no fusion)"
+if [ -x "$bin/suite" ]; then
+  # The fixtures are found through the path the suite was built at.
+  mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
+  # One test at a time: a GPU failure can take the device down for every
+  # test after it in the process, so that a parallel run blames the wrong
+  # tests (the first run here, on an H100, 2026-11-27, also had a panic in
+  # Burn 0.22.1's autotune timing, "Failed to map buffer", with 8 threads).
+  echo "## suite, wgpu (plane reductions where the card has them)"
+  timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 | grep -E -A3 "FAILED|panicked|test result"
+  echo "## suite, wgpu, BURN_NORM_SHARED_REDUCE=1"
+  BURN_NORM_SHARED_REDUCE=1 timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 |
+    grep -E -A3 "FAILED|panicked|test result"
 fi
+compare() { timeout 120 python3 benches/compare.py --device wgpu --large --chain 10 --torch-rows /tmp/torch-rows.json "$@"; }
+echo "## fusion + autotune"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
+if [ -x "$bin/norm-unfused" ]; then
+  echo "## no fusion"; compare --bin "$bin/norm-unfused" --label "wgpu (no fusion)"
+fi
+# burn-norm alone: shared-memory reductions forced, then plane reductions
+# again, twice, alternating: the two paths in one sitting, and the spread
+# between runs of the same build.
+for pass in 1 2; do
+  echo "## burn-norm, shared-memory reductions forced (pass $pass)"
+  BURN_NORM_SHARED_REDUCE=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "shared memory"
+  if [ "$pass" = 1 ]; then
+    echo "## burn-norm, plane reductions (pass 2)"
+    BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "plane"
+  fi
+done
+if [ -x "$bin/norm-before" ]; then
+  echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
+fi
+echo "## BatchNorm's training forward, one layer per read-back (--chain 1)"
+timeout 60 "$bin/norm" --device wgpu --large --only "BatchNorm2d train [64" --chain 1

@@ -5,6 +5,7 @@
 //! cargo bench --bench norm                          # flex, CPU shapes
 //! cargo bench --bench norm -- --device wgpu --large # GPU shapes
 //! cargo bench --bench norm -- --json                # one JSON object per line
+//! cargo bench --bench norm -- --chain 10            # 10 chained layers per read-back
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! ```
 //!
@@ -58,6 +59,13 @@ fn identity<const D: usize>() -> Layer<'static, D> {
 
 struct Bench {
     json: bool,
+    /// `--chain K`: each timed call runs `K` layers in a chain (the output,
+    /// or in the backward the input gradient, feeds the next) and reads
+    /// back once; the time is divided by `K`. On a GPU this keeps the
+    /// read-back's latency (tens of microseconds, as long as the kernels
+    /// themselves) out of the figure, and nothing is left unused for a lazy
+    /// backend to skip.
+    chain: usize,
     /// `--only TEXT`: run the cases whose name and shape contain TEXT.
     only: Option<String>,
 }
@@ -97,16 +105,36 @@ impl Bench {
             if std::env::var("BENCH_IMPL").is_ok_and(|only| only != layer.name) {
                 continue;
             }
+            let chain = self.chain.max(1);
             let fwd = if train_forward {
-                median(|| sync((layer.train)(x.clone().autodiff())))
+                // Detached between layers: each layer's graph (which holds its
+                // input for a backward that never comes) is dropped at once,
+                // as PyTorch's `no_grad` forward keeps none.
+                median(|| {
+                    let mut y = x.clone().autodiff();
+                    for _ in 0..chain {
+                        y = (layer.train)(y).detach();
+                    }
+                    sync(y)
+                })
             } else {
-                median(|| sync((layer.valid)(x.clone())))
-            };
+                median(|| {
+                    let mut y = x.clone();
+                    for _ in 0..chain {
+                        y = (layer.valid)(y);
+                    }
+                    sync(y)
+                })
+            } / chain as u32;
             let bwd = median(|| {
-                let x = x.clone().autodiff().require_grad();
-                let grads = ((layer.train)(x.clone()) * g.clone()).sum().backward();
-                sync(x.grad(&grads).unwrap());
-            });
+                let mut input = x.clone();
+                for _ in 0..chain {
+                    let x = input.autodiff().require_grad();
+                    let grads = ((layer.train)(x.clone()) * g.clone()).sum().backward();
+                    input = x.grad(&grads).unwrap();
+                }
+                sync(input);
+            }) / chain as u32;
             if self.json {
                 println!(
                     "{{\"op\": \"{op}\", \"shape\": \"{shape_text}\", \"impl\": \"{}\", \"fwd_ms\": {:.4}, \"fwd_bwd_ms\": {:.4}}}",
@@ -320,6 +348,11 @@ fn main() {
         .cloned();
     let bench = Bench {
         json: args.iter().any(|a| a == "--json"),
+        chain: args
+            .iter()
+            .position(|a| a == "--chain")
+            .and_then(|i| args.get(i + 1))
+            .map_or(1, |k| k.parse().expect("--chain takes a count")),
         only,
     };
     let large = args.iter().any(|a| a == "--large");

@@ -4,12 +4,16 @@
     python3 benches/torch_norm.py                   # CPU
     python3 benches/torch_norm.py --cuda --large    # GPU shapes, where there is one
     python3 benches/torch_norm.py --json            # one JSON object per line
+    python3 benches/torch_norm.py --chain 10        # 10 chained layers per read-back
 
 Median of 20 timed runs after 3 warm-ups; each timed call ends by reading
 back a sum (as the Rust bench does, which also synchronizes the GPU).
 Forward: LayerNorm, RMSNorm, GroupNorm and InstanceNorm without autograd
 (inference), BatchNorm in training mode.
 Forward + backward: backward of sum(y * g), reading back the input gradient.
+With --chain K each timed call runs K layers in a chain (the output, or the
+input gradient, feeds the next) before the read-back, and the time is
+divided by K, as benches/norm.rs does.
 """
 import json
 import statistics
@@ -30,20 +34,26 @@ def median(f):
     return statistics.median(times)
 
 
-def bench(op, layer, shape, device, as_json, name="pytorch"):
+def bench(op, layer, shape, device, as_json, name="pytorch", chain=1):
     x = torch.rand(shape, device=device)
     g = torch.rand(shape, device=device)
 
     def fwd():
         with torch.no_grad():
-            layer(x).sum().item()
+            y = x
+            for _ in range(chain):
+                y = layer(y)
+            y.sum().item()
 
     def fwd_bwd():
-        xg = x.clone().requires_grad_(True)
-        (layer(xg) * g).sum().backward()
-        xg.grad.sum().item()
+        inp = x
+        for _ in range(chain):
+            xg = inp.clone().requires_grad_(True)
+            (layer(xg) * g).sum().backward()
+            inp = xg.grad
+        inp.sum().item()
 
-    f, fb = median(fwd) * 1e3, median(fwd_bwd) * 1e3
+    f, fb = median(fwd) * 1e3 / chain, median(fwd_bwd) * 1e3 / chain
     shape_text = "[" + ", ".join(str(s) for s in shape) + "]"
     if as_json:
         print(json.dumps({"op": op, "shape": shape_text, "impl": name, "fwd_ms": round(f, 4), "fwd_bwd_ms": round(fb, 4)}))
@@ -55,6 +65,7 @@ def main():
     device = "cuda" if "--cuda" in sys.argv else "cpu"
     as_json = "--json" in sys.argv
     scale = 8 if "--large" in sys.argv else 1
+    chain = int(sys.argv[sys.argv.index("--chain") + 1]) if "--chain" in sys.argv else 1
     if not as_json:
         print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     ln = lambda d: torch.nn.LayerNorm(d).to(device)
@@ -69,9 +80,9 @@ def main():
         ("GroupNorm 32 groups", torch.nn.GroupNorm(32, 128).to(device), [8 * scale, 128, 56, 56]),
         ("InstanceNorm2d", torch.nn.InstanceNorm2d(64, affine=True).to(device), [8 * scale, 64, 56, 56]),
     ]:
-        bench(op, layer, shape, device, as_json)
+        bench(op, layer, shape, device, as_json, chain=chain)
         # What the harness itself costs, as the Rust bench's identity row.
-        bench(op, identity, shape, device, as_json, name="pytorch-identity")
+        bench(op, identity, shape, device, as_json, name="pytorch-identity", chain=chain)
 
 
 if __name__ == "__main__":
