@@ -153,7 +153,11 @@ fn one_more_training_step_updates_statistics_as_pytorch(device: &Device) {
 /// `--check`.
 fn exports_that_reload(device: &Device) {
     let net = loaded("checkpoint.safetensors", device);
-    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // Cargo makes the folder; a suite binary run elsewhere (a GPU machine
+    // without the build) finds none.
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join(format!(
         "burn-norm-exported-{}.safetensors",
         crate::common::name(device)
     ));

@@ -4,8 +4,9 @@
 //!
 //! Backends without working f64 are checked in f32, with a step and a
 //! tolerance sized for f32. That is wgpu today: on lavapipe its f64 `sqrt`
-//! backward returns garbage (Burn 0.22.1 / CubeCL 0.11; f32 is right), which
-//! `supports_f64` detects rather than assumes.
+//! backward returns garbage (Burn 0.22.1 / CubeCL 0.11; f32 is right), and
+//! on an NVIDIA GPU the f64 probe itself loses the device; `supports_f64`
+//! says no for wgpu and probes the other backends.
 
 use crate::common::{supports_f64, values64};
 use burn::tensor::{DType, Device, Tensor, TensorData};
