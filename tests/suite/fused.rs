@@ -145,8 +145,16 @@ fn fused_layer_norm_matches_the_composed_path() {
         // Rows longer than a GPU cube's 256 units: three values held in
         // registers per unit.
         ("wide rows", LayerNormConfig::new(700), [2, 3, 700]),
-        // Rows too long for registers (more than 8 per unit): streamed.
-        ("streamed rows", LayerNormConfig::new(2100), [1, 2, 2100]),
+        // Rows of 2,100 values: 525 vectors of 4, held on the GPU.
+        ("long rows", LayerNormConfig::new(2100), [1, 2, 2100]),
+        // Rows too long for registers (more than 8 vectors per unit, or
+        // 8 single values for odd widths): streamed.
+        ("streamed rows", LayerNormConfig::new(8400), [1, 2, 8400]),
+        (
+            "streamed odd rows",
+            LayerNormConfig::new(2101),
+            [1, 2, 2101],
+        ),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
         ("many rows", LayerNormConfig::new(3), [7, 10_001, 3]),
@@ -186,8 +194,16 @@ fn fused_batch_norm_matches_the_composed_path() {
         ("spatial 1", BatchNormConfig::new(6), [9, 6, 1, 1]),
         // Channels of 1,600 values: several per GPU unit.
         ("large channels", BatchNormConfig::new(3), [4, 3, 20, 20]),
-        // Channels of 3,200 values: streamed on the GPU.
-        ("streamed channels", BatchNormConfig::new(2), [8, 2, 20, 20]),
+        // Channels of more values than a GPU cube holds (2,048): cut into
+        // blocks, merged, applied by vectors of 4, 2 or 1 values.
+        ("channel blocks", BatchNormConfig::new(2), [8, 2, 20, 20]),
+        ("many blocks", BatchNormConfig::new(2), [16, 2, 30, 30]),
+        ("blocks, pairs", BatchNormConfig::new(2), [6, 2, 19, 22]),
+        (
+            "blocks, single values, no affine",
+            BatchNormConfig::new(3).with_affine(false),
+            [5, 3, 33, 35],
+        ),
     ];
     for (device_name, device) in fused_devices() {
         for (name, config, shape) in &cases {
@@ -269,7 +285,9 @@ fn fused_rms_norm_matches_the_composed_path() {
             [5, 6, 17],
         ),
         ("wide rows", RmsNormConfig::new(700), [2, 3, 700]),
-        ("streamed rows", RmsNormConfig::new(2100), [1, 2, 2100]),
+        ("long rows", RmsNormConfig::new(2100), [1, 2, 2100]),
+        ("streamed rows", RmsNormConfig::new(8400), [1, 2, 8400]),
+        ("streamed odd rows", RmsNormConfig::new(2101), [1, 2, 2101]),
         ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
     ];
     for (name, config, shape) in cases {
@@ -303,11 +321,19 @@ fn fused_group_norm_matches_the_composed_path() {
     let cases = [
         // Groups of 4 channels x 64 values: held in registers on the GPU.
         ("held groups", GroupNormConfig::new(8, 32), [2, 32, 8, 8]),
-        // Groups of 2 x 1,600 values: streamed on the GPU.
+        // Groups of 2 x 1,600 values: 800 vectors, held on the GPU.
+        ("long groups", GroupNormConfig::new(2, 4), [1, 4, 40, 40]),
+        // Groups of 2 x 4,900 values (2,450 vectors), and of 2,115 single
+        // values (odd spatial size): streamed on the GPU.
         (
             "streamed groups",
             GroupNormConfig::new(2, 4),
-            [1, 4, 40, 40],
+            [1, 4, 70, 70],
+        ),
+        (
+            "streamed odd groups",
+            GroupNormConfig::new(2, 2),
+            [1, 2, 45, 47],
         ),
         (
             "no affine",

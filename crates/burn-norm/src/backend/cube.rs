@@ -2,7 +2,8 @@
 //! runtime the application compiles in): launches the kernels of
 //! [`cube_kernels`](super::cube_kernels).
 
-use super::cube_kernels::{self, MAX_CUBE_SIZE, Teams, rows_per_block};
+use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
+use super::cube_kernels::{self, MAX_CUBE_SIZE, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block};
 use super::layout::Groups;
 use super::layout::{Grouping, Layout};
 use super::{NormGrads, NormOps, Normalized};
@@ -14,7 +15,9 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::features::Plane;
 use cubecl::{CubeCount, CubeDim};
+use std::sync::OnceLock;
 
 /// The largest cube count of one grid dimension that every runtime takes.
 const MAX_GRID: usize = 65_535;
@@ -53,6 +56,147 @@ fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
     )
 }
 
+/// How the kernels' teams add up their values: the plane size, where the
+/// device has plane (subgroup) operations with one fixed plane size that
+/// divides `team`, else 0 (a tree in shared memory). Lavapipe has none (CI
+/// tests the shared-memory path there); an NVIDIA GPU through Vulkan has
+/// planes of 32. `BURN_NORM_SHARED_REDUCE=1` forces shared memory, so that
+/// both paths can be tested and timed on one GPU.
+fn plane_for(x: &CubeTensor, team: u32) -> u32 {
+    static SHARED: OnceLock<bool> = OnceLock::new();
+    if *SHARED.get_or_init(|| std::env::var_os("BURN_NORM_SHARED_REDUCE").is_some_and(|v| v != "0"))
+    {
+        return 0;
+    }
+    let properties = x.client.properties();
+    let (min, max) = (
+        properties.hardware.plane_size_min,
+        properties.hardware.plane_size_max,
+    );
+    if properties.features.plane.contains(Plane::Ops)
+        && min == max
+        && min > 0
+        && team.is_multiple_of(min)
+    {
+        min
+    } else {
+        0
+    }
+}
+
+/// Values per vector where runs of `s` contiguous values are read and
+/// written: 4 where they split into whole vectors of 4, else 2 or 1.
+fn vector_for(s: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|&v| s.is_multiple_of(v))
+        .unwrap_or(1)
+}
+
+/// Values per vector of [`cube_kernels::normalize_forward`] and
+/// [`cube_kernels::normalize_backward`]: by [`vector_for`] on the runs of
+/// `s` contiguous values of one channel (a row, for LayerNorm and RMSNorm),
+/// so that a vector never straddles two channels.
+fn group_vector(layout: &Groups) -> usize {
+    vector_for(layout.s)
+}
+
+/// One unit per vector of `values` values, over two grid dimensions when
+/// there are many.
+fn elementwise(values: usize, vector: usize) -> CubeCount {
+    let cubes = (values / vector).div_ceil(MAX_CUBE_SIZE as usize).max(1);
+    let x = cubes.clamp(1, MAX_GRID);
+    CubeCount::Static(x as u32, cubes.div_ceil(x) as u32, 1)
+}
+
+/// Whether a training BatchNorm's channels go through
+/// [`cube_channels`] (blocks of a channel in parallel): when a channel has
+/// more values than one cube holds in registers.
+fn in_blocks(layout: &Groups) -> bool {
+    layout.layout.grouping == Grouping::Channels && layout.size() > BLOCK_VALUES
+}
+
+/// The three launches of [`cube_channels`]: block sums, merge, apply.
+/// Forward (`dy` is `None`): returns `y` and fills `mean`, `var`, `rstd`.
+/// Backward: returns `dx` and fills `dgamma`, `dbeta`, reading `rstd`.
+#[allow(clippy::too_many_arguments)]
+fn channels_in_blocks(
+    x: &CubeTensor,
+    dy: Option<&CubeTensor>,
+    gamma: CubeTensor,
+    beta: CubeTensor,
+    [has_gamma, has_beta]: [bool; 2],
+    layout: &Groups,
+    epsilon: f32,
+    [mean, var, rstd, dgamma, dbeta]: [&CubeTensor; 5],
+) -> CubeTensor {
+    let Groups { c, s, .. } = *layout;
+    let backward = dy.is_some();
+    let dy = dy.unwrap_or(x);
+    let blocks = layout.size().div_ceil(BLOCK_VALUES);
+    assert!(
+        blocks <= MAX_GRID && c <= MAX_GRID,
+        "burn-norm's CubeCL BatchNorm takes at most {MAX_GRID} channels of at most {} values",
+        MAX_GRID * BLOCK_VALUES
+    );
+    let dtype = dtype_to_storage_type(x.dtype);
+    let partial = empty(x, vec![c * blocks * PARTIALS]);
+    cube_channels::channel_block_sums::launch(
+        &x.client,
+        CubeCount::Static(blocks as u32, c as u32, 1),
+        CubeDim::new_1d(MAX_CUBE_SIZE),
+        x.clone().into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        partial.clone().into_tensor_arg(),
+        c as u32,
+        s as u32,
+        backward,
+        plane_for(x, MAX_CUBE_SIZE),
+        dtype,
+    );
+    let coefficients = empty(x, vec![c * COEFFICIENTS]);
+    cube_channels::channel_merge::launch(
+        &x.client,
+        CubeCount::Static(c.div_ceil(MAX_CUBE_SIZE as usize) as u32, 1, 1),
+        CubeDim::new_1d(MAX_CUBE_SIZE),
+        x.clone().into_tensor_arg(),
+        partial.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        mean.clone().into_tensor_arg(),
+        var.clone().into_tensor_arg(),
+        rstd.clone().into_tensor_arg(),
+        dgamma.clone().into_tensor_arg(),
+        dbeta.clone().into_tensor_arg(),
+        coefficients.clone().into_tensor_arg(),
+        c as u32,
+        s as u32,
+        blocks as u32,
+        epsilon,
+        backward,
+        has_gamma,
+        has_beta,
+        dtype,
+    );
+    let out = empty(x, layout.shape());
+    let vector = vector_for(s);
+    cube_channels::channel_apply::launch(
+        &x.client,
+        elementwise(layout.shape().iter().product(), vector),
+        CubeDim::new_1d(MAX_CUBE_SIZE),
+        vector,
+        x.clone().into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        coefficients.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        c as u32,
+        (s / vector) as u32,
+        backward,
+        dtype,
+    );
+    out
+}
+
 impl NormOps for CubeBackend {
     fn normalize(
         x: FloatTensor<Self>,
@@ -67,7 +211,8 @@ impl NormOps for CubeBackend {
         check_layout(&layout);
         let Groups { c, k, s, .. } = layout;
         let groups = layout.count();
-        let teams = Teams::new(groups, layout.size());
+        let vector = group_vector(&layout);
+        let teams = Teams::new(groups, layout.size() / vector);
         let (x, gamma, beta) = (
             into_contiguous(x),
             into_contiguous(gamma),
@@ -79,10 +224,30 @@ impl NormOps for CubeBackend {
             empty(&x, vec![groups]),
             empty(&x, vec![groups]),
         );
+        if in_blocks(&layout) {
+            let unused = empty(&x, vec![1]);
+            let output = channels_in_blocks(
+                &x,
+                None,
+                gamma,
+                beta,
+                [has_gamma, has_beta],
+                &layout,
+                epsilon as f32,
+                [&mean, &var, &rstd, &unused, &unused],
+            );
+            return Normalized {
+                output,
+                mean,
+                var,
+                rstd,
+            };
+        }
         cube_kernels::normalize_forward::launch(
             &x.client,
             cubes_for(groups, teams),
             CubeDim::new_1d(teams.units()),
+            vector,
             x.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
             beta.into_tensor_arg(),
@@ -93,7 +258,7 @@ impl NormOps for CubeBackend {
             groups as u32,
             c as u32,
             k as u32,
-            s as u32,
+            (s / vector) as u32,
             epsilon as f32,
             norm,
             has_gamma,
@@ -101,6 +266,7 @@ impl NormOps for CubeBackend {
             teams.units(),
             teams.team,
             teams.held,
+            plane_for(&x, teams.team),
             dtype_to_storage_type(x.dtype),
         );
         Normalized {
@@ -125,7 +291,8 @@ impl NormOps for CubeBackend {
         let Groups { n, c, k, s, .. } = layout;
         let per_channel = norm.grouping == Grouping::Channels;
         let (groups, params) = (layout.count(), layout.params());
-        let teams = Teams::new(groups, layout.size());
+        let vector = group_vector(&layout);
+        let teams = Teams::new(groups, layout.size() / vector);
         let (x, rstd, gamma, dy) = (
             into_contiguous(x),
             into_contiguous(rstd),
@@ -144,10 +311,25 @@ impl NormOps for CubeBackend {
                 empty(&x, vec![2 * groups]),
             )
         };
+        if in_blocks(&layout) {
+            let unused = empty(&x, vec![1]);
+            let dx = channels_in_blocks(
+                &x,
+                Some(&dy),
+                gamma.clone(),
+                gamma,
+                [has_gamma, false],
+                &layout,
+                0.0,
+                [&unused, &unused, &rstd, &dgamma, &dbeta],
+            );
+            return NormGrads { dx, dgamma, dbeta };
+        }
         cube_kernels::normalize_backward::launch(
             &x.client,
             cubes_for(groups, teams),
             CubeDim::new_1d(teams.units()),
+            vector,
             x.clone().into_tensor_arg(),
             rstd.clone().into_tensor_arg(),
             gamma.into_tensor_arg(),
@@ -159,12 +341,13 @@ impl NormOps for CubeBackend {
             groups as u32,
             c as u32,
             k as u32,
-            s as u32,
+            (s / vector) as u32,
             norm,
             has_gamma,
             teams.units(),
             teams.team,
             teams.held,
+            plane_for(&x, teams.team),
             dtype_to_storage_type(x.dtype),
         );
         if per_channel {
@@ -174,8 +357,8 @@ impl NormOps for CubeBackend {
             let out = empty(&partial, vec![params]);
             cube_kernels::column_sums::launch(
                 &partial.client,
-                CubeCount::Static(params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32, 1, 1),
-                CubeDim::new_1d(MAX_CUBE_SIZE),
+                CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
+                CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
                 partial.clone().into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 blocks as u32,
@@ -188,12 +371,11 @@ impl NormOps for CubeBackend {
             // One sum per channel and sample, then the samples added.
             let runs = n * c;
             let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
-            let cubes = runs.div_ceil(MAX_CUBE_SIZE as usize).max(1);
-            let grid_x = cubes.clamp(1, MAX_GRID);
+            let teams = Teams::new(runs, s);
             cube_kernels::channel_parameter_grads::launch(
                 &x.client,
-                CubeCount::Static(grid_x as u32, cubes.div_ceil(grid_x) as u32, 1),
-                CubeDim::new_1d(MAX_CUBE_SIZE),
+                cubes_for(runs, teams),
+                CubeDim::new_1d(teams.units()),
                 x.clone().into_tensor_arg(),
                 rstd.into_tensor_arg(),
                 centers.into_tensor_arg(),
@@ -203,6 +385,9 @@ impl NormOps for CubeBackend {
                 runs as u32,
                 k as u32,
                 s as u32,
+                teams.units(),
+                teams.team,
+                plane_for(&x, teams.team),
                 dtype_to_storage_type(x.dtype),
             );
             return NormGrads {

@@ -1,38 +1,46 @@
 //! CubeCL kernels of the group normalization (wgpu, and any other CubeCL
-//! runtime): the GPU counterpart of [`groups`](super::groups).
+//! runtime): the GPU counterpart of [`cpu`](super::cpu).
 //!
 //! The input is `[n, g, k, s]`, row-major, grouped as the compile-time
 //! [`Layout`] describes: a group is one `[s]` row (LayerNorm, RMSNorm), one
 //! channel's `n` rows of `s` values, `c * s` apart (training BatchNorm,
 //! `k = 1`), or `k` channels of one sample (GroupNorm, InstanceNorm).
+//! BatchNorm's channels longer than a cube holds go to
+//! [`cube_channels`](super::cube_channels) instead (blocks in parallel).
 //!
 //! - [`normalize_forward`]: one *team* of units per group, several teams
-//!   per cube when groups are short (a transformer's 128-wide rows: two
+//!   per cube when groups are short (a transformer's 128-wide rows: eight
 //!   rows per 256-unit cube), so that short rows neither leave units idle
 //!   nor pay a whole cube's barriers each.
 //! - [`normalize_backward`]: the same teams compute `dx` (and, for
 //!   BatchNorm's channels, `dgamma`, `dbeta`); otherwise they record each
 //!   group's shift and mean for [`row_parameter_grads`] (rows: sums down the
 //!   columns in blocks of rows) or [`channel_parameter_grads`] (channel
-//!   groups: one sum per channel and sample), and [`column_sums`] adds the
+//!   groups: one team per channel and sample), and [`column_sums`] adds the
 //!   blocks or the samples.
 //!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
 //!   sum of 70,007 ones down a column.)
 //!
+//! Values move as vectors of `N` (4, 2 or 1: the largest that divides a
+//! channel's run of `s` contiguous values, so that a vector never straddles
+//! two channels); `e.s` and every index count vectors.
+//!
 //! Two ways to walk a group, chosen when the kernel is compiled:
-//! - *held* (groups of at most [`MAX_HELD`] values per unit): each unit
+//! - *held* (groups of at most [`MAX_HELD`] vectors per unit): each unit
 //!   loads its values into registers once; the shifted mean, the variance
 //!   and the output (or the backward's sums and `dx`) are computed from the
 //!   registers, so the input is read from memory once.
 //! - *streamed* (longer groups): each pass reads the group again.
 //!
-//! Teams are [`team_size`] units, a power of two no larger than the group
-//! (so short rows leave no unit idle), and reduce through shared memory,
-//! two sums per tree (every level of the tree is a barrier for the whole
-//! cube). No plane (subgroup) reduction: lavapipe, where CI runs these
-//! kernels, has none through wgpu, and a path that no test runs is not
-//! shipped. Cubes are numbered `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X`
-//! so that more than 65,535 of them fit one launch.
+//! Teams are [`team_size`] units, a power of two near a quarter of the
+//! group's vectors. They add up through plane (subgroup) sums and one
+//! exchange in shared memory where the device has planes, else through a
+//! tree in shared memory (see [`team_sum2`]; the launch chooses, and
+//! `BURN_NORM_SHARED_REDUCE=1` forces the tree). Lavapipe has no planes
+//! through wgpu, so CI tests the tree; `benches/gpu.sh` runs the suite's
+//! wgpu tests both ways on a GPU. Cubes are numbered
+//! `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X` so that more than 65,535 of
+//! them fit one launch.
 
 use super::layout::{Centering, Grouping, Layout};
 use cubecl::prelude::*;
@@ -43,11 +51,17 @@ pub const MAX_CUBE_SIZE: u32 = 256;
 /// Most values per unit that the held path keeps in registers.
 pub const MAX_HELD: usize = 8;
 
-/// Units per group for groups of `size` values: a power of two (the tree
-/// reduction halves it), at least 32 (a GPU's smallest warp), at most
-/// [`MAX_CUBE_SIZE`].
+/// Values (or vectors) per unit that [`team_size`] aims at: enough loads in
+/// flight per unit, few idle units on short rows.
+pub const PER_UNIT: usize = 4;
+
+/// Units per group for groups of `size` values (or vectors): a power of
+/// two (the tree reduction halves it) near `size / PER_UNIT`, at least 32
+/// (a GPU's smallest warp), at most [`MAX_CUBE_SIZE`].
 pub fn team_size(size: usize) -> u32 {
-    size.next_power_of_two().clamp(32, MAX_CUBE_SIZE as usize) as u32
+    size.div_ceil(PER_UNIT)
+        .next_power_of_two()
+        .clamp(32, MAX_CUBE_SIZE as usize) as u32
 }
 
 /// How one launch of [`normalize_forward`] or [`normalize_backward`]
@@ -129,10 +143,14 @@ fn value_index(j: usize, g: usize, e: &Extents, #[comptime] layout: Layout) -> u
     }
 }
 
-/// Values per group: a row, a channel block's `n` rows, or a channel block
-/// of one sample.
+/// Vectors per group: a row, a channel block's `n` rows, or a channel block
+/// of one sample (`e.s` counts vectors too).
 #[cube]
-fn group_size<F: Float>(x: &Tensor<F>, e: &Extents, #[comptime] layout: Layout) -> usize {
+fn group_size<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    e: &Extents,
+    #[comptime] layout: Layout,
+) -> usize {
     if comptime!(layout.grouping == Grouping::Rows) {
         e.s
     } else if comptime!(layout.grouping == Grouping::Channels) {
@@ -151,41 +169,94 @@ fn team_position(#[comptime] team: u32) -> (usize, usize) {
     (cube * teams + unit / team as usize, unit % team as usize)
 }
 
-/// Sums of `a` and of `b` over each team's units in one tree in shared
-/// memory (one barrier per level for both), returned to every unit of the
-/// team; `scratch` holds `2 * CUBE_DIM_X` values. Every unit of the cube
-/// calls it, also those whose team has no group (they add zeros).
+/// The sum of a vector's values.
 #[cube]
-fn team_sum2<F: Float>(a: F, b: F, scratch: &mut Shared<[F]>, #[comptime] team: u32) -> (F, F) {
+fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
+    let mut sum = F::new(0.0_f32);
+    #[unroll]
+    for i in 0..N::value() {
+        sum += v.extract(i);
+    }
+    sum
+}
+
+/// Sums of `a` and of `b` over each team's units, returned to every unit of
+/// the team; `scratch` holds `2 * CUBE_DIM_X` values. Every unit of the
+/// cube calls it, also those whose team has no group (they add zeros).
+///
+/// With `plane > 0` (the plane size, which divides the team) each plane
+/// sums in registers (`plane_sum`), and only the planes' totals meet in
+/// shared memory: two barriers, none for a team of one plane. With
+/// `plane = 0` one tree in shared memory, a barrier per level for both sums.
+#[cube]
+// CubeCL's kernel language has `%`, not `is_multiple_of`.
+#[allow(clippy::manual_is_multiple_of)]
+pub(super) fn team_sum2<F: Float>(
+    a: F,
+    b: F,
+    scratch: &mut Shared<[F]>,
+    #[comptime] team: u32,
+    #[comptime] plane: u32,
+) -> (F, F) {
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let base = unit - unit % team as usize;
-    scratch[unit] = a;
-    scratch[units + unit] = b;
-    sync_cube();
-    // One level per halving of the team, unrolled: `team` is known when
-    // the kernel is compiled.
-    #[unroll]
-    for level in 0..comptime!(team.trailing_zeros()) {
-        let width = (team as usize / 2) >> level as usize;
-        if unit - base < width {
-            let other_a = scratch[unit + width];
-            let other_b = scratch[units + unit + width];
-            scratch[unit] += other_a;
-            scratch[units + unit] += other_b;
+    let mut total_a = a;
+    let mut total_b = b;
+    if comptime!(plane > 0) {
+        total_a = plane_sum(total_a);
+        total_b = plane_sum(total_b);
+        if comptime!(team > plane) {
+            let p = unit / plane as usize;
+            if unit % plane as usize == 0 {
+                scratch[p] = total_a;
+                scratch[units + p] = total_b;
+            }
+            sync_cube();
+            let first = base / plane as usize;
+            total_a = F::new(0.0_f32);
+            total_b = F::new(0.0_f32);
+            #[unroll]
+            for i in 0..comptime!(team / plane) as usize {
+                total_a += scratch[first + i];
+                total_b += scratch[units + first + i];
+            }
+            // Everyone has read the totals before the scratch is written again.
+            sync_cube();
         }
+    } else {
+        scratch[unit] = total_a;
+        scratch[units + unit] = total_b;
+        sync_cube();
+        // One level per halving of the team, unrolled: `team` is known when
+        // the kernel is compiled.
+        #[unroll]
+        for level in 0..comptime!(team.trailing_zeros()) {
+            let width = (team as usize / 2) >> level as usize;
+            if unit - base < width {
+                let other_a = scratch[unit + width];
+                let other_b = scratch[units + unit + width];
+                scratch[unit] += other_a;
+                scratch[units + unit] += other_b;
+            }
+            sync_cube();
+        }
+        total_a = scratch[base];
+        total_b = scratch[units + base];
         sync_cube();
     }
-    let totals = (scratch[base], scratch[units + base]);
-    // Everyone has read the totals before the scratch is written again.
-    sync_cube();
-    totals
+    (total_a, total_b)
 }
 
 /// Sum of `value` over each team's units; see [`team_sum2`].
 #[cube]
-fn team_sum<F: Float>(value: F, scratch: &mut Shared<[F]>, #[comptime] team: u32) -> F {
-    let (total, _) = team_sum2::<F>(value, F::new(0.0_f32), scratch, team);
+pub(super) fn team_sum<F: Float>(
+    value: F,
+    scratch: &mut Shared<[F]>,
+    #[comptime] team: u32,
+    #[comptime] plane: u32,
+) -> F {
+    let (total, _) = team_sum2::<F>(value, F::new(0.0_f32), scratch, team, plane);
     total
 }
 
@@ -195,15 +266,15 @@ fn team_sum<F: Float>(value: F, scratch: &mut Shared<[F]>, #[comptime] team: u32
 /// `fill` past the group's end (or for a team without a group).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn hold<F: Float>(
-    values: &mut Array<F>,
-    x: &Tensor<F>,
+fn hold<F: Float, N: Size>(
+    values: &mut Array<Vector<F, N>>,
+    x: &Tensor<Vector<F, N>>,
     g: usize,
     lane: usize,
     size: usize,
     e: &Extents,
     active: bool,
-    fill: F,
+    fill: Vector<F, N>,
     #[comptime] layout: Layout,
     #[comptime] team: u32,
     #[comptime] held: u32,
@@ -222,8 +293,8 @@ fn hold<F: Float>(
 /// The shift of group `g`: its first value, or 0 where the layout does not
 /// center (then the "mean" below is 0 too).
 #[cube]
-fn group_shift<F: Float>(
-    x: &Tensor<F>,
+fn group_shift<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     g: usize,
     e: &Extents,
     active: bool,
@@ -231,7 +302,7 @@ fn group_shift<F: Float>(
 ) -> F {
     let mut shift = F::new(0.0_f32);
     if comptime!(layout.centering == Centering::Mean) && active {
-        shift = x[value_index(0, g, e, layout)];
+        shift = x[value_index(0, g, e, layout)].extract(0usize);
     }
     shift
 }
@@ -241,9 +312,9 @@ fn group_shift<F: Float>(
 /// come from `values`, else from memory; 0 where the layout does not center.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn shifted_mean<F: Float>(
-    x: &Tensor<F>,
-    values: &Array<F>,
+fn shifted_mean<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    values: &Array<Vector<F, N>>,
     shift: F,
     g: usize,
     lane: usize,
@@ -254,22 +325,25 @@ fn shifted_mean<F: Float>(
     #[comptime] layout: Layout,
     #[comptime] team: u32,
     #[comptime] held: u32,
+    #[comptime] plane: u32,
 ) -> F {
     let mut mean = F::new(0.0_f32);
     if comptime!(layout.centering == Centering::Mean) {
-        let mut acc = F::new(0.0_f32);
+        let sv = Vector::<F, N>::new(shift);
+        let mut acc = Vector::<F, N>::new(F::new(0.0_f32));
         if comptime!(held > 0) {
             // Slots past the group's end hold `shift`: they add nothing.
             #[unroll]
             for i in 0..held as usize {
-                acc += values[i] - shift;
+                acc += values[i] - sv;
             }
         } else if active {
             for j in range_stepped(lane, size, team as usize) {
-                acc += x[value_index(j, g, e, layout)] - shift;
+                acc += x[value_index(j, g, e, layout)] - sv;
             }
         }
-        mean = team_sum::<F>(acc, scratch, team) / F::cast_from(size as u32);
+        mean = team_sum::<F>(total::<F, N>(acc), scratch, team, plane)
+            / F::cast_from((size * N::value()) as u32);
     }
     mean
 }
@@ -279,11 +353,11 @@ fn shifted_mean<F: Float>(
 /// group's `mean`, `var` and `rstd`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn normalize_forward<F: Float>(
-    x: &Tensor<F>,
+pub fn normalize_forward<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
-    y: &mut Tensor<F>,
+    y: &mut Tensor<Vector<F, N>>,
     mean: &mut Tensor<F>,
     var: &mut Tensor<F>,
     rstd: &mut Tensor<F>,
@@ -298,17 +372,19 @@ pub fn normalize_forward<F: Float>(
     #[comptime] units: u32,
     #[comptime] team: u32,
     #[comptime] held: u32,
+    #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let (g, lane) = team_position(team);
     // Units of a team without a group still take part in the barriers.
     let active = g < groups as usize;
     let e = extents(c, k, s);
-    let size = group_size::<F>(x, &e, layout);
+    let size = group_size::<F, N>(x, &e, layout);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let shift = group_shift::<F>(x, g, &e, active, layout);
-    let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
-    hold::<F>(
+    let shift = group_shift::<F, N>(x, g, &e, active, layout);
+    let sv = Vector::<F, N>::new(shift);
+    let mut values = Array::<Vector<F, N>>::new(comptime!(held.max(1)) as usize);
+    hold::<F, N>(
         &mut values,
         x,
         g,
@@ -316,12 +392,12 @@ pub fn normalize_forward<F: Float>(
         size,
         &e,
         active,
-        shift,
+        sv,
         layout,
         team,
         held,
     );
-    let m = shifted_mean::<F>(
+    let m = shifted_mean::<F, N>(
         x,
         &values,
         shift,
@@ -334,25 +410,29 @@ pub fn normalize_forward<F: Float>(
         layout,
         team,
         held,
+        plane,
     );
 
-    let mut acc = F::new(0.0_f32);
+    let mv = Vector::<F, N>::new(m);
+    let mut acc = Vector::<F, N>::new(F::new(0.0_f32));
     if comptime!(held > 0) {
         #[unroll]
         for i in 0..held as usize {
             if lane + i * (team as usize) < size {
-                let d = (values[i] - shift) - m;
+                let d = (values[i] - sv) - mv;
                 acc += d * d;
             }
         }
     } else if active {
         for j in range_stepped(lane, size, team as usize) {
-            let d = (x[value_index(j, g, &e, layout)] - shift) - m;
+            let d = (x[value_index(j, g, &e, layout)] - sv) - mv;
             acc += d * d;
         }
     }
-    let v = team_sum::<F>(acc, &mut scratch, team) / F::cast_from(size as u32);
+    let v = team_sum::<F>(total::<F, N>(acc), &mut scratch, team, plane)
+        / F::cast_from((size * N::value()) as u32);
     let r = F::new(1.0_f32) / (v + F::cast_from(epsilon)).sqrt();
+    let rv = Vector::<F, N>::new(r);
     if !active {
         terminate!();
     }
@@ -362,11 +442,12 @@ pub fn normalize_forward<F: Float>(
         for i in 0..held as usize {
             let j = lane + i * team as usize;
             if j < size {
-                y[value_index(j, g, &e, layout)] = affine::<F>(
-                    ((values[i] - shift) - m) * r,
+                y[value_index(j, g, &e, layout)] = affine::<F, N>(
+                    ((values[i] - sv) - mv) * rv,
                     gamma,
                     beta,
                     parameter(g, j, &e, layout),
+                    layout,
                     has_gamma,
                     has_beta,
                 );
@@ -375,11 +456,12 @@ pub fn normalize_forward<F: Float>(
     } else {
         for j in range_stepped(lane, size, team as usize) {
             let index = value_index(j, g, &e, layout);
-            y[index] = affine::<F>(
-                ((x[index] - shift) - m) * r,
+            y[index] = affine::<F, N>(
+                ((x[index] - sv) - mv) * rv,
                 gamma,
                 beta,
                 parameter(g, j, &e, layout),
+                layout,
                 has_gamma,
                 has_beta,
             );
@@ -392,8 +474,8 @@ pub fn normalize_forward<F: Float>(
     }
 }
 
-/// The parameter index of value `j` of group `g`: along the row, or the
-/// value's channel.
+/// The parameter index of vector `j` of group `g`: its position along the
+/// row (in vectors), or its channel.
 #[cube]
 fn parameter(g: usize, j: usize, e: &Extents, #[comptime] layout: Layout) -> usize {
     if comptime!(layout.grouping == Grouping::Rows) {
@@ -405,32 +487,59 @@ fn parameter(g: usize, j: usize, e: &Extents, #[comptime] layout: Layout) -> usi
     }
 }
 
-/// `xhat * gamma[p] + beta[p]`.
+/// The parameters of vector `p` (as [`parameter`] numbers them): the `N`
+/// values from `N * p` along a row, or channel `p`'s value broadcast.
 #[cube]
-fn affine<F: Float>(
-    xhat: F,
-    gamma: &Tensor<F>,
-    beta: &Tensor<F>,
+fn parameters<F: Float, N: Size>(
+    params: &Tensor<F>,
     p: usize,
-    #[comptime] has_gamma: bool,
-    #[comptime] has_beta: bool,
-) -> F {
-    let mut out = xhat;
-    if has_gamma {
-        out *= gamma[p];
-    }
-    if has_beta {
-        out += beta[p];
+    #[comptime] layout: Layout,
+) -> Vector<F, N> {
+    let mut out = Vector::<F, N>::new(F::new(0.0_f32));
+    if comptime!(layout.grouping == Grouping::Rows) {
+        #[unroll]
+        for i in 0..N::value() {
+            out.insert(i, params[p * N::value() + i]);
+        }
+    } else {
+        out = Vector::<F, N>::new(params[p]);
     }
     out
 }
 
-/// `dy * gamma[p]` (`dy` without gamma).
+/// `xhat * gamma + beta` with the parameters of vector `p`.
 #[cube]
-fn weighted<F: Float>(d: F, gamma: &Tensor<F>, p: usize, #[comptime] has_gamma: bool) -> F {
+fn affine<F: Float, N: Size>(
+    xhat: Vector<F, N>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    p: usize,
+    #[comptime] layout: Layout,
+    #[comptime] has_gamma: bool,
+    #[comptime] has_beta: bool,
+) -> Vector<F, N> {
+    let mut out = xhat;
+    if has_gamma {
+        out *= parameters::<F, N>(gamma, p, layout);
+    }
+    if has_beta {
+        out += parameters::<F, N>(beta, p, layout);
+    }
+    out
+}
+
+/// `dy * gamma` with the parameters of vector `p` (`dy` without gamma).
+#[cube]
+fn weighted<F: Float, N: Size>(
+    d: Vector<F, N>,
+    gamma: &Tensor<F>,
+    p: usize,
+    #[comptime] layout: Layout,
+    #[comptime] has_gamma: bool,
+) -> Vector<F, N> {
     let mut dw = d;
     if has_gamma {
-        dw *= gamma[p];
+        dw *= parameters::<F, N>(gamma, p, layout);
     }
     dw
 }
@@ -444,12 +553,12 @@ fn weighted<F: Float>(d: F, gamma: &Tensor<F>, p: usize, #[comptime] has_gamma: 
 /// [`channel_parameter_grads`].
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn normalize_backward<F: Float>(
-    x: &Tensor<F>,
+pub fn normalize_backward<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     rstd: &Tensor<F>,
     gamma: &Tensor<F>,
-    dy: &Tensor<F>,
-    dx: &mut Tensor<F>,
+    dy: &Tensor<Vector<F, N>>,
+    dx: &mut Tensor<Vector<F, N>>,
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
     centers: &mut Tensor<F>,
@@ -462,20 +571,22 @@ pub fn normalize_backward<F: Float>(
     #[comptime] units: u32,
     #[comptime] team: u32,
     #[comptime] held: u32,
+    #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let (g, lane) = team_position(team);
     let active = g < groups as usize;
     let e = extents(c, k, s);
-    let size = group_size::<F>(x, &e, layout);
+    let size = group_size::<F, N>(x, &e, layout);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let shift = group_shift::<F>(x, g, &e, active, layout);
+    let shift = group_shift::<F, N>(x, g, &e, active, layout);
+    let sv = Vector::<F, N>::new(shift);
     let mut r = F::new(0.0_f32);
     if active {
         r = rstd[g];
     }
-    let mut values = Array::<F>::new(comptime!(held.max(1)) as usize);
-    hold::<F>(
+    let mut values = Array::<Vector<F, N>>::new(comptime!(held.max(1)) as usize);
+    hold::<F, N>(
         &mut values,
         x,
         g,
@@ -483,14 +594,14 @@ pub fn normalize_backward<F: Float>(
         size,
         &e,
         active,
-        shift,
+        sv,
         layout,
         team,
         held,
     );
     // Past the group's end `dy` is 0: those slots add nothing to the sums.
-    let mut grads = Array::<F>::new(comptime!(held.max(1)) as usize);
-    hold::<F>(
+    let mut grads = Array::<Vector<F, N>>::new(comptime!(held.max(1)) as usize);
+    hold::<F, N>(
         &mut grads,
         dy,
         g,
@@ -498,12 +609,12 @@ pub fn normalize_backward<F: Float>(
         size,
         &e,
         active,
-        F::new(0.0_f32),
+        Vector::<F, N>::new(F::new(0.0_f32)),
         layout,
         team,
         held,
     );
-    let m = shifted_mean::<F>(
+    let m = shifted_mean::<F, N>(
         x,
         &values,
         shift,
@@ -516,22 +627,24 @@ pub fn normalize_backward<F: Float>(
         layout,
         team,
         held,
+        plane,
     );
 
     // Σ dy·w, Σ dy·w·xhat, and per channel Σ dy·xhat, Σ dy.
-    let mut sum_g = F::new(0.0_f32);
-    let mut sum_gx = F::new(0.0_f32);
-    let mut sum_dx = F::new(0.0_f32);
-    let mut sum_d = F::new(0.0_f32);
+    let (mv, rv) = (Vector::<F, N>::new(m), Vector::<F, N>::new(r));
+    let mut sum_g = Vector::<F, N>::new(F::new(0.0_f32));
+    let mut sum_gx = Vector::<F, N>::new(F::new(0.0_f32));
+    let mut sum_dx = Vector::<F, N>::new(F::new(0.0_f32));
+    let mut sum_d = Vector::<F, N>::new(F::new(0.0_f32));
     if comptime!(held > 0) {
         #[unroll]
         for i in 0..held as usize {
             let j = lane + i * team as usize;
-            let h = ((values[i] - shift) - m) * r;
+            let h = ((values[i] - sv) - mv) * rv;
             let d = grads[i];
             let mut dw = d;
             if active && j < size {
-                dw = weighted::<F>(d, gamma, parameter(g, j, &e, layout), has_gamma);
+                dw = weighted::<F, N>(d, gamma, parameter(g, j, &e, layout), layout, has_gamma);
             }
             sum_g += dw;
             sum_gx += dw * h;
@@ -541,24 +654,36 @@ pub fn normalize_backward<F: Float>(
     } else if active {
         for j in range_stepped(lane, size, team as usize) {
             let index = value_index(j, g, &e, layout);
-            let h = ((x[index] - shift) - m) * r;
+            let h = ((x[index] - sv) - mv) * rv;
             let d = dy[index];
-            let dw = weighted::<F>(d, gamma, parameter(g, j, &e, layout), has_gamma);
+            let dw = weighted::<F, N>(d, gamma, parameter(g, j, &e, layout), layout, has_gamma);
             sum_g += dw;
             sum_gx += dw * h;
             sum_dx += d * h;
             sum_d += d;
         }
     }
-    let size_f = F::cast_from(size as u32);
-    let (total_g, total_gx) = team_sum2::<F>(sum_g, sum_gx, &mut scratch, team);
+    let size_f = F::cast_from((size * N::value()) as u32);
+    let (total_g, total_gx) = team_sum2::<F>(
+        total::<F, N>(sum_g),
+        total::<F, N>(sum_gx),
+        &mut scratch,
+        team,
+        plane,
+    );
     let mut mean_g = F::new(0.0_f32);
     if comptime!(layout.centering == Centering::Mean) {
         mean_g = total_g / size_f;
     }
     let mean_gx = total_gx / size_f;
     if comptime!(layout.grouping == Grouping::Channels) {
-        let (total_dx, total_d) = team_sum2::<F>(sum_dx, sum_d, &mut scratch, team);
+        let (total_dx, total_d) = team_sum2::<F>(
+            total::<F, N>(sum_dx),
+            total::<F, N>(sum_d),
+            &mut scratch,
+            team,
+            plane,
+        );
         if active && lane == 0 {
             dgamma[g] = total_dx;
             dbeta[g] = total_d;
@@ -571,29 +696,52 @@ pub fn normalize_backward<F: Float>(
         terminate!();
     }
 
+    let (mean_gv, mean_gxv) = (Vector::<F, N>::new(mean_g), Vector::<F, N>::new(mean_gx));
+    // A centred group of one value has `xhat = 0` whatever `x`: its `dx` is
+    // exactly 0. The formula gives `r (dw - mean(dw))`, and a GPU compiler
+    // that fuses `dy * gamma - mean` into one FMA leaves the product's
+    // rounding there, times `r = 1 / sqrt(eps)` (seen on an H100).
+    let mut scale = rv;
+    if comptime!(layout.centering == Centering::Mean) && size * N::value() == 1 {
+        scale = Vector::<F, N>::new(F::new(0.0_f32));
+    }
     if comptime!(held > 0) {
         #[unroll]
         for i in 0..held as usize {
             let j = lane + i * team as usize;
             if j < size {
-                let h = ((values[i] - shift) - m) * r;
-                let dw = weighted::<F>(grads[i], gamma, parameter(g, j, &e, layout), has_gamma);
-                dx[value_index(j, g, &e, layout)] = r * ((dw - mean_g) - h * mean_gx);
+                let h = ((values[i] - sv) - mv) * rv;
+                let dw = weighted::<F, N>(
+                    grads[i],
+                    gamma,
+                    parameter(g, j, &e, layout),
+                    layout,
+                    has_gamma,
+                );
+                dx[value_index(j, g, &e, layout)] = scale * ((dw - mean_gv) - h * mean_gxv);
             }
         }
     } else {
         for j in range_stepped(lane, size, team as usize) {
             let index = value_index(j, g, &e, layout);
-            let h = ((x[index] - shift) - m) * r;
-            let dw = weighted::<F>(dy[index], gamma, parameter(g, j, &e, layout), has_gamma);
-            dx[index] = r * ((dw - mean_g) - h * mean_gx);
+            let h = ((x[index] - sv) - mv) * rv;
+            let dw = weighted::<F, N>(
+                dy[index],
+                gamma,
+                parameter(g, j, &e, layout),
+                layout,
+                has_gamma,
+            );
+            dx[index] = scale * ((dw - mean_gv) - h * mean_gxv);
         }
     }
 }
 
 /// For channel groups (GroupNorm, InstanceNorm): `dgamma`, `dbeta` of one
 /// channel of one sample, `Σ dy * xhat` and `Σ dy` over its `s` values, one
-/// unit each; writes `[n, c]` partial sums for [`column_sums`].
+/// team of units per channel and sample (consecutive units read consecutive
+/// values), several teams per cube for small `s`; writes `[n, c]` partial
+/// sums for [`column_sums`].
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn channel_parameter_grads<F: Float>(
@@ -606,25 +754,32 @@ pub fn channel_parameter_grads<F: Float>(
     runs: u32,
     k: u32,
     s: u32,
+    #[comptime] units: u32,
+    #[comptime] team: u32,
+    #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let run = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
-    if run >= runs as usize {
-        terminate!();
-    }
+    let (run, lane) = team_position(team);
+    let active = run < runs as usize;
     let s = s as usize;
-    // Channel `run % c` of sample `run / c` is in group `run / k`.
-    let group = run / k as usize;
-    let (shift, m, r) = (centers[2 * group], centers[2 * group + 1], rstd[group]);
+    let mut scratch = Shared::new_slice(2 * units as usize);
     let mut acc_gamma = F::new(0.0_f32);
     let mut acc_beta = F::new(0.0_f32);
-    for i in run * s..(run + 1) * s {
-        let d = dy[i];
-        acc_gamma += d * (((x[i] - shift) - m) * r);
-        acc_beta += d;
+    if active {
+        // Channel `run % c` of sample `run / c` is in group `run / k`.
+        let group = run / k as usize;
+        let (shift, m, r) = (centers[2 * group], centers[2 * group + 1], rstd[group]);
+        for i in range_stepped(run * s + lane, (run + 1) * s, team as usize) {
+            let d = dy[i];
+            acc_gamma += d * (((x[i] - shift) - m) * r);
+            acc_beta += d;
+        }
     }
-    dgamma[run] = acc_gamma;
-    dbeta[run] = acc_beta;
+    let (total_gamma, total_beta) = team_sum2::<F>(acc_gamma, acc_beta, &mut scratch, team, plane);
+    if active && lane == 0 {
+        dgamma[run] = total_gamma;
+        dbeta[run] = total_beta;
+    }
 }
 
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums
@@ -668,8 +823,18 @@ pub fn row_parameter_grads<F: Float>(
     dbeta[block * s + j] = acc_beta;
 }
 
+/// Columns per cube of [`column_sums`] (a plane's width of consecutive
+/// columns, so that each row of a tile is one coalesced read).
+pub const SUM_COLUMNS: u32 = 32;
+
+/// Units per column of [`column_sums`], each over every
+/// `SUM_LANES`-th block.
+pub const SUM_LANES: u32 = 8;
+
 /// Stage two: `out[j] = Σ_b partial[b, j]` over the `blocks` rows of
-/// `partial` (`[blocks, s]`), one unit per column.
+/// `partial` (`[blocks, s]`). A cube of `SUM_COLUMNS x SUM_LANES` units
+/// takes `SUM_COLUMNS` columns; its lanes split the blocks and meet in
+/// shared memory, so that no unit walks all the blocks alone.
 #[cube(launch)]
 pub fn column_sums<F: Float>(
     partial: &Tensor<F>,
@@ -678,16 +843,27 @@ pub fn column_sums<F: Float>(
     s: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let columns = SUM_COLUMNS as usize;
+    let (column, lane) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+    let j = CUBE_POS_X as usize * columns + column;
     let s = s as usize;
-    if j >= s {
-        terminate!();
-    }
+    let mut scratch = Shared::new_slice(comptime!((SUM_COLUMNS * SUM_LANES) as usize));
     let mut total = F::new(0.0_f32);
-    for b in 0..blocks as usize {
-        total += partial[b * s + j];
+    if j < s {
+        for b in range_stepped(lane, blocks as usize, SUM_LANES as usize) {
+            total += partial[b * s + j];
+        }
     }
-    out[j] = total;
+    scratch[lane * columns + column] = total;
+    sync_cube();
+    if lane == 0 && j < s {
+        let mut sum = F::new(0.0_f32);
+        #[unroll]
+        for l in 0..SUM_LANES as usize {
+            sum += scratch[l * columns + column];
+        }
+        out[j] = sum;
+    }
 }
 
 #[cfg(test)]
@@ -704,11 +880,14 @@ mod tests {
             } = Teams::new(groups, size);
             (team, per_cube, held)
         };
-        // A transformer's rows: two teams of 128 per cube, one value each.
-        assert_eq!(teams(4096, 128), (128, 2, 1));
+        // A transformer's rows of 128 values as 32 vectors of 4: eight
+        // teams of one plane per cube, one vector each.
+        assert_eq!(teams(4096, 32), (32, 8, 1));
         // Fewer groups than a cube could take: no empty teams beyond them.
         assert_eq!(teams(3, 4), (32, 3, 1));
-        // Long rows: one cube, values held in registers up to 8 per unit.
+        // 768 values as 192 vectors: four teams of 64, three vectors each.
+        assert_eq!(teams(6, 192), (64, 4, 3));
+        // Long groups: one cube, values held in registers up to 8 per unit.
         assert_eq!(teams(6, 768), (256, 1, 3));
         assert_eq!(teams(6, 2048), (256, 1, 8));
         // Past that the group is streamed.

@@ -31,6 +31,8 @@ pub(crate) mod cpu;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
+mod cube_channels;
+#[cfg(feature = "wgpu")]
 mod cube_kernels;
 #[cfg(feature = "flex")]
 mod flex;
