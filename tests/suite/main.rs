@@ -20,3 +20,4 @@ mod parity;
 mod records;
 mod renorm;
 mod scalers;
+mod synced;

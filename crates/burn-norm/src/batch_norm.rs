@@ -6,6 +6,7 @@ use crate::RunningCounter;
 use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
 use crate::functional;
 use crate::running_stats::{self, RunningBuffers};
+use crate::sync::SyncReplica;
 use burn::config::Config;
 use burn::module::{
     Content, DisplaySettings, Flag, Initializer, Module, ModuleDisplay, Param, RunningState,
@@ -89,6 +90,7 @@ impl BatchNormConfig {
             epsilon: self.epsilon,
             virtual_batch_size: self.virtual_batch_size,
             num_features: c,
+            sync: None,
         })
     }
 
@@ -136,6 +138,11 @@ pub struct BatchNorm {
     /// See [`BatchNormConfig::virtual_batch_size`].
     pub virtual_batch_size: Option<usize>,
     num_features: usize,
+    /// This replica's handle when the statistics are synchronized across
+    /// data-parallel replicas ([`synchronized`](Self::synchronized)); not
+    /// part of the record.
+    #[module(skip)]
+    sync: Option<SyncReplica>,
 }
 
 impl BatchNorm {
@@ -158,6 +165,54 @@ impl BatchNorm {
     /// The number of channels `C`.
     pub fn num_features(&self) -> usize {
         self.num_features
+    }
+
+    /// This layer as one replica of a synchronized BatchNorm (PyTorch's
+    /// `SyncBatchNorm`): in training, each replica's slice of the batch is
+    /// normalized with the statistics of the whole batch, summed across the
+    /// replicas through `replica`, and the backward sums the gradient's two
+    /// per-channel sums the same way. Evaluation is unchanged (running
+    /// statistics), and the running statistics are the whole batch's, the
+    /// same on every replica. See [`crate::sync`] and
+    /// [`functional::batch_norm_train_synced`].
+    ///
+    /// ```
+    /// use burn_norm::{BatchNormConfig, sync::ThreadCombiner};
+    /// use burn::tensor::{Device, Tensor};
+    ///
+    /// let device = Device::flex().autodiff();
+    /// // Two replicas on two threads, each with its own copy of the layer
+    /// // (as each device holds its own model) and half of the batch.
+    /// let replicas = ThreadCombiner::group(2);
+    /// let outputs: Vec<Vec<f32>> = std::thread::scope(|s| {
+    ///     let runs: Vec<_> = replicas
+    ///         .into_iter()
+    ///         .enumerate()
+    ///         .map(|(rank, replica)| {
+    ///             let device = device.clone();
+    ///             s.spawn(move || {
+    ///                 let bn = BatchNormConfig::new(2).init(&device).synchronized(replica);
+    ///                 let x = Tensor::<2>::from_floats([[rank as f32, 10.0 * rank as f32]], &device);
+    ///                 bn.forward(x).into_data().to_vec::<f32>().unwrap()
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     runs.into_iter().map(|r| r.join().unwrap()).collect()
+    /// });
+    /// // The batch [[0, 0], [1, 10]] normalized as one: -1 and +1 per channel.
+    /// assert!((outputs[0][0] + 1.0).abs() < 1e-3 && (outputs[1][1] - 1.0).abs() < 1e-3);
+    /// ```
+    ///
+    /// Each replica needs its own copy of the layer: Burn's `Module::clone`
+    /// shares the running-statistics buffers between the clones.
+    pub fn synchronized(mut self, replica: SyncReplica) -> Self {
+        self.sync = Some(replica);
+        self
+    }
+
+    /// The replica handle of a [`synchronized`](Self::synchronized) layer.
+    pub fn sync_replica(&self) -> Option<&SyncReplica> {
+        self.sync.as_ref()
     }
 
     /// Normalizes `input`, see [`BatchNorm`] for the formula and the modes.
@@ -187,14 +242,41 @@ impl BatchNorm {
             )),
             _ => {
                 let count = dims.iter().product::<usize>() / self.num_features;
-                if count <= 1 {
+                // A replica's slice may hold one value per channel; the
+                // synchronized statistics check the whole batch.
+                if count <= 1 && !(training && self.sync.is_some()) {
                     return Err(NormError::SingleValuePerChannel {
                         layer: LAYER,
                         got: dims.to_vec(),
                     });
                 }
-                let batch = match self.virtual_batch_size {
-                    Some(v) if training && v < dims[0] => {
+                let batch = match (&self.sync, self.virtual_batch_size) {
+                    (Some(replica), virtual_batch_size) if training => {
+                        if virtual_batch_size.is_some_and(|v| v < dims[0]) {
+                            return Err(NormError::InvalidConfig {
+                                layer: LAYER,
+                                field: "virtual_batch_size",
+                                expected: "None for a synchronized layer (ghost batches are per replica, synchronized statistics are global)",
+                                got: format!("{virtual_batch_size:?}"),
+                            });
+                        }
+                        let device = input.device();
+                        if !crate::backend::has_combine(&device) {
+                            return Err(NormError::UnsupportedDevice {
+                                layer: LAYER,
+                                what: "synchronized statistics (replicas on threads, CPU backends)",
+                                device: format!("{device:?}"),
+                            });
+                        }
+                        functional::batch_norm_train_synced(
+                            input,
+                            gamma,
+                            beta,
+                            self.epsilon,
+                            replica,
+                        )
+                    }
+                    (_, Some(v)) if training && v < dims[0] => {
                         if !dims[0].is_multiple_of(v) || count / dims[0] * v <= 1 {
                             return Err(NormError::InvalidInput {
                                 layer: LAYER,
@@ -258,6 +340,7 @@ impl ModuleDisplay for BatchNorm {
                 "virtual_batch_size",
                 &format!("{:?}", self.virtual_batch_size),
             )
+            .add("synchronized", &self.sync.is_some())
             .optional()
     }
 }

@@ -52,6 +52,16 @@ pub enum NormError {
         /// The shape that arrived.
         got: Vec<usize>,
     },
+    /// The layer was asked for something its device cannot do.
+    #[error("{layer}: {what} is not available on {device}")]
+    UnsupportedDevice {
+        /// The layer.
+        layer: &'static str,
+        /// What was asked, e.g. `synchronized statistics`.
+        what: &'static str,
+        /// The device, as Burn prints it.
+        device: String,
+    },
     /// A scaler was used before it saw any data.
     #[error("{scaler}: not fitted: call partial_fit or fit first")]
     NotFitted {

@@ -70,6 +70,7 @@ mod rms_norm;
 mod running_counter;
 mod running_stats;
 pub mod scaler;
+pub mod sync;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use batch_renorm::{BatchRenorm, BatchRenormConfig};

@@ -26,6 +26,7 @@
 #![allow(deprecated)]
 
 mod autodiff;
+mod combine;
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 pub(crate) mod cpu;
 #[cfg(feature = "wgpu")]
@@ -52,6 +53,7 @@ use fusion::burn;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, ExtensionType, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
+pub use combine::CombineOps;
 pub use layout::{Centering, Grouping, Layout, Params};
 
 /// What [`NormOps::normalize`] returns: the output and, per group, the
@@ -215,4 +217,39 @@ pub(crate) fn normalize(
         var: Tensor::from_dispatch(out.var),
     };
     (Tensor::from_dispatch(out.output), stats)
+}
+
+/// Whether [`CombineOps`] runs on `device` (with or without autodiff): the
+/// CPU backends, whose replicas are threads of one process.
+pub fn has_combine(device: &Device) -> bool {
+    match device.clone().inner().as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
+/// `local` summed over the replicas of `replica`'s group, element-wise:
+/// the sum is taken on the host through the replica's combiner, and the
+/// backward sums the gradient the same way ([`CombineOps`]).
+pub(crate) fn combine_sum(local: Tensor<1>, replica: &crate::sync::SyncReplica) -> Tensor<1> {
+    let values = local
+        .clone()
+        .detach()
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("f64 values");
+    let total = replica.sum(&values);
+    let combined = Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(total, [values.len()]).convert_dtype(local.dtype()),
+        &local.device(),
+    );
+    Tensor::from_dispatch(Dispatch::combined(
+        local.into_dispatch(),
+        combined.into_dispatch(),
+        replica.id(),
+    ))
 }

@@ -18,6 +18,7 @@ mod grouped;
 mod layer_norm;
 mod renorm;
 mod running;
+mod synced;
 
 pub use accumulation::accumulation_dtype;
 pub use batch_norm::{BatchStatistics, batch_norm, batch_norm_train, ghost_batch_norm_train};
@@ -26,3 +27,4 @@ pub use group_norm::{InstanceStatistics, group_norm, instance_norm_train};
 pub use layer_norm::{layer_norm, rms_norm};
 pub use renorm::{RenormLimits, RenormStatistics, batch_renorm_train};
 pub use running::{ChannelMoments, RunningMoments, update_running_statistics};
+pub use synced::batch_norm_train_synced;

@@ -1,0 +1,89 @@
+//! Synchronized batch normalization: one BatchNorm over a batch split
+//! across data-parallel replicas.
+
+use super::batch_norm::BatchStatistics;
+use super::core::{affine, standardize};
+use crate::backend::combine_sum;
+use crate::sync::SyncReplica;
+use burn::tensor::Tensor;
+
+/// [`batch_norm_train`](super::batch_norm_train) with the statistics of the
+/// whole batch, of which `x` is this replica's slice: every replica calls
+/// it with its slice (any number of samples, same channels and spatial
+/// size), and each gets its slice of what one BatchNorm over the whole
+/// batch gives.
+///
+/// Statistics, per channel, in three sums over the replicas: the count
+/// `N` and a shift (the replicas' first values averaged: the same on every
+/// replica, and within the data's range, so that `x - shift` is exact and
+/// small for data far from zero, as [`moments`](super::moments) does with
+/// one slice's first value); the sum of `x - shift`, which gives the mean;
+/// the squared deviations from that mean. Never `E[x²] - E[x]²`.
+/// `var = Σ (x - mean)² / N`, biased; the returned `count` is `N` (the
+/// running variance's Bessel correction is the whole batch's, as PyTorch's
+/// `SyncBatchNorm`).
+///
+/// Gradients: the two sums are [`combine_sum`] operations, whose backward
+/// sums the gradient over the replicas, so the input gradient is the whole
+/// batch's; `gamma`'s and `beta`'s are this replica's share (data-parallel
+/// training sums them over the replicas with every other parameter's).
+///
+/// Composed from Burn's tensor operations (no fused kernel); CPU backends
+/// (the combine operation runs on flex and ndarray).
+///
+/// # Shapes
+/// - `x`: `[n, C, ...]` (this replica's `n`); `gamma`, `beta`: `[C]`
+/// - output: `[n, C, ...]`; statistics `[C]`
+pub fn batch_norm_train_synced<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+    replica: &SyncReplica,
+) -> BatchStatistics<D> {
+    let dims = x.dims();
+    let (n, c) = (dims[0], dims[1]);
+    let s = dims[2..].iter().product::<usize>();
+    let x = x.reshape([n, c, s]);
+    // Round one, constants: N, the number of replicas, the first values.
+    let first = x
+        .clone()
+        .narrow(0, 0, 1)
+        .narrow(2, 0, 1)
+        .reshape([c])
+        .detach();
+    let mut head = vec![(n * s) as f64, 1.0];
+    head.extend(first.into_data().convert::<f64>().iter::<f64>());
+    let head = replica.sum(&head);
+    let (count, replicas) = (head[0], head[1]);
+    // Every replica sees the same count, so all stop here together.
+    assert!(
+        count > 1.0,
+        "BatchNorm: expected more than 1 value per channel over the replicas when training, got {count}"
+    );
+    let shift: Vec<f32> = head[2..].iter().map(|&v| (v / replicas) as f32).collect();
+    let shift = Tensor::<1>::from_data(shift.as_slice(), &x.device())
+        .cast(x.dtype())
+        .reshape([1, c, 1]);
+    // Rounds two and three, differentiable: the mean of `x - shift`, then
+    // the squared deviations from it.
+    let shifted = x - shift.clone();
+    let local_sum = shifted.clone().sum_dims(&[0, 2]).reshape([c]);
+    let shifted_mean = combine_sum(local_sum, replica).div_scalar(count);
+    let centered = shifted - shifted_mean.clone().reshape([1, c, 1]);
+    let squares = centered.clone().square().sum_dims(&[0, 2]).reshape([c]);
+    let variance = combine_sum(squares, replica).div_scalar(count);
+    let mean = shifted_mean + shift.reshape([c]);
+    let output = affine(
+        standardize(centered, variance.clone().reshape([1, c, 1]), epsilon),
+        gamma,
+        beta,
+        [1, c, 1],
+    );
+    BatchStatistics {
+        output: output.reshape(dims),
+        mean: mean.detach(),
+        variance: variance.detach(),
+        count: count as usize,
+    }
+}
