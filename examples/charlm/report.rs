@@ -133,3 +133,19 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row], uniform: f64) -> Resul
     }
     root.present().map_err(|e| err(&e))
 }
+
+/// The runs' summary as a Markdown table.
+pub fn print_table(outcomes: &[(&str, crate::train::Outcome)]) {
+    println!("\n| run | validation loss (nats/char) | wall time | tokens/s |\n|---|---|---|---|");
+    for (name, o) in outcomes {
+        let loss = if o.diverged {
+            "diverged".to_string()
+        } else {
+            format!("{:.4}", o.val_loss)
+        };
+        println!(
+            "| {name} | {loss} | {:.1} s | {:.0} |",
+            o.wall_s, o.tokens_per_s
+        );
+    }
+}

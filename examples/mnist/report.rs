@@ -183,3 +183,14 @@ pub fn draw_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> 
     )?;
     root.present().map_err(|e| err(&e))
 }
+
+/// The runs' summary as a Markdown table.
+pub fn print_table(outcomes: &[(&str, crate::train::Outcome)]) {
+    println!("\n| run | test accuracy | test loss | wall time | images/s |\n|---|---|---|---|---|");
+    for (name, o) in outcomes {
+        println!(
+            "| {name} | {:.2}% | {:.4} | {:.1} s | {:.0} |",
+            o.test_acc, o.test_loss, o.wall_s, o.images_per_s
+        );
+    }
+}
