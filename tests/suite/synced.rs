@@ -2,8 +2,8 @@
 //! threads, each with a slice of the batch, give what one BatchNorm over the
 //! whole batch gives: outputs, input gradients, running statistics (the same
 //! bits on every replica), and gamma/beta gradients once the replicas'
-//! shares are added up. CPU backends; on wgpu the layer refuses with an
-//! error.
+//! shares are added up. On every backend (on wgpu with Burn's fusion, the
+//! replicas' threads share the device).
 
 use crate::common::{assert_close, assert_close_above, values};
 use burn::module::Param;
@@ -171,37 +171,7 @@ fn synchronized_layer_refuses_ghost_batches(device: &Device) {
     );
 }
 
-/// The combine operation runs on the CPU backends; elsewhere the layer
-/// says so instead of failing inside Burn.
-#[cfg(feature = "wgpu")]
-#[test]
-fn synchronized_layer_refuses_wgpu() {
-    let ad = crate::common::wgpu_device().autodiff();
-    let replica = ThreadCombiner::group(1).remove(0);
-    let bn = layer(&ad).synchronized(replica);
-    match bn.try_forward(Tensor::<4>::zeros(shape(2), &ad)) {
-        Err(NormError::UnsupportedDevice { layer, .. }) => assert_eq!(layer, "BatchNorm"),
-        other => panic!(
-            "expected UnsupportedDevice, got {:?}",
-            other.map(|t| t.dims())
-        ),
-    }
-}
-
-macro_rules! on_cpu_backends {
-    ($($name:ident),* $(,)?) => {
-        mod flex {
-            $(#[test] fn $name() { super::$name(&burn::tensor::Device::flex()) })*
-        }
-        // Burn 0.22 deprecates ndarray in favour of flex, but models still run on it.
-        #[allow(deprecated)]
-        mod ndarray {
-            $(#[test] fn $name() { super::$name(&burn::tensor::Device::ndarray()) })*
-        }
-    };
-}
-
-on_cpu_backends!(
+on_every_backend!(
     synchronized_replicas_match_one_batch_norm,
     synchronized_statistics_are_stable_far_from_zero,
     synchronized_layer_refuses_ghost_batches,

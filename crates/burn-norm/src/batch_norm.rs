@@ -264,7 +264,7 @@ impl BatchNorm {
                         if !crate::backend::has_combine(&device) {
                             return Err(NormError::UnsupportedDevice {
                                 layer: LAYER,
-                                what: "synchronized statistics (replicas on threads, CPU backends)",
+                                what: "synchronized statistics (replicas on threads: flex, ndarray, wgpu)",
                                 device: format!("{device:?}"),
                             });
                         }

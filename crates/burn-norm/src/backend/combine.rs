@@ -6,6 +6,10 @@
 // Burn 0.22 deprecates ndarray in favour of flex but still ships it.
 #![allow(deprecated)]
 
+// The `Fusion` arm of the extension macro names `burn::backend::fusion`;
+// see `fusion.rs`.
+#[cfg(feature = "wgpu")]
+use super::fusion::burn;
 use crate::sync;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -23,15 +27,19 @@ use burn::tensor::TensorData;
 /// gradient of `local` is the sum of the output's gradient over the
 /// replicas of `replica` (see [`sync::SyncReplica`]).
 ///
-/// CPU backends only (flex, ndarray): the replicas of the in-process
-/// combiner are threads of one process; the layer refuses other devices.
+/// flex, ndarray and wgpu (with or without Burn's fusion): the replicas
+/// of the in-process combiner are threads of one process; the layer
+/// refuses other devices.
 #[backend_extension(
     Flex: cfg(feature = "flex"),
     NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
     Autodiff
 )]
 pub trait CombineOps: Backend {
     /// Returns `combined`; see the trait docs.
+    #[fusion(dtype = combined, shape = combined)]
     fn combined(
         local: FloatTensor<Self>,
         combined: FloatTensor<Self>,
@@ -52,6 +60,17 @@ impl CombineOps for burn::backend::flex::Flex {
 
 #[cfg(feature = "ndarray")]
 impl CombineOps for burn::backend::ndarray::NdArray {
+    fn combined(
+        _local: FloatTensor<Self>,
+        combined: FloatTensor<Self>,
+        _replica: u64,
+    ) -> FloatTensor<Self> {
+        combined
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl CombineOps for burn_cubecl::CubeBackend {
     fn combined(
         _local: FloatTensor<Self>,
         combined: FloatTensor<Self>,

@@ -219,14 +219,16 @@ pub(crate) fn normalize(
     (Tensor::from_dispatch(out.output), stats)
 }
 
-/// Whether [`CombineOps`] runs on `device` (with or without autodiff): the
-/// CPU backends, whose replicas are threads of one process.
+/// Whether [`CombineOps`] runs on `device` (with or without autodiff):
+/// flex, ndarray and wgpu, whose replicas are threads of one process.
 pub fn has_combine(device: &Device) -> bool {
     match device.clone().inner().as_dispatch() {
         #[cfg(feature = "flex")]
         DispatchDevice::Flex(_) => true,
         #[cfg(feature = "ndarray")]
         DispatchDevice::NdArray(_) => true,
+        #[cfg(feature = "wgpu")]
+        DispatchDevice::Cube(_) => true,
         _ => false,
     }
 }

@@ -28,8 +28,8 @@ use burn::tensor::Tensor;
 /// batch's; `gamma`'s and `beta`'s are this replica's share (data-parallel
 /// training sums them over the replicas with every other parameter's).
 ///
-/// Composed from Burn's tensor operations (no fused kernel); CPU backends
-/// (the combine operation runs on flex and ndarray).
+/// Composed from Burn's tensor operations (no fused kernel); on the
+/// backends the combine operation runs on (flex, ndarray, wgpu).
 ///
 /// # Shapes
 /// - `x`: `[n, C, ...]` (this replica's `n`); `gamma`, `beta`: `[C]`
