@@ -22,12 +22,16 @@ use std::sync::OnceLock;
 /// The largest cube count of one grid dimension that every runtime takes.
 const MAX_GRID: usize = 65_535;
 
-/// One cube per `per_cube` groups, over two grid dimensions when there
-/// are many.
-fn cubes_for(groups: usize, teams: Teams) -> CubeCount {
-    let cubes = groups.div_ceil(teams.per_cube as usize);
+/// `cubes` cubes, over two grid dimensions when there are many (the
+/// kernels number them `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X`).
+fn grid(cubes: usize) -> CubeCount {
     let x = cubes.clamp(1, MAX_GRID);
     CubeCount::Static(x as u32, cubes.div_ceil(x).max(1) as u32, 1)
+}
+
+/// One cube per `per_cube` groups.
+fn cubes_for(groups: usize, teams: Teams) -> CubeCount {
+    grid(groups.div_ceil(teams.per_cube as usize))
 }
 
 fn check_dtype(dtype: DType) {
@@ -93,20 +97,9 @@ fn vector_for(s: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Values per vector of [`cube_kernels::normalize_forward`] and
-/// [`cube_kernels::normalize_backward`]: by [`vector_for`] on the runs of
-/// `s` contiguous values of one channel (a row, for LayerNorm and RMSNorm),
-/// so that a vector never straddles two channels.
-fn group_vector(layout: &Groups) -> usize {
-    vector_for(layout.s)
-}
-
-/// One unit per vector of `values` values, over two grid dimensions when
-/// there are many.
+/// One unit per vector of `values` values.
 fn elementwise(values: usize, vector: usize) -> CubeCount {
-    let cubes = (values / vector).div_ceil(MAX_CUBE_SIZE as usize).max(1);
-    let x = cubes.clamp(1, MAX_GRID);
-    CubeCount::Static(x as u32, cubes.div_ceil(x) as u32, 1)
+    grid((values / vector).div_ceil(MAX_CUBE_SIZE as usize))
 }
 
 /// Whether a training BatchNorm's channels go through
@@ -211,7 +204,9 @@ impl NormOps for CubeBackend {
         check_layout(&layout);
         let Groups { c, k, s, .. } = layout;
         let groups = layout.count();
-        let vector = group_vector(&layout);
+        // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
+        // splits into whole vectors: none straddles two channels.
+        let vector = vector_for(s);
         let teams = Teams::new(groups, layout.size() / vector);
         let (x, gamma, beta) = (
             into_contiguous(x),
@@ -291,7 +286,9 @@ impl NormOps for CubeBackend {
         let Groups { n, c, k, s, .. } = layout;
         let per_channel = norm.grouping == Grouping::Channels;
         let (groups, params) = (layout.count(), layout.params());
-        let vector = group_vector(&layout);
+        // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
+        // splits into whole vectors: none straddles two channels.
+        let vector = vector_for(s);
         let teams = Teams::new(groups, layout.size() / vector);
         let (x, rstd, gamma, dy) = (
             into_contiguous(x),
