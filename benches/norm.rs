@@ -42,6 +42,12 @@ struct Layer<'a, const D: usize> {
     name: &'static str,
     valid: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
     train: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
+    /// The training-mode forward timed alone: the layer with `no_grad()`
+    /// parameters (PyTorch's `no_grad` forward). With tracked parameters,
+    /// Burn 0.22.1 keeps each forward's saved input until a backward
+    /// (`examples/autodiff_retention.rs`), and chained forwards then time
+    /// the allocator.
+    train_forward: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
 }
 
 /// The identity "layer": what the harness itself costs (random `g`, the
@@ -54,6 +60,7 @@ fn identity<const D: usize>() -> Layer<'static, D> {
         name: "identity",
         valid: &same::<D>,
         train: &same::<D>,
+        train_forward: &same::<D>,
     }
 }
 
@@ -107,13 +114,10 @@ impl Bench {
             }
             let chain = self.chain.max(1);
             let fwd = if train_forward {
-                // Detached between layers: each layer's graph (which holds its
-                // input for a backward that never comes) is dropped at once,
-                // as PyTorch's `no_grad` forward keeps none.
                 median(|| {
                     let mut y = x.clone().autodiff();
                     for _ in 0..chain {
-                        y = (layer.train)(y).detach();
+                        y = (layer.train_forward)(y);
                     }
                     sync(y)
                 })
@@ -169,6 +173,7 @@ macro_rules! versus {
         let $ad = $device.clone().autodiff();
         let (ours, theirs) = ($ours, $theirs);
         let (ours_valid, theirs_valid) = (ours.valid(), theirs.valid());
+        let (ours_untracked, theirs_untracked) = (ours.clone().no_grad(), theirs.clone().no_grad());
         $bench.run(
             $op,
             $device,
@@ -179,11 +184,13 @@ macro_rules! versus {
                     name: "burn-norm",
                     valid: &|x| ours_valid.forward(x),
                     train: &|x| ours.forward(x),
+                    train_forward: &|x| ours_untracked.forward(x),
                 },
                 Layer {
                     name: "burn-nn",
                     valid: &|x| theirs_valid.forward(x),
                     train: &|x| theirs.forward(x),
+                    train_forward: &|x| theirs_untracked.forward(x),
                 },
                 identity(),
             ],
