@@ -149,6 +149,56 @@ fn synchronized_statistics_are_stable_far_from_zero(device: &Device) {
     replicas_match_one_batch_norm(device, 1e4, 1e-2, 1e-4);
 }
 
+/// f16 activations of +-300, whose squares overflow f16: the synchronized
+/// statistics are accumulated in f32 (as every layer's), and the output
+/// keeps f16. Two replicas of two rows each against f64 over the four.
+fn synchronized_half_precision_accumulates_in_f32(device: &Device) {
+    use burn::tensor::DType;
+    let has_f16 = std::panic::catch_unwind(|| {
+        Tensor::<1>::from_data(TensorData::from([1.0f32]), (device, DType::F16)).into_data()
+    });
+    if has_f16.is_err() {
+        // burn-ndarray 0.22 has no f16 storage at all ("Unsupported dtype F16").
+        eprintln!("this backend has no f16 tensors: nothing to check");
+        return;
+    }
+    let ad = device.clone().autodiff();
+    let (rows, d) = (4, 16);
+    let x: Vec<f32> = (0..rows * d)
+        .map(|i| burn::tensor::f16::from_f32(20.0 + 300.0 * ((i as f32) * 0.37).sin()).to_f32())
+        .collect();
+    let expected: Vec<f64> = (0..rows * d)
+        .map(|i| {
+            let column: Vec<f64> = (0..rows).map(|r| x[r * d + i % d] as f64).collect();
+            let mean = column.iter().sum::<f64>() / rows as f64;
+            let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+            (x[i] as f64 - mean) / (var + 1e-5).sqrt()
+        })
+        .collect();
+    let replicas = ThreadCombiner::group(2);
+    let outputs: Vec<Vec<f32>> = std::thread::scope(|s| {
+        let runs: Vec<_> = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(rank, replica)| {
+                let (ad, part) = (ad.clone(), x[rank * 2 * d..(rank + 1) * 2 * d].to_vec());
+                s.spawn(move || {
+                    let bn = BatchNormConfig::new(d).init(&ad).synchronized(replica);
+                    let input =
+                        Tensor::<2>::from_data(TensorData::new(part, [2, d]), (&ad, DType::F16));
+                    let y = bn.forward(input);
+                    assert_eq!(y.dtype(), DType::F16, "the output keeps the input's dtype");
+                    values(y)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let actual: Vec<f32> = outputs.concat();
+    let expected: Vec<f32> = expected.iter().map(|&v| v as f32).collect();
+    assert_close_above("f16 output", &actual, &expected, 2e-3, 1.0);
+}
+
 fn synchronized_layer_refuses_ghost_batches(device: &Device) {
     let ad = device.clone().autodiff();
     let replica = ThreadCombiner::group(1).remove(0);
@@ -174,5 +224,6 @@ fn synchronized_layer_refuses_ghost_batches(device: &Device) {
 on_every_backend!(
     synchronized_replicas_match_one_batch_norm,
     synchronized_statistics_are_stable_far_from_zero,
+    synchronized_half_precision_accumulates_in_f32,
     synchronized_layer_refuses_ghost_batches,
 );

@@ -1,11 +1,12 @@
 //! Synchronized batch normalization: one BatchNorm over a batch split
 //! across data-parallel replicas.
 
+use super::accumulation::accumulation_dtype;
 use super::batch_norm::BatchStatistics;
 use super::core::{affine, standardize};
 use crate::backend::combine_sum;
 use crate::sync::SyncReplica;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 
 /// [`batch_norm_train`](super::batch_norm_train) with the statistics of the
 /// whole batch, of which `x` is this replica's slice: every replica calls
@@ -41,6 +42,18 @@ pub fn batch_norm_train_synced<const D: usize>(
     epsilon: f64,
     replica: &SyncReplica,
 ) -> BatchStatistics<D> {
+    // Half precision is widened to f32 for the statistics and the output,
+    // as everywhere in the crate, and narrowed back at the end.
+    let narrow: Option<FloatDType> = accumulation_dtype(x.dtype()).map(|_| x.dtype().into());
+    let widen = |t: Tensor<1>| match accumulation_dtype(t.dtype()) {
+        Some(wide) => t.cast(wide),
+        None => t,
+    };
+    let (gamma, beta) = (gamma.map(widen), beta.map(widen));
+    let x = match accumulation_dtype(x.dtype()) {
+        Some(wide) => x.cast(wide),
+        None => x,
+    };
     let dims = x.dims();
     let (n, c) = (dims[0], dims[1]);
     let s = dims[2..].iter().product::<usize>();
@@ -80,8 +93,12 @@ pub fn batch_norm_train_synced<const D: usize>(
         beta,
         [1, c, 1],
     );
+    let output = output.reshape(dims);
     BatchStatistics {
-        output: output.reshape(dims),
+        output: match narrow {
+            Some(original) => output.cast(original),
+            None => output,
+        },
         mean: mean.detach(),
         variance: variance.detach(),
         count: count as usize,
