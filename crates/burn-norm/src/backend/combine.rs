@@ -47,38 +47,28 @@ pub trait CombineOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-#[cfg(feature = "flex")]
-impl CombineOps for burn::backend::flex::Flex {
-    fn combined(
-        _local: FloatTensor<Self>,
-        combined: FloatTensor<Self>,
-        _replica: u64,
-    ) -> FloatTensor<Self> {
-        combined
-    }
+/// The inner backends only pass the combined value on: the sum itself is
+/// taken on the host, and only the autodiff backend records anything.
+macro_rules! passes_combined_on {
+    ($($feature:literal => $backend:ty),* $(,)?) => {$(
+        #[cfg(feature = $feature)]
+        impl CombineOps for $backend {
+            fn combined(
+                _local: FloatTensor<Self>,
+                combined: FloatTensor<Self>,
+                _replica: u64,
+            ) -> FloatTensor<Self> {
+                combined
+            }
+        }
+    )*};
 }
 
-#[cfg(feature = "ndarray")]
-impl CombineOps for burn::backend::ndarray::NdArray {
-    fn combined(
-        _local: FloatTensor<Self>,
-        combined: FloatTensor<Self>,
-        _replica: u64,
-    ) -> FloatTensor<Self> {
-        combined
-    }
-}
-
-#[cfg(feature = "wgpu")]
-impl CombineOps for burn_cubecl::CubeBackend {
-    fn combined(
-        _local: FloatTensor<Self>,
-        combined: FloatTensor<Self>,
-        _replica: u64,
-    ) -> FloatTensor<Self> {
-        combined
-    }
-}
+passes_combined_on!(
+    "flex" => burn::backend::flex::Flex,
+    "ndarray" => burn::backend::ndarray::NdArray,
+    "wgpu" => burn_cubecl::CubeBackend,
+);
 
 /// `d local = Σ_replicas d out`.
 #[derive(Debug)]
