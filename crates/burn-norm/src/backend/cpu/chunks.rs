@@ -1,80 +1,196 @@
-//! Spreading the CPU kernels' groups over threads, with the calling thread
-//! working from the start.
+//! Spreading the CPU kernels' groups over threads: the calling thread and a
+//! team of helpers that stay awake for a moment between calls.
 //!
 //! A rayon parallel iterator called from outside the pool hands all its
-//! work to the pool's threads and blocks the caller until they are done:
-//! every call pays for waking a worker, then for waking the caller. For a
-//! 2 MiB LayerNorm (0.1-0.2 ms of work) on a 2-core machine that wake-up
-//! decided the time: the same call took 0.18 ms or 0.5 ms depending on
-//! the state the previous benchmark left the pool in. Here the caller takes
-//! chunks from a shared counter at once, rayon's threads join in as they
-//! wake, and the caller never waits for a helper that has not started: a
-//! late helper finds the work done (or the call closed) and leaves.
+//! work to the pool's threads and blocks the caller until they are done, so
+//! every call pays for waking a worker and then the caller. Handing rayon
+//! only the helpers' share (the caller working at once) bounded that, but a
+//! helper that rayon had put to sleep still started 30-40 us late, and on
+//! this project's 2-vCPU machine sometimes ran a third as fast as the caller
+//! for a whole call: LayerNorm [4096, 128] took 0.2 ms with two threads where
+//! one alone takes 0.19 and PyTorch 0.13. PyTorch's OpenMP threads spin for
+//! a while after each parallel region, so back-to-back operations find them
+//! running; the team here does the same for [`spin`] (then sleeps), which
+//! made that LayerNorm 0.07 ms in a standalone test of both schemes.
+//!
+//! A call takes chunks from a shared counter; helpers that arrive late find
+//! the work done (or the call closed) and leave; the caller never waits for
+//! a helper that has not started. One call uses the team at a time: a call
+//! made while another holds it (two threads running kernels at once) works
+//! on its own thread alone.
 
+use std::any::Any;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-/// Who is still inside a call's work.
+/// Work offered to the helpers: the call's loop over chunks, its lifetime
+/// erased (see the safety comment in [`for_each_chunk`]).
+type Work = &'static (dyn Fn() + Sync);
+
+/// What the caller and the helpers share, under [`Team::offer`]'s lock.
 #[derive(Default)]
-struct Attendance {
-    /// Set by the caller once it has run out of chunks: helpers arriving
-    /// later must not touch the call's (borrowed) data.
-    closed: bool,
-    /// Helpers inside the work now.
-    active: usize,
+struct Offer {
+    /// The call now open, if any.
+    work: Option<Work>,
+    /// Helpers asleep on [`Team::wake`].
+    parked: usize,
+    /// The first panic of a helper inside the open call, for the caller to
+    /// raise.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
-#[derive(Default)]
-struct Roll {
-    attendance: Mutex<Attendance>,
-    left: Condvar,
+struct Team {
+    /// Helper threads (rayon's thread count less the caller).
+    size: usize,
+    /// Bumped for each call offered; spinning helpers watch it.
+    calls: AtomicU64,
+    offer: Mutex<Offer>,
+    wake: Condvar,
+    /// Helpers inside the open call's work now.
+    active: AtomicUsize,
+    /// Held by the call using the team.
+    taken: AtomicBool,
 }
 
-impl Roll {
-    fn lock(&self) -> MutexGuard<'_, Attendance> {
-        // A helper that panicked left the count as it was; the caller's
-        // wait below stays correct, so a poisoned lock is still usable.
-        self.attendance.lock().unwrap_or_else(|e| e.into_inner())
+/// How long an idle helper keeps looking for the next call before it
+/// sleeps: `BURN_NORM_SPIN_US` microseconds, 200 by default (0: sleep at
+/// once, as rayon's workers do). Spinning yields the core to any other
+/// runnable thread, so it costs idle time, not other threads' time.
+fn spin() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let micros = std::env::var("BURN_NORM_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        Duration::from_micros(micros)
+    })
+}
+
+impl Team {
+    fn get() -> &'static Team {
+        static TEAM: OnceLock<&'static Team> = OnceLock::new();
+        TEAM.get_or_init(|| {
+            // `rayon::current_num_threads` honours RAYON_NUM_THREADS, the knob
+            // Burn's CPU backends already answer to.
+            let size = rayon::current_num_threads().saturating_sub(1);
+            let team: &'static Team = Box::leak(Box::new(Team {
+                size,
+                calls: AtomicU64::new(0),
+                offer: Mutex::new(Offer::default()),
+                wake: Condvar::new(),
+                active: AtomicUsize::new(0),
+                taken: AtomicBool::new(false),
+            }));
+            for i in 0..size {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("burn-norm-{i}"))
+                    .spawn(move || team.help());
+                if spawned.is_err() {
+                    // Fewer helpers only means less parallelism.
+                    break;
+                }
+            }
+            team
+        })
     }
-}
 
-/// Decrements the active count when a helper leaves, also by a panic.
-struct Leave<'a>(&'a Roll);
+    fn lock(&self) -> MutexGuard<'_, Offer> {
+        // Nothing runs user code under this lock, so a poisoned lock still
+        // holds consistent data.
+        self.offer.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        let mut attendance = self.0.lock();
-        attendance.active -= 1;
-        if attendance.active == 0 {
-            self.0.left.notify_all();
+    /// A helper's life: wait for a call (spinning, then asleep), join it.
+    fn help(&self) {
+        let mut seen = self.calls.load(Ordering::Acquire);
+        loop {
+            seen = self.next_call(seen);
+            let work = {
+                let offer = self.lock();
+                let Some(work) = offer.work else { continue };
+                self.active.fetch_add(1, Ordering::AcqRel);
+                work
+            };
+            let result = catch_unwind(AssertUnwindSafe(work));
+            if let Err(panic) = result {
+                self.lock().panic.get_or_insert(panic);
+            }
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Waits until a call after `seen` is offered and returns its number.
+    fn next_call(&self, seen: u64) -> u64 {
+        let start = Instant::now();
+        let mut rounds = 0u32;
+        loop {
+            let now = self.calls.load(Ordering::Acquire);
+            if now != seen {
+                return now;
+            }
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(64) {
+                if start.elapsed() >= spin() {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            std::hint::spin_loop();
+        }
+        let mut offer = self.lock();
+        offer.parked += 1;
+        // The caller bumps `calls` under the lock, so no call is missed.
+        while self.calls.load(Ordering::Acquire) == seen {
+            offer = self.wake.wait(offer).unwrap_or_else(|e| e.into_inner());
+        }
+        offer.parked -= 1;
+        self.calls.load(Ordering::Acquire)
+    }
+
+    /// Offers `work` to the helpers.
+    fn open(&self, work: Work) {
+        let mut offer = self.lock();
+        offer.work = Some(work);
+        // A panic left by a call whose caller panicked as well.
+        offer.panic = None;
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        if offer.parked > 0 {
+            self.wake.notify_all();
         }
     }
 }
 
-/// Closes the call and waits for the helpers inside it, also when the
-/// caller unwinds: only then may the borrowed data go away.
-struct Close<'a>(&'a Roll);
+/// Closes the open call and waits for the helpers inside it, also when the
+/// caller unwinds: only then may the borrowed data go away. Releases the
+/// team.
+struct Close(&'static Team);
 
-impl Drop for Close<'_> {
+impl Drop for Close {
     fn drop(&mut self) {
-        let mut attendance = self.0.lock();
-        attendance.closed = true;
-        while attendance.active > 0 {
-            attendance = self
-                .0
-                .left
-                .wait(attendance)
-                .unwrap_or_else(|e| e.into_inner());
+        let team = self.0;
+        team.lock().work = None;
+        // Helpers inside finish their current chunk (microseconds).
+        let mut rounds = 0u32;
+        while team.active.load(Ordering::Acquire) > 0 {
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+            std::hint::spin_loop();
         }
+        team.taken.store(false, Ordering::Release);
     }
 }
 
 /// Runs `work(state, chunk)` for consecutive chunks of `per_chunk` indices
-/// covering `0..count`, each chunk once, on the calling thread and on as
-/// many of rayon's threads as join before the work runs out. Each
-/// participating thread gets its own `init()` state; the states are
-/// returned (the caller's among them), in no particular order.
+/// covering `0..count`, each chunk once, on the calling thread and on the
+/// helpers that join before the work runs out. Each participating thread
+/// gets its own `init()` state; the states are returned (the caller's among
+/// them), in no particular order. A panic in `work` reaches the caller.
 pub fn for_each_chunk<S: Send>(
     count: usize,
     per_chunk: usize,
@@ -96,35 +212,28 @@ pub fn for_each_chunk<S: Send>(
         }
         states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
     };
-    // The caller is one worker; rayon's pool adds the others.
-    let helpers = rayon::current_num_threads()
-        .saturating_sub(1)
-        .min(chunks.saturating_sub(1));
-    if helpers > 0 {
-        let roll = Arc::new(Roll::default());
+    let team = Team::get();
+    let shared = chunks > 1
+        && team.size > 0
+        && team
+            .taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+    if shared {
         let run: &(dyn Fn() + Sync) = &run;
-        // SAFETY: a helper calls `run` only between registering (with the
-        // call not closed yet) and `Leave`; `Close` below closes the call
-        // and waits until no helper is registered before this function
-        // returns or unwinds, so `run` and what it borrows outlive every
-        // use.
-        let run: &'static (dyn Fn() + Sync) = unsafe { std::mem::transmute(run) };
-        let _close = Close(&roll);
-        for _ in 0..helpers {
-            let roll = roll.clone();
-            rayon::spawn(move || {
-                {
-                    let mut attendance = roll.lock();
-                    if attendance.closed {
-                        return;
-                    }
-                    attendance.active += 1;
-                }
-                let _leave = Leave(&roll);
-                run();
-            });
-        }
+        // SAFETY: helpers take `run` from the offer under its lock and
+        // count themselves active before releasing it; `Close` removes the
+        // offer under the same lock and then waits until none is active,
+        // before this function returns or unwinds. So every use of `run`
+        // ends while it and what it borrows are alive.
+        let run: Work = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Work>(run) };
+        let close = Close(team);
+        team.open(run);
         run();
+        drop(close);
+        if let Some(panic) = team.lock().panic.take() {
+            resume_unwind(panic);
+        }
     } else {
         run();
     }
@@ -134,29 +243,79 @@ pub fn for_each_chunk<S: Send>(
 #[cfg(test)]
 mod tests {
     use super::for_each_chunk;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn every_index_once_and_every_state_returned() {
         for (count, per_chunk) in [(0, 4), (1, 4), (10, 3), (1000, 7), (64, 64), (65, 64)] {
-            let seen: Vec<std::sync::atomic::AtomicUsize> =
-                (0..count).map(|_| Default::default()).collect();
+            let seen: Vec<AtomicUsize> = (0..count).map(|_| Default::default()).collect();
             let states = for_each_chunk(
                 count,
                 per_chunk,
                 || 0usize,
                 |visited, range| {
                     for i in range {
-                        seen[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        seen[i].fetch_add(1, Ordering::Relaxed);
                         *visited += 1;
                     }
                 },
             );
             assert!(
-                seen.iter()
-                    .all(|n| n.load(std::sync::atomic::Ordering::Relaxed) == 1),
+                seen.iter().all(|n| n.load(Ordering::Relaxed) == 1),
                 "{count}/{per_chunk}"
             );
             assert_eq!(states.iter().sum::<usize>(), count, "{count}/{per_chunk}");
         }
+    }
+
+    /// Calls from several threads at once (one holds the team, the others
+    /// work alone), many times over: each still covers its indices once.
+    #[test]
+    fn concurrent_callers_each_cover_their_indices() {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for round in 0..200 {
+                        let count = 50 + (t * 37 + round * 11) % 300;
+                        let seen: Vec<AtomicUsize> =
+                            (0..count).map(|_| Default::default()).collect();
+                        for_each_chunk(
+                            count,
+                            3,
+                            || (),
+                            |_, range| {
+                                for i in range {
+                                    seen[i].fetch_add(1, Ordering::Relaxed);
+                                }
+                            },
+                        );
+                        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1));
+                    }
+                });
+            }
+        });
+    }
+
+    /// A panic inside the work reaches the caller, whichever thread ran the
+    /// chunk, and leaves the team usable.
+    #[test]
+    fn a_panic_in_the_work_reaches_the_caller() {
+        for _ in 0..20 {
+            let result = std::panic::catch_unwind(|| {
+                for_each_chunk(
+                    64,
+                    1,
+                    || (),
+                    |_, range| {
+                        if range.start == 40 {
+                            panic!("chunk 40");
+                        }
+                    },
+                )
+            });
+            assert!(result.is_err());
+        }
+        let states = for_each_chunk(100, 1, || 0usize, |n, r| *n += r.len());
+        assert_eq!(states.iter().sum::<usize>(), 100);
     }
 }

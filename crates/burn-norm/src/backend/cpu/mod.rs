@@ -6,8 +6,8 @@
 //! [`layout`](super::layout) describes. Each group is read from memory once
 //! per pass, and a group of up to a few hundred KiB stays in L2 between
 //! passes, so the kernels cost about one read of the input and one write of
-//! the output. Groups are spread over the calling thread and rayon's
-//! ([`chunks`]); inner loops keep eight independent accumulators so that the
+//! the output. Groups are spread over the calling thread and a team of
+//! helper threads that stay awake briefly between calls ([`chunks`]); inner loops keep eight independent accumulators so that the
 //! compiler vectorizes them ([`sums`]).
 //!
 //! One concern per file: the element trait ([`real`]), the sums, the
