@@ -1,17 +1,17 @@
 //! Spreading the CPU kernels' groups over threads: the calling thread and a
-//! team of helpers that stay awake for a moment between calls.
+//! team of helpers that stay awake for a while between calls.
 //!
-//! A rayon parallel iterator called from outside the pool hands all its
-//! work to the pool's threads and blocks the caller until they are done, so
-//! every call pays for waking a worker and then the caller. Handing rayon
-//! only the helpers' share (the caller working at once) bounded that, but a
-//! helper that rayon had put to sleep still started 30-40 us late, and on
-//! this project's 2-vCPU machine sometimes ran a third as fast as the caller
-//! for a whole call: LayerNorm [4096, 128] took 0.2 ms with two threads where
-//! one alone takes 0.19 and PyTorch 0.13. PyTorch's OpenMP threads spin for
-//! a while after each parallel region, so back-to-back operations find them
-//! running; the team here does the same for [`spin`] (then sleeps), which
-//! made that LayerNorm 0.07 ms in a standalone test of both schemes.
+//! Handing the helpers' share to rayon (`rayon::spawn`, the caller working
+//! at once) left the kernels at the mercy of waking a sleeping thread. On
+//! this project's 2-vCPU machine the scheduler often put the woken helper
+//! on the caller's own CPU, where it waited behind the caller or shared
+//! the core with it while the other CPU idled: LayerNorm [4096, 768] then
+//! took 0.8-1.0 ms on two threads against 0.95 on one (PyTorch: 0.45), and
+//! a plain test of two compute-bound threads showed the same (the woken
+//! one took 37 ms for 25 ms of work; pinned apart, 25 and 25). PyTorch's
+//! OpenMP threads spin after each parallel region, so back-to-back
+//! operations find them running on their own cores. The team does the same
+//! for [`spin`], then sleeps.
 //!
 //! A call takes chunks from a shared counter; helpers that arrive late find
 //! the work done (or the call closed) and leave; the caller never waits for
@@ -56,16 +56,19 @@ struct Team {
 }
 
 /// How long an idle helper keeps looking for the next call before it
-/// sleeps: `BURN_NORM_SPIN_US` microseconds, 200 by default (0: sleep at
-/// once, as rayon's workers do). Spinning yields the core to any other
-/// runnable thread, so it costs idle time, not other threads' time.
+/// sleeps: `BURN_NORM_SPIN_US` microseconds, 2,000 by default (0: sleep at
+/// once, as rayon's workers do). Two milliseconds cover the gap between a
+/// layer's calls in a training step of the examples (200 us did not: the
+/// benchmark's LayerNorm [4096, 768] forward went from 0.57 to 0.97 ms);
+/// GNU OpenMP spins for longer by default. Spinning yields the core to any
+/// other runnable thread, so it costs idle time, not other threads' time.
 fn spin() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
     *SPIN.get_or_init(|| {
         let micros = std::env::var("BURN_NORM_SPIN_US")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(200);
+            .unwrap_or(2_000);
         Duration::from_micros(micros)
     })
 }
