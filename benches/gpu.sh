@@ -2,22 +2,12 @@
 # GPU check and benchmark, in one go, for a machine with an NVIDIA GPU, CUDA
 # PyTorch and no Rust toolchain (the device machines some sessions are lent).
 #
-# Here, before the run (x86-64): the bench binary in Burn's default wgpu
-# configuration (fusion + autotune), optionally the same without fusion, an
-# older build to compare against, and the test suite; stripped and
-# compressed so that they travel (the device tool carries 64 MiB):
-#   exe() { cargo "$@" --message-format=json | python3 -c 'import json,sys
-#   print([json.loads(l)["executable"] for l in sys.stdin if "\"executable\":\"" in l][-1])'; }
-#   mkdir -p vendor-gpu
-#   cp "$(exe bench --bench norm --no-run)" vendor-gpu/norm             # fusion + autotune
-#   cp "$(exe bench --bench norm --no-run --no-default-features --features wgpu)" vendor-gpu/norm-unfused
-#   cp "$(exe test --release --test suite --no-run)" vendor-gpu/suite   # optional
-#   cp OLDER-BUILD vendor-gpu/norm-before                                # optional
-#   strip vendor-gpu/*; xz -T2 vendor-gpu/*
-#   # the Vulkan loader, once (see the device tool's README):
-#   echo /.gl/ >> .git/info/exclude; mkdir -p .gl /tmp/amd64/partial
-#   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-#   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
+# Here, before the run (x86-64): `bash benches/gpu-prepare.sh` builds the
+# bench binary in Burn's default wgpu configuration (fusion + autotune) and
+# the test suite, optionally the bench without fusion (--unfused) and an
+# older build to compare against (--before BIN), strips and compresses them
+# into vendor-gpu/ (the device tool carries 64 MiB), and downloads the
+# Vulkan loader with glvnd into .gl/ (see the device tool's README).
 # There: bash benches/gpu.sh   (carry vendor-gpu and .gl; $OUT gets the log)
 #
 # Prints the card and PyTorch's copy bandwidth on it; runs the suite's wgpu
