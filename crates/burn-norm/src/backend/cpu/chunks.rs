@@ -35,6 +35,9 @@ type Work = &'static (dyn Fn() + Sync);
 struct Offer {
     /// The call now open, if any.
     work: Option<Work>,
+    /// Helpers the open call still takes: no more than it has chunks for
+    /// beside the caller's (each participant costs an `init()` state).
+    seats: usize,
     /// Helpers asleep on [`Team::wake`].
     parked: usize,
     /// The first panic of a helper inside the open call, for the caller to
@@ -74,31 +77,35 @@ fn spin() -> Duration {
 }
 
 impl Team {
+    /// The process's team: as many helpers as rayon's pool has threads,
+    /// less the caller.
     fn get() -> &'static Team {
         static TEAM: OnceLock<&'static Team> = OnceLock::new();
-        TEAM.get_or_init(|| {
-            // `rayon::current_num_threads` honours RAYON_NUM_THREADS, the knob
-            // Burn's CPU backends already answer to.
-            let size = rayon::current_num_threads().saturating_sub(1);
-            let team: &'static Team = Box::leak(Box::new(Team {
-                size,
-                calls: AtomicU64::new(0),
-                offer: Mutex::new(Offer::default()),
-                wake: Condvar::new(),
-                active: AtomicUsize::new(0),
-                taken: AtomicBool::new(false),
-            }));
-            for i in 0..size {
-                let spawned = std::thread::Builder::new()
-                    .name(format!("burn-norm-{i}"))
-                    .spawn(move || team.help());
-                if spawned.is_err() {
-                    // Fewer helpers only means less parallelism.
-                    break;
-                }
+        // `rayon::current_num_threads` honours RAYON_NUM_THREADS, the knob
+        // Burn's CPU backends already answer to.
+        TEAM.get_or_init(|| Team::start(rayon::current_num_threads().saturating_sub(1)))
+    }
+
+    /// A team of `size` helper threads, which live as long as the process.
+    fn start(size: usize) -> &'static Team {
+        let team: &'static Team = Box::leak(Box::new(Team {
+            size,
+            calls: AtomicU64::new(0),
+            offer: Mutex::new(Offer::default()),
+            wake: Condvar::new(),
+            active: AtomicUsize::new(0),
+            taken: AtomicBool::new(false),
+        }));
+        for i in 0..size {
+            let spawned = std::thread::Builder::new()
+                .name(format!("burn-norm-{i}"))
+                .spawn(move || team.help());
+            if spawned.is_err() {
+                // Fewer helpers only means less parallelism.
+                break;
             }
-            team
-        })
+        }
+        team
     }
 
     fn lock(&self) -> MutexGuard<'_, Offer> {
@@ -113,8 +120,11 @@ impl Team {
         loop {
             seen = self.next_call(seen);
             let work = {
-                let offer = self.lock();
-                let Some(work) = offer.work else { continue };
+                let mut offer = self.lock();
+                let Some(work) = offer.work.filter(|_| offer.seats > 0) else {
+                    continue;
+                };
+                offer.seats -= 1;
                 self.active.fetch_add(1, Ordering::AcqRel);
                 work
             };
@@ -154,10 +164,11 @@ impl Team {
         self.calls.load(Ordering::Acquire)
     }
 
-    /// Offers `work` to the helpers.
-    fn open(&self, work: Work) {
+    /// Offers `work` to up to `seats` helpers.
+    fn open(&self, work: Work, seats: usize) {
         let mut offer = self.lock();
         offer.work = Some(work);
+        offer.seats = seats;
         // A panic left by a call whose caller panicked as well.
         offer.panic = None;
         self.calls.fetch_add(1, Ordering::AcqRel);
@@ -200,6 +211,17 @@ pub fn for_each_chunk<S: Send>(
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, Range<usize>) + Sync,
 ) -> Vec<S> {
+    for_each_chunk_with(Team::get(), count, per_chunk, init, work)
+}
+
+/// [`for_each_chunk`] with a given team.
+fn for_each_chunk_with<S: Send>(
+    team: &'static Team,
+    count: usize,
+    per_chunk: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, Range<usize>) + Sync,
+) -> Vec<S> {
     let per_chunk = per_chunk.max(1);
     let chunks = count.div_ceil(per_chunk);
     let next = AtomicUsize::new(0);
@@ -215,7 +237,6 @@ pub fn for_each_chunk<S: Send>(
         }
         states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
     };
-    let team = Team::get();
     let shared = chunks > 1
         && team.size > 0
         && team
@@ -231,7 +252,7 @@ pub fn for_each_chunk<S: Send>(
         // ends while it and what it borrows are alive.
         let run: Work = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Work>(run) };
         let close = Close(team);
-        team.open(run);
+        team.open(run, chunks - 1);
         run();
         drop(close);
         if let Some(panic) = team.lock().panic.take() {
@@ -245,7 +266,7 @@ pub fn for_each_chunk<S: Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::for_each_chunk;
+    use super::{Team, for_each_chunk, for_each_chunk_with};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -268,6 +289,13 @@ mod tests {
                 "{count}/{per_chunk}"
             );
             assert_eq!(states.iter().sum::<usize>(), count, "{count}/{per_chunk}");
+            // No participant without a chunk to take (on a machine with
+            // more threads than chunks).
+            assert!(
+                states.len() <= count.div_ceil(per_chunk).max(1),
+                "{count}/{per_chunk}: {} states",
+                states.len()
+            );
         }
     }
 
@@ -297,6 +325,31 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// A call with two chunks takes one helper of a team of six, not all
+    /// of them (each participant costs an `init()` state); the others join
+    /// the next call.
+    #[test]
+    fn a_call_takes_no_more_helpers_than_it_has_chunks() {
+        let team = Team::start(6);
+        for round in 0..20 {
+            let states = for_each_chunk_with(
+                team,
+                2,
+                1,
+                || 0usize,
+                |n, range| {
+                    // Long enough for every spinning helper to notice.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    *n += range.len();
+                },
+            );
+            assert_eq!(states.iter().sum::<usize>(), 2, "round {round}");
+            assert!(states.len() <= 2, "round {round}: {} states", states.len());
+        }
+        let states = for_each_chunk_with(team, 600, 1, || 0usize, |n, r| *n += r.len());
+        assert_eq!(states.iter().sum::<usize>(), 600);
     }
 
     /// A panic inside the work reaches the caller, whichever thread ran the
