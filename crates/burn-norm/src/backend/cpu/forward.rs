@@ -75,9 +75,47 @@ impl<T: Real> GroupPass for Forward<'_, T> {
     }
 }
 
-/// `y = ((x - shift) - m) * r * gamma + beta` along a row.
+/// `y = ((x - shift) - m) * r * gamma + beta` along a row, the bulk with
+/// `y` starting on a cache line: a vector store that straddles two lines
+/// costs more, and Burn's tensors (glibc's allocations) start 16 bytes into
+/// one. Each value is computed alone, so the split changes no result.
 #[inline(always)]
 fn write_row<T: Real>(
+    y: &mut [MaybeUninit<T>],
+    row: &[T],
+    shift: T,
+    m: T,
+    r: T,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+) {
+    // Short rows skip it: up to 15 scalar values would cost more than
+    // the split stores save (LayerNorm [4096, 128] measured 3% slower).
+    let head = if y.len() < 512 {
+        0
+    } else {
+        y.as_ptr().align_offset(64).min(y.len())
+    };
+    let (y_head, y_bulk) = y.split_at_mut(head);
+    let (row_head, row_bulk) = row.split_at(head);
+    let ((gamma_head, gamma_bulk), (beta_head, beta_bulk)) =
+        (split_at(gamma, head), split_at(beta, head));
+    write_values(y_head, row_head, shift, m, r, gamma_head, beta_head);
+    write_values(y_bulk, row_bulk, shift, m, r, gamma_bulk, beta_bulk);
+}
+
+/// An optional slice split at `at`.
+#[inline(always)]
+fn split_at<T>(values: Option<&[T]>, at: usize) -> (Option<&[T]>, Option<&[T]>) {
+    values.map_or((None, None), |v| {
+        let (head, bulk) = v.split_at(at);
+        (Some(head), Some(bulk))
+    })
+}
+
+/// [`write_row`]'s formula over a run of values.
+#[inline(always)]
+fn write_values<T: Real>(
     y: &mut [MaybeUninit<T>],
     row: &[T],
     shift: T,
