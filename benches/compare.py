@@ -15,7 +15,9 @@ burn-nn / burn-norm (the speed-up over Burn's own layers). The forward
 rows also give burn-norm's achieved bandwidth, counting one read of x and
 one write of y (the least any normalization moves). The last column is the
 harness alone (an identity layer): the product y * g, the sum, its
-backward and the read-back, which every row's time includes.
+backward and the read-back, which every row's time includes; the one
+after it compares the layers alone (each row less its own framework's
+harness).
 """
 import json
 import os
@@ -57,8 +59,8 @@ def main():
     table = {}
     for r in [r for r in burn if "mib" not in r] + torch:
         table.setdefault((r["op"], r["shape"]), {})[r["impl"]] = r
-    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch | layers alone: burn-norm / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (op, shape), impls in table.items():
         for key, pass_name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
             ours, nn, pt, base, pt_base = (
@@ -70,7 +72,12 @@ def main():
             for extent in json.loads(shape):
                 numel *= extent
             bandwidth = f"{2 * numel * 4 / (ours * 1e-3) / 1e9:.0f}" if ours and key == "fwd_ms" else "-"
-            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} |")
+            # Each row less its own framework's harness: the layers compared
+            # without Burn's and PyTorch's sum, product and read-back.
+            alone = "-"
+            if None not in (ours, pt, base, pt_base) and ours > base and pt > pt_base:
+                alone = ratio(ours - base, pt - pt_base)
+            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} | {alone} |")
     for r in memory:
         print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
     if memory:
