@@ -15,10 +15,10 @@
 //!
 //! A call takes chunks from a shared counter, large first
 //! ([`take_guided`]); helpers that arrive late find the work done (or the
-//! call closed) and leave; the caller never waits for
-//! a helper that has not started. One call uses the team at a time: a call
-//! made while another holds it (two threads running kernels at once) works
-//! on its own thread alone.
+//! call closed) and leave; the caller never waits for a helper that has not
+//! started. One call uses the team at a time: a call made while another
+//! holds it (two threads running kernels at once) works on its own thread
+//! alone.
 
 use std::any::Any;
 use std::ops::Range;
@@ -231,10 +231,10 @@ fn take_guided(
 
 /// Runs `work(state, chunk)` for consecutive chunks of at least
 /// `per_chunk` indices (the last may be shorter) covering `0..count`, each
-/// index once, on the calling thread and on the
-/// helpers that join before the work runs out. Each participating thread
-/// gets its own `init()` state; the states are returned (the caller's among
-/// them), in no particular order. A panic in `work` reaches the caller.
+/// index once, on the calling thread and on the helpers that join before
+/// the work runs out. Each participating thread gets its own `init()`
+/// state; the states are returned (the caller's among them), in no
+/// particular order. A panic in `work` reaches the caller.
 pub fn for_each_chunk<S: Send>(
     count: usize,
     per_chunk: usize,
