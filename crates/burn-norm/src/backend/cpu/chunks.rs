@@ -49,6 +49,8 @@ struct Offer {
 struct Team {
     /// Helper threads (rayon's thread count less the caller).
     size: usize,
+    /// How long an idle helper looks for the next call ([`spin`]).
+    spin: Duration,
     /// Bumped for each call offered; spinning helpers watch it.
     calls: AtomicU64,
     offer: Mutex<Offer>,
@@ -84,13 +86,15 @@ impl Team {
         static TEAM: OnceLock<&'static Team> = OnceLock::new();
         // `rayon::current_num_threads` honours RAYON_NUM_THREADS, the knob
         // Burn's CPU backends already answer to.
-        TEAM.get_or_init(|| Team::start(rayon::current_num_threads().saturating_sub(1)))
+        TEAM.get_or_init(|| Team::start(rayon::current_num_threads().saturating_sub(1), spin()))
     }
 
-    /// A team of `size` helper threads, which live as long as the process.
-    fn start(size: usize) -> &'static Team {
+    /// A team of `size` helper threads that spin for `spin` between calls;
+    /// they live as long as the process.
+    fn start(size: usize, spin: Duration) -> &'static Team {
         let team: &'static Team = Box::leak(Box::new(Team {
             size,
+            spin,
             calls: AtomicU64::new(0),
             offer: Mutex::new(Offer::default()),
             wake: Condvar::new(),
@@ -148,7 +152,7 @@ impl Team {
             }
             rounds = rounds.wrapping_add(1);
             if rounds.is_multiple_of(64) {
-                if start.elapsed() >= spin() {
+                if start.elapsed() >= self.spin {
                     break;
                 }
                 std::thread::yield_now();
@@ -363,7 +367,7 @@ mod tests {
     /// the next call.
     #[test]
     fn a_call_takes_no_more_helpers_than_it_has_chunks() {
-        let team = Team::start(6);
+        let team = Team::start(6, super::spin());
         for round in 0..20 {
             let states = for_each_chunk_with(
                 team,
@@ -401,6 +405,38 @@ mod tests {
         assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
         assert!(lens[..lens.len() - 1].iter().all(|&n| n >= 21), "{lens:?}");
         assert!(chunks.len() < 4096 / 21 / 3, "{} chunks", chunks.len());
+    }
+
+    /// Helpers that sleep at once (no spinning) are woken for every call:
+    /// the calls complete (a lost wake-up would hang here) and cover their
+    /// indices once, with the helpers taking part.
+    #[test]
+    fn sleeping_helpers_are_woken_for_each_call() {
+        let team = Team::start(2, std::time::Duration::ZERO);
+        let mut helped = 0;
+        for round in 0..50 {
+            let seen: Vec<AtomicUsize> = (0..64).map(|_| Default::default()).collect();
+            let states = for_each_chunk_with(
+                team,
+                64,
+                1,
+                || 0usize,
+                |n, range| {
+                    // Long enough for a woken helper to arrive.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    for i in range.clone() {
+                        seen[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                    *n += range.len();
+                },
+            );
+            assert!(
+                seen.iter().all(|n| n.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
+            helped += states.iter().filter(|&&n| n > 0).count().saturating_sub(1);
+        }
+        assert!(helped > 0, "no helper ever took part");
     }
 
     /// A panic inside the work reaches the caller, whichever thread ran the
