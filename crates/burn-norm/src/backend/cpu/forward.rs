@@ -100,8 +100,34 @@ fn write_row<T: Real>(
     let (row_head, row_bulk) = row.split_at(head);
     let ((gamma_head, gamma_bulk), (beta_head, beta_bulk)) =
         (split_at(gamma, head), split_at(beta, head));
-    write_values(y_head, row_head, shift, m, r, gamma_head, beta_head);
-    write_values(y_bulk, row_bulk, shift, m, r, gamma_bulk, beta_bulk);
+    let parts = [
+        (y_head, row_head, gamma_head, beta_head),
+        (y_bulk, row_bulk, gamma_bulk, beta_bulk),
+    ];
+    for (y, row, gamma, beta) in parts {
+        match (gamma, beta) {
+            (Some(w), Some(b)) => {
+                for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
+                    y.write(((v - shift) - m) * r * w + b);
+                }
+            }
+            (Some(w), None) => {
+                for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
+                    y.write(((v - shift) - m) * r * w);
+                }
+            }
+            (None, Some(b)) => {
+                for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
+                    y.write(((v - shift) - m) * r + b);
+                }
+            }
+            (None, None) => {
+                for (y, &v) in y.iter_mut().zip(row) {
+                    y.write(((v - shift) - m) * r);
+                }
+            }
+        }
+    }
 }
 
 /// An optional slice split at `at`.
@@ -111,41 +137,6 @@ fn split_at<T>(values: Option<&[T]>, at: usize) -> (Option<&[T]>, Option<&[T]>) 
         let (head, bulk) = v.split_at(at);
         (Some(head), Some(bulk))
     })
-}
-
-/// [`write_row`]'s formula over a run of values.
-#[inline(always)]
-fn write_values<T: Real>(
-    y: &mut [MaybeUninit<T>],
-    row: &[T],
-    shift: T,
-    m: T,
-    r: T,
-    gamma: Option<&[T]>,
-    beta: Option<&[T]>,
-) {
-    match (gamma, beta) {
-        (Some(w), Some(b)) => {
-            for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
-                y.write(((v - shift) - m) * r * w + b);
-            }
-        }
-        (Some(w), None) => {
-            for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
-                y.write(((v - shift) - m) * r * w);
-            }
-        }
-        (None, Some(b)) => {
-            for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
-                y.write(((v - shift) - m) * r + b);
-            }
-        }
-        (None, None) => {
-            for (y, &v) in y.iter_mut().zip(row) {
-                y.write(((v - shift) - m) * r);
-            }
-        }
-    }
 }
 
 /// Normalizes each group of `x` as its layout says:
