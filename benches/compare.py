@@ -9,18 +9,26 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --label "wgpu, fusion" ...  # the column title
     python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
     python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
+    python3 benches/compare.py --runs 5 ...             # medians of 5 alternating runs
+
+With --runs N the Rust bench and PyTorch run in turn N times and every
+cell is the median of its N figures: on a machine whose speed drifts
+(this 2-core one has slow stretches of seconds), one run can put a slow
+stretch under one framework only.
 
 Ratios: burn-norm / PyTorch (<= 1 means as fast or faster) and
-burn-nn / burn-norm (the speed-up over Burn's own layers). The forward
-rows also give burn-norm's achieved bandwidth, counting one read of x and
-one write of y (the least any normalization moves). The last column is the
+burn-nn / burn-norm (the speed-up over Burn's own layers); with several
+runs, "per run" is the range of burn-norm / PyTorch over the runs. The
+forward rows also give burn-norm's achieved bandwidth, counting one read
+of x and one write of y (the least any normalization moves). Then the
 harness alone (an identity layer): the product y * g, the sum, its
-backward and the read-back, which every row's time includes; the one
-after it compares the layers alone (each row less its own framework's
+backward and the read-back, which every row's time includes; the last
+column compares the layers alone (each row less its own framework's
 harness).
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -28,6 +36,24 @@ import sys
 def rows(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def median_rows(runs):
+    """One row per (op, shape, impl): each timing the median over `runs`
+    (lists of rows); memory rows come from the first run."""
+    grouped = {}
+    for run in runs:
+        for r in run:
+            key = (r["op"], r["shape"], r["impl"], "mib" in r)
+            grouped.setdefault(key, []).append(r)
+    out = []
+    for same in grouped.values():
+        row = dict(same[0])
+        for key in ("fwd_ms", "fwd_bwd_ms"):
+            if key in row:
+                row[key] = statistics.median(r[key] for r in same)
+        out.append(row)
+    return out
 
 
 def main():
@@ -42,25 +68,45 @@ def main():
     else:
         burn_cmd = ["cargo", "bench", "-q", "--bench", "norm", "--"]
     here = os.path.dirname(os.path.abspath(__file__))
-    burn = rows(burn_cmd + ["--json", "--device", device] + large)
     torch_cmd = [sys.executable, os.path.join(here, "torch_norm.py"), "--json"] + large
     if device != "flex" and device != "ndarray":
         torch_cmd.append("--cuda")
     cache = args[args.index("--torch-rows") + 1] if "--torch-rows" in args else None
-    if cache and os.path.exists(cache):
-        with open(cache) as f:
-            torch = [json.loads(line) for line in f if line.startswith("{")]
-    else:
-        torch = rows(torch_cmd)
-        if cache:
-            with open(cache, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in torch)
+    runs = int(args[args.index("--runs") + 1]) if "--runs" in args else 1
+    burn_runs, torch_runs = [], []
+    for _ in range(runs):
+        burn_runs.append(rows(burn_cmd + ["--json", "--device", device] + large))
+        if cache and os.path.exists(cache):
+            with open(cache) as f:
+                torch_runs.append([json.loads(line) for line in f if line.startswith("{")])
+        else:
+            torch_runs.append(rows(torch_cmd))
+            if cache:
+                with open(cache, "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in torch_runs[-1])
+    burn, torch = median_rows(burn_runs), median_rows(torch_runs)
     memory = [r for r in burn if "mib" in r]
     table = {}
     for r in [r for r in burn if "mib" not in r] + torch:
         table.setdefault((r["op"], r["shape"]), {})[r["impl"]] = r
-    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch | layers alone: burn-norm / PyTorch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    # Run i of the bench against run i of PyTorch: how far the ratio moves.
+    pairs = [
+        {(r["op"], r["shape"], r["impl"]): r for r in b + t if "mib" not in r}
+        for b, t in zip(burn_runs, torch_runs)
+    ]
+
+    def spread(op, shape, key):
+        values = [
+            p[(op, shape, "burn-norm")][key] / p[(op, shape, "pytorch")][key]
+            for p in pairs
+            if (op, shape, "burn-norm") in p and (op, shape, "pytorch") in p
+        ]
+        return f"{min(values):.2f}-{max(values):.2f}x" if len(values) > 1 else "-"
+
+    if runs > 1:
+        print(f"Medians of {runs} alternating runs (bench, then PyTorch).\n")
+    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | per run | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch | layers alone: burn-norm / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (op, shape), impls in table.items():
         for key, pass_name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
             ours, nn, pt, base, pt_base = (
@@ -77,7 +123,7 @@ def main():
             alone = "-"
             if None not in (ours, pt, base, pt_base) and ours > base and pt > pt_base:
                 alone = ratio(ours - base, pt - pt_base)
-            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} | {alone} |")
+            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {spread(op, shape, key)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} | {alone} |")
     for r in memory:
         print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
     if memory:
