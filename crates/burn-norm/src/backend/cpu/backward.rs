@@ -6,6 +6,7 @@ use super::shared::{Shared, written};
 use super::sums::{sum, sum2, sum3};
 use super::{GroupPass, along_row, group_mean, simd};
 use crate::backend::layout::{Centering, Groups};
+use std::ops::Range;
 
 /// The backward pass over one group.
 struct Backward<'a, T> {
@@ -23,10 +24,19 @@ struct Backward<'a, T> {
 impl<T: Real> GroupPass for Backward<'_, T> {
     /// A task's `dgamma`, `dbeta` (f64) and a row of ones.
     type State = (Vec<f64>, Vec<f64>, Vec<T>);
-    type Out = ();
 
     #[inline(always)]
-    fn run(&self, (dgamma, dbeta, ones): &mut Self::State, g: usize) {
+    fn run(&self, state: &mut Self::State, groups: Range<usize>) {
+        for g in groups {
+            self.group(state, g);
+        }
+    }
+}
+
+impl<T: Real> Backward<'_, T> {
+    /// The backward pass over group `g`.
+    #[inline(always)]
+    fn group(&self, (dgamma, dbeta, ones): &mut (Vec<f64>, Vec<f64>, Vec<T>), g: usize) {
         let Self {
             x,
             groups,
@@ -224,11 +234,7 @@ unsafe fn backward_raw<T: Real>(
         groups.count(),
         groups.per_task(),
         || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
-        |state, chunk| {
-            for g in chunk {
-                simd(&pass, state, g);
-            }
-        },
+        |state, chunk| simd(&pass, state, chunk),
     );
     let (mut dgamma, mut dbeta) = (vec![0.0f64; p], vec![0.0f64; p]);
     for (gb, bb, _) in partial {

@@ -6,6 +6,7 @@ use super::shared::{Shared, written};
 use super::{GroupPass, along_row, group_mean, simd};
 use crate::backend::layout::Groups;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Per-group statistics written by [`forward`].
 pub struct Statistics<T> {
@@ -26,32 +27,66 @@ struct Forward<'a, T> {
     eps: T,
     size: T,
     out: Shared<T>,
+    /// Per group: the mean, the variance and `rstd`.
+    stats: [Shared<T>; 3],
 }
 
-impl<T: Real> GroupPass for Forward<'_, T> {
-    type State = ();
-    /// `(mean, var, rstd)`.
-    type Out = (T, T, T);
+/// Most groups whose statistics are taken before any of them is written.
+const BLOCK_GROUPS: usize = 8;
 
+/// Most values in such a block, which is read again for the output, from
+/// L1: rows of 128 values go eight at a time, groups of 1,024 or more one
+/// at a time (there the wait below is a small part of a group's time).
+const BLOCK_VALUES: usize = 1_024;
+
+/// A group's first moments, as [`group_mean`] and the squares pass give
+/// them.
+#[derive(Clone, Copy)]
+struct Moments<T> {
+    /// The group's first value (0 where the layout does not center).
+    shift: T,
+    /// The mean of `x - shift`.
+    mean: T,
+    /// The biased variance.
+    var: T,
+}
+
+impl<T: Real> Forward<'_, T> {
+    /// Group `g`'s moments.
     #[inline(always)]
-    fn run(&self, _: &mut (), g: usize) -> (T, T, T) {
-        let Self {
-            x,
-            groups,
-            gamma,
-            beta,
-            eps,
-            size,
-            ref out,
-        } = *self;
+    fn statistics(&self, g: usize) -> Moments<T> {
+        let Self { x, groups, .. } = *self;
         let len = groups.segment_len();
         let (shift, m) = group_mean(x, &groups, g);
         let mut squares = T::ZERO;
         for start in groups.segments(g) {
             squares = squares + T::centered_sum(&x[start..start + len], shift, m, true);
         }
-        let var = squares / size;
-        let r = T::ONE / (var + eps).sqrt();
+        Moments {
+            shift,
+            mean: m,
+            var: squares / self.size,
+        }
+    }
+
+    /// Writes group `g`'s output and statistics.
+    #[inline(always)]
+    fn write(&self, g: usize, moments: Moments<T>, r: T) {
+        let Moments {
+            shift,
+            mean: m,
+            var,
+        } = moments;
+        let Self {
+            x,
+            groups,
+            gamma,
+            beta,
+            ref out,
+            ref stats,
+            ..
+        } = *self;
+        let len = groups.segment_len();
         for start in groups.segments(g) {
             let segment = &x[start..start + len];
             // SAFETY: the segments of distinct groups are disjoint.
@@ -71,7 +106,44 @@ impl<T: Real> GroupPass for Forward<'_, T> {
                 }
             }
         }
-        (shift + m, var, r)
+        // SAFETY: each group is written by one task.
+        unsafe {
+            stats[0].write(g, shift + m);
+            stats[1].write(g, var);
+            stats[2].write(g, r);
+        }
+    }
+}
+
+impl<T: Real> GroupPass for Forward<'_, T> {
+    type State = ();
+
+    /// Short groups go in blocks: the statistics of up to
+    /// [`BLOCK_GROUPS`] groups, then their outputs. A group's output waits
+    /// on its `1 / sqrt(var + epsilon)` (a square root and a division, some
+    /// 30 cycles); group by group, the core waited that long on each row
+    /// of 128 values (a quarter of the row's time), while in a block the
+    /// groups' chains overlap. Same operations, same results.
+    #[inline(always)]
+    fn run(&self, _: &mut (), groups: Range<usize>) {
+        let per_block = (BLOCK_VALUES / self.groups.size().max(1)).clamp(1, BLOCK_GROUPS);
+        let zero = Moments {
+            shift: T::ZERO,
+            mean: T::ZERO,
+            var: T::ZERO,
+        };
+        let mut moments = [zero; BLOCK_GROUPS];
+        let mut first = groups.start;
+        while first < groups.end {
+            let block = first..(first + per_block).min(groups.end);
+            for (g, moment) in block.clone().zip(&mut moments) {
+                *moment = self.statistics(g);
+            }
+            for (g, &moment) in block.clone().zip(&moments) {
+                self.write(g, moment, T::ONE / (moment.var + self.eps).sqrt());
+            }
+            first = block.end;
+        }
     }
 }
 
@@ -173,6 +245,12 @@ fn forward_into<T: Real>(
         gamma.is_none_or(|v| v.len() == groups.params())
             && beta.is_none_or(|v| v.len() == groups.params())
     );
+    let k = groups.count();
+    let (mut mean, mut var, mut rstd) = (
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+    );
     let pass = Forward {
         x,
         groups,
@@ -181,29 +259,13 @@ fn forward_into<T: Real>(
         eps: T::from_f64(epsilon),
         size: T::from_f64(groups.size() as f64),
         out: Shared(y.as_mut_ptr().cast::<T>(), y.len()),
+        stats: [&mut mean, &mut var, &mut rstd].map(|v| Shared(v.as_mut_ptr(), k)),
     };
-    let k = groups.count();
-    let (mut mean, mut var, mut rstd) = (
-        Vec::with_capacity(k),
-        Vec::with_capacity(k),
-        Vec::with_capacity(k),
-    );
-    let stats = [&mut mean, &mut var, &mut rstd].map(|v| Shared(v.as_mut_ptr(), k));
     for_each_chunk(
         k,
         groups.per_task(),
         || (),
-        |_, chunk| {
-            for g in chunk {
-                let (m, v, r) = simd(&pass, &mut (), g);
-                // SAFETY: each group is written by one task.
-                unsafe {
-                    stats[0].write(g, m);
-                    stats[1].write(g, v);
-                    stats[2].write(g, r);
-                }
-            }
-        },
+        |_, chunk| simd(&pass, &mut (), chunk),
     );
     // SAFETY: every group's statistics were written above.
     unsafe {

@@ -27,6 +27,7 @@ pub use forward::forward;
 pub use real::Real;
 
 use super::layout::{Centering, Grouping, Groups, Params};
+use std::ops::Range;
 
 /// The CPU kernels' answer to a dtype they do not take (the functional
 /// layer only calls them for f32 and f64).
@@ -97,7 +98,8 @@ fn along_row(groups: &Groups) -> bool {
     groups.layout.params() == Params::AlongRow
 }
 
-/// One group's share of a kernel pass, compiled twice by [`simd`].
+/// A kernel pass over a chunk of groups, compiled twice by [`simd`]; it
+/// writes its results itself.
 ///
 /// A trait method rather than a closure: a method can be
 /// `#[inline(always)]`, so that it and the helpers above are inlined into
@@ -105,25 +107,29 @@ fn along_row(groups: &Groups) -> bool {
 /// the baseline, and the AVX2 wrapper around it would change nothing.
 trait GroupPass: Sync {
     type State;
-    type Out;
-    fn run(&self, state: &mut Self::State, g: usize) -> Self::Out;
+    fn run(&self, state: &mut Self::State, groups: Range<usize>);
 }
 
-/// Runs `pass` on group `g`, compiled for AVX2 where the CPU has it
-/// (detected at run time, cached by std): the loops then work on 8 f32 at
-/// a time instead of the 4 of the x86-64 baseline (SSE2), without asking
-/// users for `-C target-cpu`. No FMA: contracting `a * b + c` would round
-/// differently from the reference.
+/// Runs `pass` on a chunk of groups, compiled for AVX2 where the CPU has
+/// it (detected at run time, cached by std): the loops then work on 8 f32
+/// at a time instead of the 4 of the x86-64 baseline (SSE2), without
+/// asking users for `-C target-cpu`. No FMA: contracting `a * b + c` would
+/// round differently from the reference.
+///
+/// A chunk per call, not a group: the AVX2 copy cannot be inlined into
+/// its baseline caller, and a call per group (a row of 128 values takes
+/// about 40 ns) paid its prologue, its spills and the loop invariants at
+/// every row.
 #[inline(always)]
-fn simd<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
+fn simd<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, g: usize) -> P::Out {
-            pass.run(state, g)
+        unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
+            pass.run(state, groups)
         }
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2(pass, state, g) };
+        return unsafe { avx2(pass, state, groups) };
     }
-    pass.run(state, g)
+    pass.run(state, groups)
 }

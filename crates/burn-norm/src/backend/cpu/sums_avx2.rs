@@ -20,7 +20,10 @@ pub fn centered_sum(a: &[f32], shift: f32, m: f32, square: bool) -> Option<f32> 
     None
 }
 
+/// `#[inline]`: called once or twice per group, from the AVX2 copy of a
+/// kernel pass, which can then take it in.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 #[target_feature(enable = "avx2")]
 fn centered_sum_avx2(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
     let term = |v: __m256, vs: __m256, vm: __m256| {
