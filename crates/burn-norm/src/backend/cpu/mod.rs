@@ -7,26 +7,30 @@
 //! per pass, and a group of up to a few hundred KiB stays in L2 between
 //! passes, so the kernels cost about one read of the input and one write of
 //! the output. Groups are spread over the calling thread and a team of
-//! helper threads that stay awake briefly between calls ([`chunks`]); inner loops keep eight independent accumulators so that the
-//! compiler vectorizes them ([`sums`]).
+//! helper threads that stay awake briefly between calls ([`chunks`]); inner
+//! loops keep eight independent accumulators so that the compiler
+//! vectorizes them ([`sums`]).
 //!
-//! One concern per file: the element trait ([`real`]), the sums, the
-//! buffers that many tasks write ([`shared`]), the [`forward`] and the
-//! [`backward`] passes.
+//! One concern per file: the element trait ([`real`]), the instruction
+//! sets ([`isa`]), the sums (generic in [`sums`], AVX2 and AVX-512 in
+//! [`sums_x86`]), the buffers that many tasks write ([`shared`]), the
+//! [`forward`] and the [`backward`] passes.
 
 mod backward;
 mod chunks;
 mod forward;
+mod isa;
 mod real;
 mod shared;
 mod sums;
-mod sums_avx2;
+mod sums_x86;
 
 pub use backward::{backward, backward_in_place};
 pub use forward::forward;
 pub use real::Real;
 
 use super::layout::{Centering, Grouping, Groups, Params};
+use isa::Isa;
 use std::ops::Range;
 
 /// The CPU kernels' answer to a dtype they do not take (the functional
@@ -98,38 +102,51 @@ fn along_row(groups: &Groups) -> bool {
     groups.layout.params() == Params::AlongRow
 }
 
-/// A kernel pass over a chunk of groups, compiled twice by [`simd`]; it
+/// A kernel pass over a chunk of groups, compiled once per [`Isa`] by
+/// [`simd`]; it
 /// writes its results itself.
 ///
 /// A trait method rather than a closure: a method can be
 /// `#[inline(always)]`, so that it and the helpers above are inlined into
-/// the AVX2 copy; a closure body stays a separate function compiled for
-/// the baseline, and the AVX2 wrapper around it would change nothing.
+/// the AVX2 and AVX-512 copies; a closure body stays a separate function
+/// compiled for the baseline, and the wrappers around it would change
+/// nothing.
 trait GroupPass: Sync {
     type State;
     fn run(&self, state: &mut Self::State, groups: Range<usize>);
 }
 
-/// Runs `pass` on a chunk of groups, compiled for AVX2 where the CPU has
-/// it (detected at run time, cached by std): the loops then work on 8 f32
-/// at a time instead of the 4 of the x86-64 baseline (SSE2), without
-/// asking users for `-C target-cpu`. No FMA: contracting `a * b + c` would
-/// round differently from the reference.
+/// Runs `pass` on a chunk of groups, compiled for the [`Isa`] the CPU has
+/// (detected at run time): with AVX2 the loops work on 8 f32 at a time,
+/// with AVX-512 on 16, instead of the 4 of the x86-64 baseline (SSE2). No
+/// FMA: contracting `a * b + c` would round differently from the
+/// reference, and from one set to another.
 ///
-/// A chunk per call, not a group: the AVX2 copy cannot be inlined into
+/// A chunk per call, not a group: the compiled copy cannot be inlined into
 /// its baseline caller, and a call per group (a row of 128 values takes
 /// about 40 ns) paid its prologue, its spills and the loop invariants at
 /// every row.
 #[inline(always)]
 fn simd<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
-            pass.run(state, groups)
+    match Isa::current() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            #[target_feature(enable = "avx2,avx512f")]
+            unsafe fn avx512<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
+                pass.run(state, groups)
+            }
+            // SAFETY: `Isa::current` names a set the CPU supports.
+            unsafe { avx512(pass, state, groups) }
         }
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { avx2(pass, state, groups) };
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
+                pass.run(state, groups)
+            }
+            // SAFETY: as above.
+            unsafe { avx2(pass, state, groups) }
+        }
+        _ => pass.run(state, groups),
     }
-    pass.run(state, groups)
 }

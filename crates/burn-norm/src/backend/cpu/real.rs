@@ -58,6 +58,6 @@ macro_rules! real {
         }
     };
 }
-// f32 has hand-written AVX2 statistics sums (see `sums_avx2`).
-real!(f32, super::sums_avx2::centered_sum);
+// f32 has hand-written AVX2 and AVX-512 statistics sums (see `sums_x86`).
+real!(f32, super::sums_x86::centered_sum);
 real!(f64);
