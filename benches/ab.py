@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Compares two builds of benches/norm.rs (burn-norm's rows only) in pairs.
+
+    python3 benches/ab.py BEFORE AFTER                 # 8 pairs, every shape
+    python3 benches/ab.py BEFORE AFTER --pairs 12 -- --only "LayerNorm"
+
+BEFORE and AFTER are bench binaries (target/release/deps/norm-*, copied
+aside after each build). Each pair runs both, in alternating order; each
+cell is the median over the pairs of AFTER / BEFORE, with its range. On
+a machine whose speed drifts, a ratio taken within a pair is steadier
+than a ratio of two medians taken minutes apart.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+
+def timings(binary, extra):
+    env = dict(os.environ, BENCH_IMPL="burn-norm")
+    out = subprocess.run([binary] + extra, env=env, check=True, capture_output=True, text=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"(.*?)\s+burn-norm\s+fwd\s+([\d.]+) ms\s+fwd\+bwd\s+([\d.]+) ms", line)
+        if m:
+            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
+    return rows
+
+
+def main():
+    args = sys.argv[1:]
+    extra = args[args.index("--") + 1 :] if "--" in args else []
+    args = args[: args.index("--")] if "--" in args else args
+    pairs = 8
+    if "--pairs" in args:
+        i = args.index("--pairs")
+        pairs = int(args[i + 1])
+        args = args[:i] + args[i + 2 :]
+    before, after = args[:2]
+    runs = []
+    for i in range(pairs):
+        order = (before, after) if i % 2 == 0 else (after, before)
+        run = {b: timings(b, extra) for b in order}
+        runs.append(run)
+    print(f"{pairs} pairs, after / before: median of the pairs' ratios (range)")
+    for shape in runs[0][before]:
+        cells = []
+        for i, name in ((0, "fwd"), (1, "fwd+bwd")):
+            ratios = [r[after][shape][i] / r[before][shape][i] for r in runs]
+            b = statistics.median(r[before][shape][i] for r in runs)
+            a = statistics.median(r[after][shape][i] for r in runs)
+            cells.append(f"{name} {b:.3f} -> {a:.3f} ms {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+        print(f"{shape:<38} " + "   ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
