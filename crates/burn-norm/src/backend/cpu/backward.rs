@@ -8,7 +8,7 @@ use super::{GroupPass, along_row, group_mean, simd};
 use crate::backend::layout::{Centering, Groups};
 use std::ops::Range;
 
-/// The backward pass over one group.
+/// The backward pass over a chunk of groups, one group at a time.
 struct Backward<'a, T> {
     x: &'a [T],
     groups: Groups,

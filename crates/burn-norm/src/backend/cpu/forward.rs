@@ -18,7 +18,7 @@ pub struct Statistics<T> {
     pub rstd: Vec<T>,
 }
 
-/// The forward pass over one group: statistics, then `y`.
+/// The forward pass over a chunk of groups: statistics, then `y`.
 struct Forward<'a, T> {
     x: &'a [T],
     groups: Groups,
@@ -133,16 +133,14 @@ impl<T: Real> GroupPass for Forward<'_, T> {
             var: T::ZERO,
         };
         let mut moments = [zero; BLOCK_GROUPS];
-        let mut first = groups.start;
-        while first < groups.end {
+        for first in groups.clone().step_by(per_block) {
             let block = first..(first + per_block).min(groups.end);
             for (g, moment) in block.clone().zip(&mut moments) {
                 *moment = self.statistics(g);
             }
-            for (g, &moment) in block.clone().zip(&moments) {
+            for (g, &moment) in block.zip(&moments) {
                 self.write(g, moment, T::ONE / (moment.var + self.eps).sqrt());
             }
-            first = block.end;
         }
     }
 }
