@@ -15,7 +15,8 @@
 # forced); then the tables of benches/compare.py on the issue's GPU shapes
 # (--large), 10 chained layers per read-back (--chain 10): burn-norm and
 # burn-nn with Burn's fusion + autotune, without fusion, burn-norm's
-# shared-memory reductions, the older build, and PyTorch CUDA once for all.
+# shared-memory reductions, its teams at 8 values per unit, the older
+# build, and PyTorch CUDA once for all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=${OUT:-/tmp}/gpu.log
@@ -68,6 +69,11 @@ for pass in 1 2; do
     BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "plane"
   fi
 done
+# Teams of one plane for 768-wide rows (32 units holding 6 vectors each,
+# no shared memory or barrier in their sums) against the default (64
+# units holding 3): see cube_kernels::per_unit.
+echo "## burn-norm, BURN_NORM_PER_UNIT=8"
+BURN_NORM_PER_UNIT=8 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "8 per unit"
 if [ -x "$bin/norm-before" ]; then
   echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
 fi

@@ -33,7 +33,7 @@
 //! - *streamed* (longer groups): each pass reads the group again.
 //!
 //! Teams are [`team_size`] units, a power of two near a quarter of the
-//! group's vectors. They add up through plane (subgroup) sums and one
+//! group's vectors ([`per_unit`]). They add up through plane (subgroup) sums and one
 //! exchange in shared memory where the device has planes, else through a
 //! tree in shared memory (see [`team_sum2`]; the launch chooses, and
 //! `BURN_NORM_SHARED_REDUCE=1` forces the tree). Lavapipe has no planes
@@ -55,11 +55,28 @@ pub const MAX_HELD: usize = 8;
 /// flight per unit, few idle units on short rows.
 pub const PER_UNIT: usize = 4;
 
-/// Units per group for groups of `size` values (or vectors): a power of
-/// two (the tree reduction halves it) near `size / PER_UNIT`, at least 32
-/// (a GPU's smallest warp), at most [`MAX_CUBE_SIZE`].
-pub fn team_size(size: usize) -> u32 {
-    size.div_ceil(PER_UNIT)
+/// [`PER_UNIT`], or `BURN_NORM_PER_UNIT` (1 to [`MAX_HELD`]) where set: a
+/// tuning aid for GPU runs. With 8, a 768-wide row of 192 vectors gets a
+/// team of 32 units (one plane on NVIDIA: its sums need no shared memory
+/// and no barrier) holding 6 vectors each, against 64 units holding 3.
+/// `benches/gpu.sh` times both; other values are ignored.
+pub fn per_unit() -> usize {
+    static PER_UNIT_SET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PER_UNIT_SET.get_or_init(|| {
+        std::env::var("BURN_NORM_PER_UNIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=MAX_HELD).contains(n))
+            .unwrap_or(PER_UNIT)
+    })
+}
+
+/// Units per group for groups of `size` values (or vectors), aiming at
+/// `per_unit` each: a power of two (the tree reduction halves it) near
+/// `size / per_unit`, at least 32 (a GPU's smallest warp), at most
+/// [`MAX_CUBE_SIZE`].
+pub fn team_size(size: usize, per_unit: usize) -> u32 {
+    size.div_ceil(per_unit)
         .next_power_of_two()
         .clamp(32, MAX_CUBE_SIZE as usize) as u32
 }
@@ -77,8 +94,14 @@ pub struct Teams {
 }
 
 impl Teams {
+    /// Teams aiming at [`per_unit`] values per unit.
     pub fn new(groups: usize, size: usize) -> Self {
-        let team = team_size(size);
+        Self::aiming_at(groups, size, per_unit())
+    }
+
+    /// Teams aiming at `per_unit` values per unit.
+    pub fn aiming_at(groups: usize, size: usize, per_unit: usize) -> Self {
+        let team = team_size(size, per_unit);
         let per_cube = ((MAX_CUBE_SIZE / team) as usize).min(groups.max(1)) as u32;
         let per_unit = size.div_ceil(team as usize);
         let held = if per_unit <= MAX_HELD {
@@ -877,7 +900,7 @@ mod tests {
                 team,
                 per_cube,
                 held,
-            } = Teams::new(groups, size);
+            } = Teams::aiming_at(groups, size, super::PER_UNIT);
             (team, per_cube, held)
         };
         // A transformer's rows of 128 values as 32 vectors of 4: eight
@@ -893,5 +916,22 @@ mod tests {
         // Past that the group is streamed.
         assert_eq!(teams(6, 2049), (256, 1, 0));
         assert_eq!(teams(128, 25_088), (256, 1, 0));
+    }
+
+    /// `BURN_NORM_PER_UNIT=8`: 768-wide rows get one plane of 32 units
+    /// holding six vectors each; short rows are unchanged.
+    #[test]
+    fn eight_per_unit_gives_768_wide_rows_one_plane() {
+        let teams = |groups, size| {
+            let Teams {
+                team,
+                per_cube,
+                held,
+            } = Teams::aiming_at(groups, size, 8);
+            (team, per_cube, held)
+        };
+        assert_eq!(teams(4096, 192), (32, 8, 6));
+        assert_eq!(teams(4096, 32), (32, 8, 1));
+        assert_eq!(teams(6, 2048), (256, 1, 8));
     }
 }
