@@ -103,8 +103,7 @@ fn along_row(groups: &Groups) -> bool {
 }
 
 /// A kernel pass over a chunk of groups, compiled once per [`Isa`] by
-/// [`simd`]; it
-/// writes its results itself.
+/// [`simd`]; it writes its results itself.
 ///
 /// A trait method rather than a closure: a method can be
 /// `#[inline(always)]`, so that it and the helpers above are inlined into
