@@ -891,18 +891,21 @@ pub fn column_sums<F: Float>(
 
 #[cfg(test)]
 mod tests {
-    use super::Teams;
+    use super::{PER_UNIT, Teams};
+
+    /// `(team, per_cube, held)` for `groups` groups of `size` vectors.
+    fn teams(groups: usize, size: usize, per_unit: usize) -> (u32, u32, u32) {
+        let Teams {
+            team,
+            per_cube,
+            held,
+        } = Teams::aiming_at(groups, size, per_unit);
+        (team, per_cube, held)
+    }
 
     #[test]
     fn teams_cover_short_long_and_streamed_groups() {
-        let teams = |groups, size| {
-            let Teams {
-                team,
-                per_cube,
-                held,
-            } = Teams::aiming_at(groups, size, super::PER_UNIT);
-            (team, per_cube, held)
-        };
+        let teams = |groups, size| teams(groups, size, PER_UNIT);
         // A transformer's rows of 128 values as 32 vectors of 4: eight
         // teams of one plane per cube, one vector each.
         assert_eq!(teams(4096, 32), (32, 8, 1));
@@ -922,16 +925,8 @@ mod tests {
     /// holding six vectors each; short rows are unchanged.
     #[test]
     fn eight_per_unit_gives_768_wide_rows_one_plane() {
-        let teams = |groups, size| {
-            let Teams {
-                team,
-                per_cube,
-                held,
-            } = Teams::aiming_at(groups, size, 8);
-            (team, per_cube, held)
-        };
-        assert_eq!(teams(4096, 192), (32, 8, 6));
-        assert_eq!(teams(4096, 32), (32, 8, 1));
-        assert_eq!(teams(6, 2048), (256, 1, 8));
+        assert_eq!(teams(4096, 192, 8), (32, 8, 6));
+        assert_eq!(teams(4096, 32, 8), (32, 8, 1));
+        assert_eq!(teams(6, 2048, 8), (256, 1, 8));
     }
 }
