@@ -57,6 +57,18 @@ pub fn supports_f64(device: &Device) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether `device` stores f16 tensors; says so on stderr when not
+/// (burn-ndarray 0.22 has no f16 storage at all, "Unsupported dtype F16").
+pub fn supports_f16(device: &Device) -> bool {
+    let probe = std::panic::catch_unwind(|| {
+        Tensor::<1>::from_data(TensorData::from([1.0f32]), (device, DType::F16)).into_data()
+    });
+    if probe.is_err() {
+        eprintln!("this backend has no f16 tensors: nothing to check");
+    }
+    probe.is_ok()
+}
+
 /// An f32 tensor of `shape` from flat values.
 pub fn tensor<const D: usize>(values: &[f32], shape: &[usize], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
