@@ -3,12 +3,16 @@
 
     python3 benches/ab.py BEFORE AFTER                 # 8 pairs, every shape
     python3 benches/ab.py BEFORE AFTER --pairs 12 -- --only "LayerNorm"
+    python3 benches/ab.py BIN@burn-nn BIN@burn-norm    # two layers, one build
 
 BEFORE and AFTER are bench binaries (target/release/deps/norm-*, copied
-aside after each build). Each pair runs both, in alternating order; each
-cell is the median over the pairs of AFTER / BEFORE, with its range. On
-a machine whose speed drifts, a ratio taken within a pair is steadier
-than a ratio of two medians taken minutes apart.
+aside after each build), each optionally followed by `@IMPL`: the row
+to take (burn-norm, burn-nn or identity; burn-norm by default). Each
+process runs one implementation alone (`BENCH_IMPL`). Each pair runs
+both, in alternating order; each cell is the median over the pairs of
+AFTER / BEFORE, with its range. On a machine whose speed drifts, a ratio
+taken within a pair is steadier than a ratio of two medians taken
+minutes apart.
 """
 import os
 import re
@@ -17,12 +21,14 @@ import subprocess
 import sys
 
 
-def timings(binary, extra):
-    env = dict(os.environ, BENCH_IMPL="burn-norm")
+def timings(side, extra):
+    binary, _, impl = side.partition("@")
+    impl = impl or "burn-norm"
+    env = dict(os.environ, BENCH_IMPL=impl)
     out = subprocess.run([binary] + extra, env=env, check=True, capture_output=True, text=True).stdout
     rows = {}
     for line in out.splitlines():
-        m = re.match(r"(.*?)\s+burn-norm\s+fwd\s+([\d.]+) ms\s+fwd\+bwd\s+([\d.]+) ms", line)
+        m = re.match(r"(.*?)\s+" + re.escape(impl) + r"\s+fwd\s+([\d.]+) ms\s+fwd\+bwd\s+([\d.]+) ms", line)
         if m:
             rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
     return rows
