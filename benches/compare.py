@@ -10,6 +10,7 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
     python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
     python3 benches/compare.py --runs 5 ...             # medians of 5 alternating runs
+    python3 benches/compare.py --phase ...              # whether the cores shared a cache
 
 With --runs N the Rust bench and PyTorch run in turn N times and every
 cell is the median of its N figures: on a machine whose speed drifts
@@ -73,8 +74,11 @@ def main():
         torch_cmd.append("--cuda")
     cache = args[args.index("--torch-rows") + 1] if "--torch-rows" in args else None
     runs = int(args[args.index("--runs") + 1]) if "--runs" in args else 1
-    burn_runs, torch_runs = [], []
+    phase_cmd = ["cargo", "bench", "-q", "--bench", "cross_core", "--", "--json"] if "--phase" in args else None
+    burn_runs, torch_runs, phases = [], [], []
     for _ in range(runs):
+        if phase_cmd:
+            phases.append([rows(phase_cmd)[0]["ratio"]])
         burn_runs.append(rows(burn_cmd + ["--json", "--device", device] + large))
         if cache and os.path.exists(cache):
             with open(cache) as f:
@@ -84,6 +88,8 @@ def main():
             if cache:
                 with open(cache, "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in torch_runs[-1])
+        if phase_cmd:
+            phases[-1].append(rows(phase_cmd)[0]["ratio"])
     burn, torch = median_rows(burn_runs), median_rows(torch_runs)
     memory = [r for r in burn if "mib" in r]
     table = {}
@@ -128,6 +134,10 @@ def main():
         print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
     if memory:
         print()
+    if phases:
+        split = sum(max(p) >= 1.6 for p in phases)
+        each = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in phases)
+        print(f"\nCores not sharing a cache (cross_core ratio >= 1.6 before or after): {split} of {len(phases)} runs ({each})")
 
 
 if __name__ == "__main__":
