@@ -24,10 +24,11 @@ use burn::tensor::{FloatDType, Tensor};
 /// running variance's Bessel correction is the whole batch's, as PyTorch's
 /// `SyncBatchNorm`).
 ///
-/// Gradients: the two sums are [`combine_sum`] operations, whose backward
-/// sums the gradient over the replicas, so the input gradient is the whole
-/// batch's; `gamma`'s and `beta`'s are this replica's share (data-parallel
-/// training sums them over the replicas with every other parameter's).
+/// Gradients: the two sums are [`CombineOps`](crate::backend::CombineOps)
+/// operations, whose backward sums the gradient over the replicas, so the
+/// input gradient is the whole batch's; `gamma`'s and `beta`'s are this
+/// replica's share (data-parallel training sums them over the replicas
+/// with every other parameter's).
 ///
 /// Composed from Burn's tensor operations (no fused kernel); on the
 /// backends the combine operation runs on (flex, ndarray, wgpu).
