@@ -3,12 +3,12 @@
 use super::chunks::for_each_chunk;
 use super::real::Real;
 use super::shared::{Shared, written};
-use super::sums::{sum, sum2, sum3};
-use super::{GroupPass, along_row, group_mean, simd};
+use super::sums::{RowTerms, sum, sum2};
+use super::{BLOCK_GROUPS, BLOCK_VALUES, GroupPass, along_row, group_mean, simd};
 use crate::backend::layout::{Centering, Groups};
 use std::ops::Range;
 
-/// The backward pass over a chunk of groups, one group at a time.
+/// The backward pass over a chunk of groups.
 struct Backward<'a, T> {
     x: &'a [T],
     groups: Groups,
@@ -21,74 +21,177 @@ struct Backward<'a, T> {
     out: Shared<T>,
 }
 
-impl<T: Real> GroupPass for Backward<'_, T> {
-    /// A task's `dgamma`, `dbeta` (f64) and a row of ones.
-    type State = (Vec<f64>, Vec<f64>, Vec<T>);
+/// A task's own sums of the parameter gradients (f64, added up across
+/// tasks at the end), and a row of ones.
+struct Partials<T> {
+    dgamma: Vec<f64>,
+    dbeta: Vec<f64>,
+    /// Along rows: the current block's sums ([`PARAM_ROWS`]), in `T`.
+    ///
+    /// [`PARAM_ROWS`]: super::PARAM_ROWS
+    block_dgamma: Vec<T>,
+    block_dbeta: Vec<T>,
+    /// Along a row without gamma the weights are ones (one shared row, so
+    /// that both cases use the same vectorized loops).
+    ones: Vec<T>,
+}
 
+/// What the first pass over a group leaves for the second.
+#[derive(Clone, Copy)]
+struct GroupSums<T> {
+    /// The group's shift and mean of `x - shift` ([`group_mean`]).
+    shift: T,
+    m: T,
+    /// The group's `rstd`.
+    r: T,
+    /// `mean(g)` (0 without centering) and `mean(g * xhat)`.
+    mean_g: T,
+    mean_gx: T,
+}
+
+impl<T: Real> GroupSums<T> {
+    /// `dx` of value `v` with upstream gradient `d` and weight `w`.
     #[inline(always)]
-    fn run(&self, state: &mut Self::State, groups: Range<usize>) {
-        for g in groups {
-            self.group(state, g);
+    fn dx(&self, v: T, d: T, w: T) -> T {
+        let h = ((v - self.shift) - self.m) * self.r;
+        self.r * ((d * w - self.mean_g) - h * self.mean_gx)
+    }
+}
+
+impl<T: Real> GroupPass for Backward<'_, T> {
+    type State = Partials<T>;
+
+    /// Short groups go in blocks, as in the forward: the means of up to
+    /// [`BLOCK_GROUPS`] groups, then their sums, then their `dx`. Group by
+    /// group, each stage waited on the horizontal sum and division before
+    /// it (a row of 128 values is a few dozen instructions per stage); in a
+    /// block the groups' chains overlap. Same operations, same results.
+    #[inline(always)]
+    fn run(&self, state: &mut Partials<T>, groups: Range<usize>) {
+        let s = self.groups.s;
+        let row = along_row(&self.groups);
+        if row && self.gamma.is_none() && state.ones.len() != s {
+            state.ones.clear();
+            state.ones.resize(s, T::ONE);
+        }
+        if row && state.block_dgamma.len() != s {
+            state.block_dgamma = vec![T::ZERO; s];
+            state.block_dbeta = vec![T::ZERO; s];
+        }
+        let param_rows = self.groups.param_rows();
+        let Partials {
+            dgamma,
+            dbeta,
+            block_dgamma,
+            block_dbeta,
+            ones,
+        } = state;
+        let w_row: &[T] = self.gamma.filter(|_| row).unwrap_or(ones);
+        let per_block = (BLOCK_VALUES / self.groups.size().max(1)).clamp(1, BLOCK_GROUPS);
+        let zero = (T::ZERO, T::ZERO);
+        let mut means = [zero; BLOCK_GROUPS];
+        let mut sums = [GroupSums {
+            shift: T::ZERO,
+            m: T::ZERO,
+            r: T::ZERO,
+            mean_g: T::ZERO,
+            mean_gx: T::ZERO,
+        }; BLOCK_GROUPS];
+        for first in groups.clone().step_by(per_block) {
+            let block = first..(first + per_block).min(groups.end);
+            for (g, mean) in block.clone().zip(&mut means) {
+                *mean = group_mean(self.x, &self.groups, g);
+            }
+            for ((g, &mean), sums) in block.clone().zip(&means).zip(&mut sums) {
+                if !row {
+                    *sums = self.channel_sums(g, mean, dgamma, dbeta);
+                    continue;
+                }
+                *sums = self.row_sums(g, mean, w_row, block_dgamma, block_dbeta);
+                // Blocks end at multiples of `param_rows` or at the chunk's
+                // end, which is one too, or the end of all rows.
+                if (g + 1) % param_rows == 0 || g + 1 == groups.end {
+                    drain(block_dgamma, dgamma);
+                    drain(block_dbeta, dbeta);
+                }
+            }
+            for (g, sums) in block.zip(&sums) {
+                if row {
+                    self.write_row(g, sums, w_row);
+                } else {
+                    self.write_channels(g, sums);
+                }
+            }
         }
     }
 }
 
+/// Adds a block's sums to the f64 sums and clears them for the next block.
+#[inline(always)]
+fn drain<T: Real>(block: &mut [T], total: &mut [f64]) {
+    for (part, total) in block.iter_mut().zip(total) {
+        *total += part.to_f64();
+        *part = T::ZERO;
+    }
+}
+
 impl<T: Real> Backward<'_, T> {
-    /// The backward pass over group `g`.
+    /// Pass 1 over row `g` (LayerNorm, RMSNorm: one contiguous row, `w`
+    /// along it), reading only: its sums, and its terms of the parameter
+    /// gradients added to the block's `dgamma`, `dbeta`.
     #[inline(always)]
-    fn group(&self, (dgamma, dbeta, ones): &mut (Vec<f64>, Vec<f64>, Vec<T>), g: usize) {
+    fn row_sums(
+        &self,
+        g: usize,
+        (shift, m): (T, T),
+        w: &[T],
+        dgamma: &mut [T],
+        dbeta: &mut [T],
+    ) -> GroupSums<T> {
+        let s = self.groups.s;
+        let r = self.rstd[g];
+        let terms = RowTerms {
+            x: &self.x[g * s..(g + 1) * s],
+            // SAFETY: no one writes this group's values during this pass.
+            dy: unsafe { self.input.range(g * s, s) as &[T] },
+            w,
+            shift,
+            m,
+            r,
+        };
+        let sums = T::row_sums(terms, dgamma, dbeta);
+        self.group_sums(shift, m, r, sums.g, sums.gx)
+    }
+
+    /// Pass 1 over channel group `g` (BatchNorm, GroupNorm: runs of `s`
+    /// values, one weight per run), as [`Self::row_sums`].
+    #[inline(always)]
+    fn channel_sums(
+        &self,
+        g: usize,
+        (shift, m): (T, T),
+        dgamma: &mut [f64],
+        dbeta: &mut [f64],
+    ) -> GroupSums<T> {
         let Self {
             x,
             groups,
             rstd,
             gamma,
-            size,
-            in_place,
             ref input,
-            ref out,
+            ..
         } = *self;
         let len = groups.segment_len();
-        let s = groups.s;
-        let (shift, m) = group_mean(x, &groups, g);
         let r = rstd[g];
-        let row = along_row(&groups);
-        // Along a row without gamma the weights are ones (one shared row,
-        // so that both cases use the same vectorized loops).
-        let w_row: &[T] = match gamma {
-            Some(w) if row => w,
-            _ => {
-                if ones.len() != s {
-                    ones.clear();
-                    ones.resize(s, T::ONE);
-                }
-                ones
-            }
-        };
-        let channel_w = |ch: usize| gamma.map_or(T::ONE, |w| w[ch]);
-        // Pass 1, reading only: the sums, and the parameter gradients.
         let (mut sum_g, mut sum_gx) = (T::ZERO, T::ZERO);
         for start in groups.segments(g) {
             let segment = &x[start..start + len];
             // SAFETY: no one writes this group's values during this pass.
             let dy = unsafe { input.range(start, len) as &[T] };
-            if row {
-                sum_g = sum_g + sum2(dy, w_row, |d, w| d * w);
-                sum_gx = sum_gx
-                    + sum3(segment, dy, w_row, |v, d, w| {
-                        d * w * (((v - shift) - m) * r)
-                    });
-                for (((dg, db), &v), &d) in
-                    dgamma.iter_mut().zip(dbeta.iter_mut()).zip(segment).zip(dy)
-                {
-                    *dg += (d * (((v - shift) - m) * r)).to_f64();
-                    *db += d.to_f64();
-                }
-                continue;
-            }
             let first = groups.channel(start);
-            let runs = segment.chunks(s).zip(dy.chunks(s));
+            let runs = segment.chunks(groups.s).zip(dy.chunks(groups.s));
             for (ch, (run, dy)) in (first..).zip(runs) {
-                let w = channel_w(ch);
+                let w = gamma.map_or(T::ONE, |w| w[ch]);
                 let dot = sum2(run, dy, |v, d| d * (((v - shift) - m) * r));
                 let total = sum(dy, |d| d);
                 sum_g = sum_g + w * total;
@@ -97,57 +200,84 @@ impl<T: Real> Backward<'_, T> {
                 dbeta[ch] += total.to_f64();
             }
         }
-        let mean_g = match groups.layout.centering {
-            Centering::Mean => sum_g / size,
-            // Without centering the output does not depend on the mean.
-            Centering::None => T::ZERO,
-        };
-        let mean_gx = sum_gx / size;
-        // Pass 2: dx, each value written after its dy was read; in runs of
-        // one weight per channel, or along the row.
-        let run_len = if row { len } else { s };
+        self.group_sums(shift, m, r, sum_g, sum_gx)
+    }
+
+    /// A group's [`GroupSums`] from `Σ g` and `Σ g * xhat`.
+    #[inline(always)]
+    fn group_sums(&self, shift: T, m: T, r: T, sum_g: T, sum_gx: T) -> GroupSums<T> {
+        GroupSums {
+            shift,
+            m,
+            r,
+            mean_g: match self.groups.layout.centering {
+                Centering::Mean => sum_g / self.size,
+                // Without centering the output does not depend on the mean.
+                Centering::None => T::ZERO,
+            },
+            mean_gx: sum_gx / self.size,
+        }
+    }
+
+    /// Pass 2 over row `g`: `dx`, each value written after its `dy` was
+    /// read.
+    #[inline(always)]
+    fn write_row(&self, g: usize, sums: &GroupSums<T>, w: &[T]) {
+        let s = self.groups.s;
+        let (begin, values) = (g * s, &self.x[g * s..(g + 1) * s]);
+        if self.in_place {
+            // SAFETY: the rows of distinct groups are disjoint.
+            let dx = unsafe { self.out.range(begin, s) };
+            for ((slot, &v), &w) in dx.iter_mut().zip(values).zip(w) {
+                *slot = sums.dx(v, *slot, w);
+            }
+        } else {
+            // SAFETY: disjoint rows, and `dy` is a different buffer from
+            // `dx` here.
+            let (dx, dy) = unsafe {
+                (
+                    self.out.range_uninit(begin, s),
+                    self.input.range(begin, s) as &[T],
+                )
+            };
+            for (((slot, &v), &d), &w) in dx.iter_mut().zip(values).zip(dy).zip(w) {
+                slot.write(sums.dx(v, d, w));
+            }
+        }
+    }
+
+    /// Pass 2 over channel group `g`, in runs of one weight per channel.
+    #[inline(always)]
+    fn write_channels(&self, g: usize, sums: &GroupSums<T>) {
+        let Self {
+            x,
+            groups,
+            gamma,
+            in_place,
+            ref input,
+            ref out,
+            ..
+        } = *self;
+        let (len, s) = (groups.segment_len(), groups.s);
         for start in groups.segments(g) {
             let first = groups.channel(start);
-            for (i, offset) in (0..len).step_by(run_len.max(1)).enumerate() {
+            for (i, offset) in (0..len).step_by(s.max(1)).enumerate() {
                 let begin = start + offset;
-                let values = &x[begin..begin + run_len];
-                let weights: &[T] = if row { w_row } else { &[] };
-                let w = if row { T::ONE } else { channel_w(first + i) };
-                let term = |v: T, d: T, wv: T| {
-                    let h = ((v - shift) - m) * r;
-                    r * ((d * wv - mean_g) - h * mean_gx)
-                };
+                let values = &x[begin..begin + s];
+                let w = gamma.map_or(T::ONE, |w| w[first + i]);
                 if in_place {
                     // SAFETY: the segments of distinct groups are disjoint.
-                    let dx = unsafe { out.range(begin, run_len) };
-                    if row {
-                        for ((slot, &v), &wv) in dx.iter_mut().zip(values).zip(weights) {
-                            *slot = term(v, *slot, wv);
-                        }
-                    } else {
-                        for (slot, &v) in dx.iter_mut().zip(values) {
-                            *slot = term(v, *slot, w);
-                        }
+                    let dx = unsafe { out.range(begin, s) };
+                    for (slot, &v) in dx.iter_mut().zip(values) {
+                        *slot = sums.dx(v, *slot, w);
                     }
                 } else {
                     // SAFETY: disjoint segments, and `dy` is a different
                     // buffer from `dx` here.
-                    let (dx, dy) = unsafe {
-                        (
-                            out.range_uninit(begin, run_len),
-                            input.range(begin, run_len) as &[T],
-                        )
-                    };
-                    if row {
-                        for (((slot, &v), &d), &wv) in
-                            dx.iter_mut().zip(values).zip(dy).zip(weights)
-                        {
-                            slot.write(term(v, d, wv));
-                        }
-                    } else {
-                        for ((slot, &v), &d) in dx.iter_mut().zip(values).zip(dy) {
-                            slot.write(term(v, d, w));
-                        }
+                    let (dx, dy) =
+                        unsafe { (out.range_uninit(begin, s), input.range(begin, s) as &[T]) };
+                    for ((slot, &v), &d) in dx.iter_mut().zip(values).zip(dy) {
+                        slot.write(sums.dx(v, d, w));
                     }
                 }
             }
@@ -168,7 +298,9 @@ impl<T: Real> Backward<'_, T> {
 /// The group mean is recomputed (the group is in cache) rather than read
 /// back: stored in the element type, the mean of values at 1e4 would carry
 /// an error of 5e-4, a twentieth of a 1e-2 spread. `dgamma`, `dbeta` are
-/// accumulated in f64.
+/// accumulated in f64: along short rows, blocks of eight rows first in the
+/// element type (see `PARAM_ROWS`); the blocks do not depend on the
+/// threads' schedule, so neither do the results.
 pub fn backward<T: Real>(
     x: &[T],
     groups: Groups,
@@ -231,15 +363,23 @@ unsafe fn backward_raw<T: Real>(
     let p = groups.params();
     // One set of f64 parameter-gradient sums per thread, added at the end.
     let partial = for_each_chunk(
-        groups.count(),
-        groups.per_task(),
-        || (vec![0.0f64; p], vec![0.0f64; p], Vec::new()),
+        groups.chunking(),
+        || Partials {
+            dgamma: vec![0.0f64; p],
+            dbeta: vec![0.0f64; p],
+            block_dgamma: Vec::new(),
+            block_dbeta: Vec::new(),
+            ones: Vec::new(),
+        },
         |state, chunk| simd(&pass, state, chunk),
     );
     let (mut dgamma, mut dbeta) = (vec![0.0f64; p], vec![0.0f64; p]);
-    for (gb, bb, _) in partial {
-        dgamma.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
-        dbeta.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
+    for part in partial {
+        dgamma
+            .iter_mut()
+            .zip(part.dgamma)
+            .for_each(|(a, b)| *a += b);
+        dbeta.iter_mut().zip(part.dbeta).for_each(|(a, b)| *a += b);
     }
     (
         dgamma.into_iter().map(T::from_f64).collect(),
@@ -375,6 +515,63 @@ mod tests {
             let in_place = backward_in_place(&x, groups, &stats.rstd, Some(&w), &mut dy_dx);
             assert_eq!(dx, dy_dx, "{layout:?}");
             assert_eq!(separate, in_place, "{layout:?}");
+        }
+    }
+
+    /// The parameter gradients of many short rows (blocks of eight, and a
+    /// last one of three) and of a few long ones (each row straight into
+    /// the f64 sums), against f64 sums of the same terms; and the same bits
+    /// on every run, whichever thread takes which rows.
+    #[test]
+    fn parameter_gradients_match_f64_and_do_not_depend_on_the_schedule() {
+        for (rows, d) in [(4099usize, 64usize), (5, 4096)] {
+            let groups = groups([1, 1, rows, d], Layout::LAYER);
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 20.0)
+                .collect();
+            let dy: Vec<f32> = (0..rows * d).map(|i| ((i as f32) * 1.3).cos()).collect();
+            let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.01).collect();
+            let (_, stats) = forward(&x, groups, Some(&w), None, 1e-5);
+            let (_, dgamma, dbeta) = backward(&x, groups, &stats.rstd, Some(&w), &dy);
+            // The statistics in f64, from the data.
+            let moments: Vec<(f64, f64)> = x
+                .chunks(d)
+                .map(|row| {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                    let var =
+                        row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                    (mean, 1.0 / (var + 1e-5).sqrt())
+                })
+                .collect();
+            for j in 0..d {
+                let (mut want_g, mut want_b, mut scale) = (0.0f64, 0.0f64, 0.0f64);
+                for (row, &(mean, rstd)) in moments.iter().enumerate() {
+                    let i = row * d + j;
+                    let xhat = (x[i] as f64 - mean) * rstd;
+                    want_g += dy[i] as f64 * xhat;
+                    want_b += dy[i] as f64;
+                    scale += (dy[i] as f64 * xhat).abs() + (dy[i] as f64).abs();
+                }
+                // Each term rounded to f32, the blocks' f32 sums and the
+                // result's rounding: a few f32 steps of the terms' scale
+                // (measured: 3e-9 for the short rows, 7e-8 for the long).
+                // A block added twice or left out is off by far more.
+                let tol = 2.5e-7 * scale;
+                assert!(
+                    (dgamma[j] as f64 - want_g).abs() <= tol,
+                    "{rows}x{d} dgamma[{j}]"
+                );
+                assert!(
+                    (dbeta[j] as f64 - want_b).abs() <= tol,
+                    "{rows}x{d} dbeta[{j}]"
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            for _ in 0..20 {
+                let (_, again_g, again_b) = backward(&x, groups, &stats.rstd, Some(&w), &dy);
+                assert_eq!(bits(&again_g), bits(&dgamma), "{rows}x{d}");
+                assert_eq!(bits(&again_b), bits(&dbeta), "{rows}x{d}");
+            }
         }
     }
 

@@ -205,26 +205,39 @@ impl Drop for Close {
     }
 }
 
-/// The next chunk of `0..count` after `next`, "guided" as OpenMP calls
-/// it: a share of what is left (half of it spread over the threads), never
-/// less than `per_chunk`. Large chunks first keep each thread streaming
-/// through memory (the hardware prefetchers restart at every jump: chunks
-/// of 16k values made LayerNorm [4096, 768] 25-30% slower on two threads in
-/// a standalone test than halves); small ones at the end even out a thread
-/// that started late or runs slower.
-fn take_guided(
-    next: &AtomicUsize,
-    count: usize,
-    per_chunk: usize,
-    threads: usize,
-) -> Option<Range<usize>> {
+/// How a call's indices `0..count` are cut into chunks.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunking {
+    /// The indices to cover, `0..count`.
+    pub count: usize,
+    /// The fewest indices in a chunk (the last may have fewer).
+    pub min: usize,
+    /// Every chunk starts at a multiple of this: a unit of work that must
+    /// not be split between chunks (blocks of rows whose sums are added up
+    /// together), so that results do not depend on the schedule.
+    pub align: usize,
+}
+
+/// The next chunk after `next`, "guided" as OpenMP calls it: a share of
+/// what is left (half of it spread over the threads), never less than
+/// `chunking.min`, rounded up to a multiple of `chunking.align`. Large
+/// chunks first keep each thread streaming through memory (the hardware
+/// prefetchers restart at every jump: chunks of 16k values made LayerNorm
+/// [4096, 768] 25-30% slower on two threads in a standalone test than
+/// halves); small ones at the end even out a thread that started late or
+/// runs slower.
+fn take_guided(next: &AtomicUsize, chunking: Chunking, threads: usize) -> Option<Range<usize>> {
+    let Chunking { count, min, align } = chunking;
     let mut start = next.load(Ordering::Relaxed);
     loop {
         if start >= count {
             return None;
         }
         let left = count - start;
-        let take = (left / (2 * threads)).max(per_chunk).min(left);
+        let take = (left / (2 * threads))
+            .max(min)
+            .next_multiple_of(align.max(1))
+            .min(left);
         match next.compare_exchange_weak(start, start + take, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) => return Some(start..start + take),
@@ -233,31 +246,32 @@ fn take_guided(
     }
 }
 
-/// Runs `work(state, chunk)` for consecutive chunks of at least
-/// `per_chunk` indices (the last may be shorter) covering `0..count`, each
-/// index once, on the calling thread and on the helpers that join before
-/// the work runs out. Each participating thread gets its own `init()`
-/// state; the states are returned (the caller's among them), in no
-/// particular order. A panic in `work` reaches the caller.
+/// Runs `work(state, chunk)` for consecutive chunks covering `0..count` as
+/// `chunking` says, each index once, on the calling thread and on the
+/// helpers that join before the work runs out. Each participating thread
+/// gets its own `init()` state; the states are returned (the caller's
+/// among them), in no particular order. A panic in `work` reaches the
+/// caller.
 pub fn for_each_chunk<S: Send>(
-    count: usize,
-    per_chunk: usize,
+    chunking: Chunking,
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, Range<usize>) + Sync,
 ) -> Vec<S> {
-    for_each_chunk_with(Team::get(), count, per_chunk, init, work)
+    for_each_chunk_with(Team::get(), chunking, init, work)
 }
 
 /// [`for_each_chunk`] with a given team.
 fn for_each_chunk_with<S: Send>(
     team: &'static Team,
-    count: usize,
-    per_chunk: usize,
+    chunking: Chunking,
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, Range<usize>) + Sync,
 ) -> Vec<S> {
-    let per_chunk = per_chunk.max(1);
-    let chunks = count.div_ceil(per_chunk);
+    let chunking = Chunking {
+        min: chunking.min.max(1),
+        ..chunking
+    };
+    let chunks = chunking.count.div_ceil(chunking.min);
     let shared = chunks > 1
         && team.size > 0
         && team
@@ -273,7 +287,7 @@ fn for_each_chunk_with<S: Send>(
     let states = Mutex::new(Vec::new());
     let run = || {
         let mut state = init();
-        while let Some(range) = take_guided(&next, count, per_chunk, threads) {
+        while let Some(range) = take_guided(&next, chunking, threads) {
             work(&mut state, range);
         }
         states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
@@ -301,7 +315,16 @@ fn for_each_chunk_with<S: Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::{Team, for_each_chunk, for_each_chunk_with, take_guided};
+    use super::{Chunking, Team, for_each_chunk, for_each_chunk_with, take_guided};
+
+    /// Chunks of at least `min` indices, unaligned.
+    fn plain(count: usize, min: usize) -> Chunking {
+        Chunking {
+            count,
+            min,
+            align: 1,
+        }
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -309,8 +332,7 @@ mod tests {
         for (count, per_chunk) in [(0, 4), (1, 4), (10, 3), (1000, 7), (64, 64), (65, 64)] {
             let seen: Vec<AtomicUsize> = (0..count).map(|_| Default::default()).collect();
             let states = for_each_chunk(
-                count,
-                per_chunk,
+                plain(count, per_chunk),
                 || 0usize,
                 |visited, range| {
                     for i in range {
@@ -346,8 +368,7 @@ mod tests {
                         let seen: Vec<AtomicUsize> =
                             (0..count).map(|_| Default::default()).collect();
                         for_each_chunk(
-                            count,
-                            3,
+                            plain(count, 3),
                             || (),
                             |_, range| {
                                 for i in range {
@@ -371,8 +392,7 @@ mod tests {
         for round in 0..20 {
             let states = for_each_chunk_with(
                 team,
-                2,
-                1,
+                plain(2, 1),
                 || 0usize,
                 |n, range| {
                     // Long enough for every spinning helper to notice.
@@ -383,7 +403,7 @@ mod tests {
             assert_eq!(states.iter().sum::<usize>(), 2, "round {round}");
             assert!(states.len() <= 2, "round {round}: {} states", states.len());
         }
-        let states = for_each_chunk_with(team, 600, 1, || 0usize, |n, r| *n += r.len());
+        let states = for_each_chunk_with(team, plain(600, 1), || 0usize, |n, r| *n += r.len());
         assert_eq!(states.iter().sum::<usize>(), 600);
     }
 
@@ -394,7 +414,7 @@ mod tests {
     fn guided_chunks_tile_the_range_large_first() {
         let next = AtomicUsize::new(0);
         let mut chunks = Vec::new();
-        while let Some(range) = take_guided(&next, 4096, 21, 2) {
+        while let Some(range) = take_guided(&next, plain(4096, 21), 2) {
             chunks.push(range);
         }
         assert_eq!(chunks[0], 0..1024);
@@ -405,6 +425,39 @@ mod tests {
         assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
         assert!(lens[..lens.len() - 1].iter().all(|&n| n >= 21), "{lens:?}");
         assert!(chunks.len() < 4096 / 21 / 3, "{} chunks", chunks.len());
+    }
+
+    /// Aligned chunks start at multiples of `align`, taken one after
+    /// another or by racing threads, and still tile the range.
+    #[test]
+    fn aligned_chunks_start_at_multiples() {
+        let chunking = Chunking {
+            count: 1003,
+            min: 5,
+            align: 8,
+        };
+        let next = AtomicUsize::new(0);
+        let mut chunks = Vec::new();
+        while let Some(range) = take_guided(&next, chunking, 2) {
+            chunks.push(range);
+        }
+        assert!(chunks.iter().all(|r| r.start % 8 == 0), "{chunks:?}");
+        assert!(chunks.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(chunks.last().unwrap().end, 1003);
+        let seen: Vec<AtomicUsize> = (0..1003).map(|_| Default::default()).collect();
+        for _ in 0..50 {
+            for_each_chunk(
+                chunking,
+                || (),
+                |_, range| {
+                    assert_eq!(range.start % 8, 0, "{range:?}");
+                    for i in range {
+                        seen[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            );
+        }
+        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 50));
     }
 
     /// Helpers that sleep at once (no spinning) are woken for every call:
@@ -418,8 +471,7 @@ mod tests {
             let seen: Vec<AtomicUsize> = (0..64).map(|_| Default::default()).collect();
             let states = for_each_chunk_with(
                 team,
-                64,
-                1,
+                plain(64, 1),
                 || 0usize,
                 |n, range| {
                     // Long enough for a woken helper to arrive.
@@ -446,8 +498,7 @@ mod tests {
         for _ in 0..20 {
             let result = std::panic::catch_unwind(|| {
                 for_each_chunk(
-                    64,
-                    1,
+                    plain(64, 1),
                     || (),
                     |_, range| {
                         if range.contains(&40) {
@@ -458,7 +509,7 @@ mod tests {
             });
             assert!(result.is_err());
         }
-        let states = for_each_chunk(100, 1, || 0usize, |n, r| *n += r.len());
+        let states = for_each_chunk(plain(100, 1), || 0usize, |n, r| *n += r.len());
         assert_eq!(states.iter().sum::<usize>(), 100);
     }
 }

@@ -3,7 +3,7 @@
 use super::chunks::for_each_chunk;
 use super::real::Real;
 use super::shared::{Shared, written};
-use super::{GroupPass, along_row, group_mean, simd};
+use super::{BLOCK_GROUPS, BLOCK_VALUES, GroupPass, along_row, group_mean, simd};
 use crate::backend::layout::Groups;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -30,14 +30,6 @@ struct Forward<'a, T> {
     /// Per group: the mean, the variance and `rstd`.
     stats: [Shared<T>; 3],
 }
-
-/// Most groups whose statistics are taken before any of them is written.
-const BLOCK_GROUPS: usize = 8;
-
-/// Most values in such a block, which is read again for the output, from
-/// L1: rows of 128 values go eight at a time, groups of 1,024 or more one
-/// at a time (there the wait below is a small part of a group's time).
-const BLOCK_VALUES: usize = 1_024;
 
 /// A group's first moments, as [`group_mean`] and the squares pass give
 /// them.
@@ -260,8 +252,7 @@ fn forward_into<T: Real>(
         stats: [&mut mean, &mut var, &mut rstd].map(|v| Shared(v.as_mut_ptr(), k)),
     };
     for_each_chunk(
-        k,
-        groups.per_task(),
+        groups.chunking(),
         || (),
         |_, chunk| simd(&pass, &mut (), chunk),
     );

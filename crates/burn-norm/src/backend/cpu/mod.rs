@@ -30,6 +30,7 @@ pub use forward::forward;
 pub use real::Real;
 
 use super::layout::{Centering, Grouping, Groups, Params};
+use chunks::Chunking;
 use isa::Isa;
 use std::ops::Range;
 
@@ -67,9 +68,28 @@ impl Groups {
         (start % (self.c * self.s).max(1)) / self.s.max(1)
     }
 
-    /// Groups per chunk of work: enough (~16k values) to amortize taking it.
-    fn per_task(&self) -> usize {
-        (16_384 / self.size().max(1)).max(1)
+    /// How the groups are cut into chunks of work: enough groups (~16k
+    /// values) to amortize taking a chunk, and chunks starting at
+    /// multiples of [`param_rows`](Self::param_rows), so that no block of
+    /// rows is split whichever thread takes which chunk.
+    fn chunking(&self) -> Chunking {
+        Chunking {
+            count: self.count(),
+            min: (CHUNK_VALUES / self.size().max(1)).max(1),
+            align: self.param_rows(),
+        }
+    }
+
+    /// Rows whose parameter-gradient terms the backward adds up in the
+    /// element type before they join the f64 sums: [`PARAM_ROWS`] for rows
+    /// short enough that a chunk holds that many, else 1 (each row's terms
+    /// straight into them).
+    fn param_rows(&self) -> usize {
+        if along_row(self) && self.size() * PARAM_ROWS <= CHUNK_VALUES {
+            PARAM_ROWS
+        } else {
+            1
+        }
     }
 }
 
@@ -96,6 +116,28 @@ fn group_mean<T: Real>(x: &[T], groups: &Groups, g: usize) -> (T, T) {
     }
     (shift, total / T::from_f64(groups.size() as f64))
 }
+
+/// Values per chunk of work, about: see [`Groups::chunking`].
+const CHUNK_VALUES: usize = 16_384;
+
+/// Rows of a block whose `dgamma`, `dbeta` terms are first added up in f32
+/// (for f32 data), then once into the f64 sums. Adding each row's terms to
+/// f64 sums took a fifth of LayerNorm [4096, 128]'s backward (widening,
+/// and twice the loads and stores); a sum of eight f32 terms keeps an error
+/// below 1e-6 of their magnitudes, and PyTorch adds all rows in f32.
+/// The blocks start at multiples of eight rows whatever the schedule, so
+/// the results do not depend on it.
+const PARAM_ROWS: usize = 8;
+
+/// Most groups whose statistics are taken before any of them is written
+/// (both passes work on short groups in blocks).
+const BLOCK_GROUPS: usize = 8;
+
+/// Most values in such a block, which is read again for the output, from
+/// L1: rows of 128 values go eight at a time, groups of 1,024 or more one
+/// at a time (there the wait on each group's sums is a small part of its
+/// time).
+const BLOCK_VALUES: usize = 1_024;
 
 /// Whether `gamma`, `beta` run along the row (else one per channel).
 fn along_row(groups: &Groups) -> bool {

@@ -1,6 +1,6 @@
 //! The float types the CPU kernels run in.
 
-use super::sums::generic_centered_sum;
+use super::sums::{RowSums, RowTerms, generic_centered_sum, generic_row_sums};
 
 /// f32 and f64 (f16/bf16 are widened to f32 before they get here, as in
 /// the composed path).
@@ -33,10 +33,18 @@ pub trait Real:
     fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
         generic_centered_sum(a, shift, m, square)
     }
+
+    /// The backward's first pass over one row: its [`RowSums`], and each
+    /// value's `dy * xhat` and `dy` added to `dgamma`, `dbeta` (a block's
+    /// sums, see `PARAM_ROWS`).
+    #[inline(always)]
+    fn row_sums(row: RowTerms<'_, Self>, dgamma: &mut [Self], dbeta: &mut [Self]) -> RowSums<Self> {
+        generic_row_sums(row, dgamma, dbeta)
+    }
 }
 
 macro_rules! real {
-    ($t:ty $(, $centered_sum:path)?) => {
+    ($t:ty $(, $centered_sum:path, $row_sums:path)?) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -54,10 +62,22 @@ macro_rules! real {
                 fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
                     $centered_sum(a, shift, m, square).unwrap_or_else(|| generic_centered_sum(a, shift, m, square))
                 }
+
+                #[inline(always)]
+                fn row_sums(row: RowTerms<'_, Self>, dgamma: &mut [Self], dbeta: &mut [Self]) -> RowSums<Self> {
+                    match $row_sums(&row, dgamma, dbeta) {
+                        Some(sums) => sums,
+                        None => generic_row_sums(row, dgamma, dbeta),
+                    }
+                }
             )?
         }
     };
 }
-// f32 has hand-written AVX2 and AVX-512 statistics sums (see `sums_x86`).
-real!(f32, super::sums_x86::centered_sum);
+// f32 has hand-written AVX2 and AVX-512 sums (see `sums_x86`).
+real!(
+    f32,
+    super::sums_x86::centered_sum,
+    super::sums_x86::row_sums
+);
 real!(f64);

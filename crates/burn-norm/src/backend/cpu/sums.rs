@@ -58,3 +58,46 @@ pub fn generic_centered_sum<T: Real>(a: &[T], shift: T, m: T, square: bool) -> T
         sum(a, |v| (v - shift) - m)
     }
 }
+
+/// One row of the backward's first pass: `x`, `dy`, the weights `w` along
+/// the row (ones without gamma) and the row's statistics, `xhat = ((x -
+/// shift) - m) * r`.
+pub struct RowTerms<'a, T> {
+    pub x: &'a [T],
+    pub dy: &'a [T],
+    pub w: &'a [T],
+    pub shift: T,
+    pub m: T,
+    pub r: T,
+}
+
+/// The row's sums: `Σ dy w` and `Σ dy w xhat`.
+pub struct RowSums<T> {
+    pub g: T,
+    pub gx: T,
+}
+
+/// [`Real::row_sums`] for any float type: the two sums with [`sum2`] and
+/// [`sum3`], then the parameter-gradient terms in a loop of their own.
+#[inline(always)]
+pub fn generic_row_sums<T: Real>(
+    row: RowTerms<'_, T>,
+    dgamma: &mut [T],
+    dbeta: &mut [T],
+) -> RowSums<T> {
+    let RowTerms {
+        x,
+        dy,
+        w,
+        shift,
+        m,
+        r,
+    } = row;
+    let g = sum2(dy, w, |d, w| d * w);
+    let gx = sum3(x, dy, w, |v, d, w| d * w * (((v - shift) - m) * r));
+    for (((dg, db), &v), &d) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(x).zip(dy) {
+        *dg = *dg + d * (((v - shift) - m) * r);
+        *db = *db + d;
+    }
+    RowSums { g, gx }
+}
