@@ -94,17 +94,26 @@ fn finish(mut acc: [__m256; 4], rest: &[f32], shift: f32, m: f32, square: bool) 
         let v = unsafe { _mm256_loadu_ps(lane.as_ptr()) };
         acc[0] = _mm256_add_ps(acc[0], term(v, vs, vm, square));
     }
-    let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut parts = [0.0f32; 8];
-    // SAFETY: `parts` holds 8 values.
-    unsafe { _mm256_storeu_ps(parts.as_mut_ptr(), total) };
-    let mut sum = ((parts[0] + parts[4]) + (parts[1] + parts[5]))
-        + ((parts[2] + parts[6]) + (parts[3] + parts[7]));
+    let mut sum = add_lanes(acc);
     for &v in tail {
         let d = (v - shift) - m;
         sum += if square { d * d } else { d };
     }
     sum
+}
+
+/// Four accumulators of eight lanes added up, always in the same order
+/// (the same bits on every instruction set).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn add_lanes(acc: [__m256; 4]) -> f32 {
+    let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut parts = [0.0f32; 8];
+    // SAFETY: `parts` holds 8 values.
+    unsafe { _mm256_storeu_ps(parts.as_mut_ptr(), total) };
+    ((parts[0] + parts[4]) + (parts[1] + parts[5]))
+        + ((parts[2] + parts[6]) + (parts[3] + parts[7]))
 }
 
 /// [`Real::row_sums`](super::real::Real::row_sums) for f32 rows: `None` on
@@ -265,7 +274,7 @@ unsafe fn row_terms8(
 
 /// The end of the row sums: values from `done` on (under 32) by lanes of 8
 /// into the first accumulators, then by one, and each sum's accumulators
-/// added up as [`finish`] does.
+/// added up ([`add_lanes`]) as [`finish`] does.
 ///
 /// # Safety
 /// As [`row_sums_avx2`].
@@ -289,14 +298,7 @@ unsafe fn finish_row(
         gx[0] = _mm256_add_ps(gx[0], tgx);
         i += 8;
     }
-    let total = |a: [__m256; 4]| {
-        let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-        let mut p = [0.0f32; 8];
-        // SAFETY: `p` holds 8 values.
-        unsafe { _mm256_storeu_ps(p.as_mut_ptr(), v) };
-        ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]))
-    };
-    let (mut sum_g, mut sum_gx) = (total(g), total(gx));
+    let (mut sum_g, mut sum_gx) = (add_lanes(g), add_lanes(gx));
     let RowTerms { shift, m, r, .. } = *row;
     for i in i..n {
         let (v, d, w) = (row.x[i], row.dy[i], row.w[i]);
