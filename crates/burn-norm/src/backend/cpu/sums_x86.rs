@@ -317,7 +317,8 @@ unsafe fn finish_row(
 #[cfg(test)]
 mod tests {
     use super::super::isa::Isa;
-    use super::centered_sum;
+    use super::super::sums::RowTerms;
+    use super::{centered_sum, row_sums};
 
     /// Every length class (32-value blocks, 8-value lanes, scalar tail)
     /// against an f64 sum of the same terms, on each instruction set the
@@ -353,6 +354,90 @@ mod tests {
                         sums[0].0
                     );
                 }
+            }
+        }
+    }
+
+    /// The backward's row sums and parameter terms, every length class,
+    /// against f64 sums of the same terms on each instruction set the CPU
+    /// has; AVX-512 and AVX2 give the same bits, and the parameter terms
+    /// are added to what the block's sums held.
+    #[test]
+    fn row_sums_match_f64_and_the_sets_agree() {
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 77, 128, 1001] {
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i as f32) * 0.731).sin() * 3.0 + 100.0)
+                .collect();
+            let dy: Vec<f32> = (0..len).map(|i| ((i as f32) * 1.3).cos()).collect();
+            let w: Vec<f32> = (0..len).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect();
+            let (shift, m, r) = (x.first().copied().unwrap_or(0.0), 0.25f32, 0.5f32);
+            let start: Vec<f32> = (0..len).map(|i| i as f32 * 0.125).collect();
+            /// One instruction set's results, as bits.
+            #[derive(PartialEq)]
+            struct Bits {
+                sums: [u32; 2],
+                dgamma: Vec<u32>,
+                dbeta: Vec<u32>,
+            }
+            let results: Vec<(Isa, Bits)> = Isa::available()
+                .into_iter()
+                .filter_map(|isa| {
+                    let (mut dgamma, mut dbeta) = (start.clone(), start.clone());
+                    let row = RowTerms {
+                        x: &x,
+                        dy: &dy,
+                        w: &w,
+                        shift,
+                        m,
+                        r,
+                    };
+                    let sums = Isa::force(isa, || row_sums(&row, &mut dgamma, &mut dbeta))?;
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let (mut want_g, mut want_gx, mut scale) = (0.0f64, 0.0f64, 0.0f64);
+                    for i in 0..len {
+                        let h = ((x[i] - shift) - m) as f64 * r as f64;
+                        let t = dy[i] as f64 * w[i] as f64;
+                        want_g += t;
+                        want_gx += t * h;
+                        scale += t.abs() * (1.0 + h.abs());
+                        let (dg, db) = (
+                            start[i] as f64 + dy[i] as f64 * h,
+                            start[i] as f64 + dy[i] as f64,
+                        );
+                        assert!(
+                            (dgamma[i] as f64 - dg).abs() <= 1e-6 * (1.0 + dg.abs()),
+                            "{isa:?} {len} dgamma[{i}]"
+                        );
+                        assert!(
+                            (dbeta[i] as f64 - db).abs() <= 1e-6 * (1.0 + db.abs()),
+                            "{isa:?} {len} dbeta[{i}]"
+                        );
+                    }
+                    let tol = 1e-6 * scale.max(1.0);
+                    assert!(
+                        (sums.g as f64 - want_g).abs() <= tol,
+                        "{isa:?} {len}: {} vs {want_g}",
+                        sums.g
+                    );
+                    assert!(
+                        (sums.gx as f64 - want_gx).abs() <= tol,
+                        "{isa:?} {len}: {} vs {want_gx}",
+                        sums.gx
+                    );
+                    let result = Bits {
+                        sums: [sums.g.to_bits(), sums.gx.to_bits()],
+                        dgamma: bits(&dgamma),
+                        dbeta: bits(&dbeta),
+                    };
+                    Some((isa, result))
+                })
+                .collect();
+            for (isa, result) in &results {
+                assert!(
+                    result == &results[0].1,
+                    "{isa:?} against {:?}, len {len}",
+                    results[0].0
+                );
             }
         }
     }
