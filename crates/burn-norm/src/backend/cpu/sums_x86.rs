@@ -64,12 +64,21 @@ fn centered_sum_avx512(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
             *acc = _mm512_add_ps(*acc, if square { _mm512_mul_ps(d, d) } else { d });
         }
     }
+    finish(eight_lane(acc), rest, shift, m, square)
+}
+
+/// Two 16-lane accumulators as the AVX2 code's four of eight lanes (the
+/// first register's halves are accumulators 0 and 1).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+fn eight_lane(acc: [__m512; 2]) -> [__m256; 4] {
     let halves = |v: __m512| {
         let high = _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1);
-        (_mm512_castps512_ps256(v), _mm256_castpd_ps(high))
+        [_mm512_castps512_ps256(v), _mm256_castpd_ps(high)]
     };
-    let ((a0, a1), (a2, a3)) = (halves(acc[0]), halves(acc[1]));
-    finish([a0, a1, a2, a3], rest, shift, m, square)
+    let ([a0, a1], [a2, a3]) = (halves(acc[0]), halves(acc[1]));
+    [a0, a1, a2, a3]
 }
 
 /// One term of the sums: `(v - shift) - m`, squared with `square`.
@@ -216,19 +225,13 @@ unsafe fn row_sums_avx512(
             }
         }
     }
-    let halves = |v: __m512| {
-        let high = _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1);
-        [_mm512_castps512_ps256(v), _mm256_castpd_ps(high)]
-    };
-    let ([g0, g1], [g2, g3]) = (halves(g[0]), halves(g[1]));
-    let ([x0, x1], [x2, x3]) = (halves(gx[0]), halves(gx[1]));
     // SAFETY: as for this function.
     unsafe {
         finish_row(
             row,
             32 * blocks,
-            [g0, g1, g2, g3],
-            [x0, x1, x2, x3],
+            eight_lane(g),
+            eight_lane(gx),
             dgamma,
             dbeta,
         )
