@@ -34,6 +34,7 @@ print(paths[-1])'
 
 rm -rf vendor-gpu && mkdir -p vendor-gpu
 cp "$(exe bench --bench norm --no-run)" vendor-gpu/norm
+cp "$(exe bench --bench copy --no-run)" vendor-gpu/copy
 cp "$(exe test --release --test suite --no-run)" vendor-gpu/suite
 if [ "$unfused" = 1 ]; then
   cp "$(exe bench --bench norm --no-run --no-default-features --features wgpu)" vendor-gpu/norm-unfused

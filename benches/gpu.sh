@@ -10,13 +10,29 @@
 # Vulkan loader with glvnd into .gl/ (see the device tool's README).
 # There: bash benches/gpu.sh   (carry vendor-gpu and .gl; $OUT gets the log)
 #
-# Prints the card and PyTorch's copy bandwidth on it; runs the suite's wgpu
-# tests twice (plane reductions where the card has them, then shared memory
-# forced); then the tables of benches/compare.py on the issue's GPU shapes
-# (--large), 10 chained layers per read-back (--chain 10): burn-norm and
-# burn-nn with Burn's fusion + autotune, without fusion, burn-norm's
-# shared-memory reductions, its teams at 8 values per unit, the older
-# build, and PyTorch CUDA once for all.
+# Sections, all by default, or those named: `bash benches/gpu.sh probe tables`.
+# - (always) the card, PyTorch's copy bandwidth on it and a plain CubeCL
+#   copy's through wgpu (benches/copy.rs): the ceiling on this runtime;
+# - probe: where LayerNorm's forward spends its time (`norm --probe`:
+#   chains of 10 and 100 layers, the host's enqueue time, without gamma and
+#   beta), also with CubeCL submitting every 4 tasks
+#   (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with burn-norm submitting
+#   its own (BURN_NORM_FLUSH=1), and with rows' teams at 4 values per unit;
+# - suite: the suite's wgpu tests twice (plane reductions where the card
+#   has them, then shared memory forced);
+# - tables: benches/compare.py on the issue's GPU shapes (--large), 10
+#   chained layers per read-back (--chain 10): burn-norm and burn-nn with
+#   Burn's fusion + autotune, without fusion (--unfused), burn-norm
+#   submitting its own launches, the older build (--before), PyTorch CUDA
+#   once for all; BatchNorm's training forward with one layer per read-back;
+# - ab: the probe of burn-norm alone in fresh processes, alternating four
+#   settings (as built, CUBECL_WGPU_MAX_TASKS=4, BURN_NORM_FLUSH=1,
+#   BURN_NORM_PER_UNIT=4), three rounds; then the tables with
+#   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
+# - steady: the same tables with 100 layers per read-back (--chain 100),
+#   where the GPU's time dominates the host's and the read-back's.
+# (Both reduction paths were timed on an H100 on 2026-11-27, level within
+# the spread: docs/benchmarks.md.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=${OUT:-/tmp}/gpu.log
@@ -26,6 +42,8 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   ldconfig
 fi
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+sections=${*:-probe suite tables steady}  # ab: on request
+want() { [[ " $sections " == *" $1 "* ]]; }
 bin=/tmp/burn-norm-bin
 mkdir -p "$bin"
 for f in vendor-gpu/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
@@ -40,7 +58,19 @@ for _ in range(50): x.clone()
 torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 50
 print(f"copy bandwidth (PyTorch clone of [32768, 768] f32, read + write): {2 * x.numel() * 4 / dt / 1e9:.0f} GB/s")
 PY
-if [ -x "$bin/suite" ]; then
+# The same copy as a plain CubeCL kernel through wgpu: the ceiling of any
+# kernel of ours on this runtime; then where our forward's time goes.
+[ -x "$bin/copy" ] && timeout 60 "$bin/copy" | grep -v "^device"
+if want probe; then
+  echo "## where LayerNorm's forward spends its time (fusion + autotune)"
+  timeout 90 "$bin/norm" --device wgpu --probe
+  echo "## the same, CUBECL_WGPU_MAX_TASKS=4"
+  CUBECL_WGPU_MAX_TASKS=4 timeout 90 "$bin/norm" --device wgpu --probe | grep -v "^device"
+  echo "## burn-norm, BURN_NORM_FLUSH=1, then rows' teams at 4 values per unit"
+  BURN_NORM_FLUSH=1 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  BURN_NORM_PER_UNIT=4 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+fi
+if want suite && [ -x "$bin/suite" ]; then
   # The fixtures are found through the path the suite was built at.
   mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
   # One test at a time: a GPU failure can take the device down for every
@@ -53,29 +83,35 @@ if [ -x "$bin/suite" ]; then
   BURN_NORM_SHARED_REDUCE=1 timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 |
     grep -E -A3 "FAILED|panicked|test result"
 fi
-compare() { timeout 120 python3 benches/compare.py --device wgpu --large --chain 10 --torch-rows /tmp/torch-rows.json "$@"; }
-echo "## fusion + autotune"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
-if [ -x "$bin/norm-unfused" ]; then
-  echo "## no fusion"; compare --bin "$bin/norm-unfused" --label "wgpu (no fusion)"
-fi
-# burn-norm alone: shared-memory reductions forced, then plane reductions
-# again, twice, alternating: the two paths in one sitting, and the spread
-# between runs of the same build.
-for pass in 1 2; do
-  echo "## burn-norm, shared-memory reductions forced (pass $pass)"
-  BURN_NORM_SHARED_REDUCE=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "shared memory"
-  if [ "$pass" = 1 ]; then
-    echo "## burn-norm, plane reductions (pass 2)"
-    BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "plane"
+compare() { timeout 150 python3 benches/compare.py --device wgpu --large --torch-rows "/tmp/torch-rows-$chain.json" --chain "$chain" "$@"; }
+if want tables; then
+  chain=10
+  echo "## fusion + autotune"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
+  if [ -x "$bin/norm-unfused" ]; then
+    echo "## no fusion"; compare --bin "$bin/norm-unfused" --label "wgpu (no fusion)"
   fi
-done
-# Teams of one plane for 768-wide rows (32 units holding 6 vectors each,
-# no shared memory or barrier in their sums) against the default (64
-# units holding 3): see cube_kernels::per_unit.
-echo "## burn-norm, BURN_NORM_PER_UNIT=8"
-BURN_NORM_PER_UNIT=8 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "8 per unit"
-if [ -x "$bin/norm-before" ]; then
-  echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
+  echo "## burn-norm, BURN_NORM_FLUSH=1"
+  BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "own submit"
+  if [ -x "$bin/norm-before" ]; then
+    echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
+  fi
+  echo "## BatchNorm's training forward, one layer per read-back (--chain 1)"
+  timeout 60 "$bin/norm" --device wgpu --large --only "BatchNorm2d train [64" --chain 1
 fi
-echo "## BatchNorm's training forward, one layer per read-back (--chain 1)"
-timeout 60 "$bin/norm" --device wgpu --large --only "BatchNorm2d train [64" --chain 1
+if want steady; then
+  chain=100
+  echo "## fusion + autotune, 100 layers per read-back"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
+fi
+if want ab; then
+  echo "## alternating probes, burn-norm alone"
+  for round in 1 2 3; do
+    for setting in "" CUBECL_WGPU_MAX_TASKS=4 BURN_NORM_FLUSH=1 BURN_NORM_PER_UNIT=4; do
+      echo "round $round: ${setting:-as built}"
+      env $setting BENCH_IMPL=burn-norm timeout 60 "$bin/norm" --device wgpu --probe | grep burn-norm
+    done
+  done
+  for chain in 10 100; do
+    echo "## CUBECL_WGPU_MAX_TASKS=4, $chain layers per read-back"
+    CUBECL_WGPU_MAX_TASKS=4 compare --bin "$bin/norm" --label "wgpu, 4 tasks per submit"
+  done
+fi

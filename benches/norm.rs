@@ -7,6 +7,7 @@
 //! cargo bench --bench norm -- --json                # one JSON object per line
 //! cargo bench --bench norm -- --chain 10            # 10 chained layers per read-back
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
+//! cargo bench --bench norm -- --device wgpu --probe # where a GPU forward's time goes
 //! ```
 //!
 //! Prints the median of 20 timed runs after 3 warm-up runs.
@@ -337,6 +338,58 @@ fn memory(json: bool) {
     }
 }
 
+/// Where LayerNorm [32768, 768]'s inference forward spends its time on
+/// `device` (`--probe`; `--rows N` for a smaller shape on lavapipe): per
+/// layer, in chains of 10 and 100 layers per read-back (with 100 the GPU's
+/// own time dominates where the host keeps ahead), the host's time to
+/// enqueue a chain of 100 (before the read-back), the same without gamma
+/// and beta (what loading the parameters costs), burn-nn's, and the
+/// harness alone (identity layers). `BENCH_IMPL=burn-norm` keeps ours.
+fn probe(device: &Device, rows: usize) {
+    const D: usize = 768;
+    let x = Tensor::<2>::random([rows, D], Distribution::Default, device);
+    let affine = burn_norm::LayerNormConfig::new(D).init(device);
+    let plain = burn_norm::LayerNormConfig::new(D)
+        .with_elementwise_affine(false)
+        .init(device);
+    let theirs = burn::nn::LayerNormConfig::new(D).init(device);
+    let layers: [(&str, &dyn Fn(Tensor<2>) -> Tensor<2>); 4] = [
+        ("burn-norm", &|x| affine.forward(x)),
+        ("burn-norm, no gamma/beta", &|x| plain.forward(x)),
+        ("burn-nn", &|x| theirs.forward(x)),
+        ("identity", &|x| x),
+    ];
+    let bytes = 2.0 * (rows * D * 4) as f64;
+    println!("LayerNorm [{rows}, {D}] inference forward, per layer:");
+    for (name, layer) in layers {
+        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+            continue;
+        }
+        let mut cells = Vec::new();
+        for chain in [10, 100] {
+            let mut enqueue = Vec::new();
+            let total = median(|| {
+                let start = Instant::now();
+                let mut y = x.clone();
+                for _ in 0..chain {
+                    y = layer(y);
+                }
+                enqueue.push(start.elapsed());
+                std::hint::black_box(y.sum().into_scalar::<f32>());
+            }) / chain;
+            enqueue.sort();
+            let host = enqueue[enqueue.len() / 2] / chain;
+            cells.push(format!(
+                "chain {chain}: {:.1} us ({:.0} GB/s), enqueue {:.1} us",
+                total.as_secs_f64() * 1e6,
+                bytes / total.as_secs_f64() / 1e9,
+                host.as_secs_f64() * 1e6
+            ));
+        }
+        println!("  {name:<26} {}", cells.join("; "));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-probe") {
@@ -363,6 +416,14 @@ fn main() {
         only,
     };
     let large = args.iter().any(|a| a == "--large");
+    if args.iter().any(|a| a == "--probe") {
+        let rows = args
+            .iter()
+            .position(|a| a == "--rows")
+            .and_then(|i| args.get(i + 1))
+            .map_or(32768, |r| r.parse().expect("--rows takes a count"));
+        return probe(&device, rows);
+    }
     if !bench.json {
         println!("device: {device:?}");
     }
