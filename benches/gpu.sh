@@ -16,18 +16,21 @@
 # - probe: where LayerNorm's forward spends its time (`norm --probe`:
 #   chains of 10 and 100 layers, the host's enqueue time, without gamma and
 #   beta), also with CubeCL submitting every 4 tasks
-#   (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with burn-norm submitting
-#   its own (BURN_NORM_FLUSH=1), and with rows' teams at 4 values per unit;
+#   (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with burn-norm leaving its
+#   launches to CubeCL's batching (BURN_NORM_FLUSH=0; by default operations
+#   on 16 million values or more submit at once), and with teams of 8
+#   values per unit;
 # - suite: the suite's wgpu tests twice (plane reductions where the card
 #   has them, then shared memory forced);
 # - tables: benches/compare.py on the issue's GPU shapes (--large), 10
 #   chained layers per read-back (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
-#   submitting its own launches, the older build (--before), PyTorch CUDA
+#   submitting every operation's launches at once (BURN_NORM_FLUSH=1), the
+#   older build (--before), PyTorch CUDA
 #   once for all; BatchNorm's training forward with one layer per read-back;
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
-#   settings (as built, CUBECL_WGPU_MAX_TASKS=4, BURN_NORM_FLUSH=1,
-#   BURN_NORM_PER_UNIT=4), three rounds; then the tables with
+#   settings (as built, CUBECL_WGPU_MAX_TASKS=4, BURN_NORM_FLUSH=0,
+#   BURN_NORM_PER_UNIT=8), three rounds; then the tables with
 #   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
 # - steady: the same tables with 100 layers per read-back (--chain 100),
 #   where the GPU's time dominates the host's and the read-back's.
@@ -66,9 +69,9 @@ if want probe; then
   timeout 90 "$bin/norm" --device wgpu --probe
   echo "## the same, CUBECL_WGPU_MAX_TASKS=4"
   CUBECL_WGPU_MAX_TASKS=4 timeout 90 "$bin/norm" --device wgpu --probe | grep -v "^device"
-  echo "## burn-norm, BURN_NORM_FLUSH=1, then rows' teams at 4 values per unit"
-  BURN_NORM_FLUSH=1 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
-  BURN_NORM_PER_UNIT=4 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  echo "## burn-norm, BURN_NORM_FLUSH=0, then teams of 8 values per unit"
+  BURN_NORM_FLUSH=0 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  BURN_NORM_PER_UNIT=8 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
 fi
 if want suite && [ -x "$bin/suite" ]; then
   # The fixtures are found through the path the suite was built at.
@@ -91,7 +94,7 @@ if want tables; then
     echo "## no fusion"; compare --bin "$bin/norm-unfused" --label "wgpu (no fusion)"
   fi
   echo "## burn-norm, BURN_NORM_FLUSH=1"
-  BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "own submit"
+  BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "every op submits"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
@@ -105,7 +108,7 @@ fi
 if want ab; then
   echo "## alternating probes, burn-norm alone"
   for round in 1 2 3; do
-    for setting in "" CUBECL_WGPU_MAX_TASKS=4 BURN_NORM_FLUSH=1 BURN_NORM_PER_UNIT=4; do
+    for setting in "" CUBECL_WGPU_MAX_TASKS=4 BURN_NORM_FLUSH=0 BURN_NORM_PER_UNIT=8; do
       echo "round $round: ${setting:-as built}"
       env $setting BENCH_IMPL=burn-norm timeout 60 "$bin/norm" --device wgpu --probe | grep burn-norm
     done

@@ -190,86 +190,255 @@ fn channels_in_blocks(
     out
 }
 
+/// [`NormOps::normalize`]'s launches.
+fn launch_forward(
+    x: FloatTensor<CubeBackend>,
+    gamma: FloatTensor<CubeBackend>,
+    beta: FloatTensor<CubeBackend>,
+    [has_gamma, has_beta]: [bool; 2],
+    norm: Layout,
+    epsilon: f64,
+) -> Normalized<CubeBackend> {
+    check_dtype(x.dtype);
+    let layout = Groups::of(x.shape().as_slice(), norm);
+    check_layout(&layout);
+    let Groups { c, k, s, .. } = layout;
+    let groups = layout.count();
+    // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
+    // splits into whole vectors: none straddles two channels.
+    let vector = vector_for(s);
+    let teams = Teams::new(groups, layout.size() / vector);
+    let (x, gamma, beta) = (
+        into_contiguous(x),
+        into_contiguous(gamma),
+        into_contiguous(beta),
+    );
+    let y = empty(&x, layout.shape());
+    let (mean, var, rstd) = (
+        empty(&x, vec![groups]),
+        empty(&x, vec![groups]),
+        empty(&x, vec![groups]),
+    );
+    if in_blocks(&layout) {
+        let unused = empty(&x, vec![1]);
+        let output = channels_in_blocks(
+            &x,
+            None,
+            gamma,
+            beta,
+            [has_gamma, has_beta],
+            &layout,
+            epsilon as f32,
+            [&mean, &var, &rstd, &unused, &unused],
+        );
+        return Normalized {
+            output,
+            mean,
+            var,
+            rstd,
+        };
+    }
+    cube_kernels::normalize_forward::launch(
+        &x.client,
+        cubes_for(groups, teams),
+        CubeDim::new_1d(teams.units()),
+        vector,
+        x.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        mean.clone().into_tensor_arg(),
+        var.clone().into_tensor_arg(),
+        rstd.clone().into_tensor_arg(),
+        groups as u32,
+        c as u32,
+        k as u32,
+        (s / vector) as u32,
+        epsilon as f32,
+        norm,
+        has_gamma,
+        has_beta,
+        teams.units(),
+        teams.team,
+        teams.held,
+        plane_for(&x, teams.team),
+        dtype_to_storage_type(x.dtype),
+    );
+    Normalized {
+        output: y,
+        mean,
+        var,
+        rstd,
+    }
+}
+
+/// [`NormOps::normalize_backward`]'s launches.
+fn launch_backward(
+    x: FloatTensor<CubeBackend>,
+    rstd: FloatTensor<CubeBackend>,
+    gamma: FloatTensor<CubeBackend>,
+    has_gamma: bool,
+    norm: Layout,
+    dy: FloatTensor<CubeBackend>,
+) -> NormGrads<CubeBackend> {
+    check_dtype(x.dtype);
+    let layout = Groups::of(x.shape().as_slice(), norm);
+    check_layout(&layout);
+    let Groups { n, c, k, s, .. } = layout;
+    let per_channel = norm.grouping == Grouping::Channels;
+    let (groups, params) = (layout.count(), layout.params());
+    // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
+    // splits into whole vectors: none straddles two channels.
+    let vector = vector_for(s);
+    let teams = Teams::new(groups, layout.size() / vector);
+    let (x, rstd, gamma, dy) = (
+        into_contiguous(x),
+        into_contiguous(rstd),
+        into_contiguous(gamma),
+        into_contiguous(dy),
+    );
+    let dx = empty(&x, layout.shape());
+    // For BatchNorm's channels the kernel writes the parameter gradients
+    // itself; otherwise it leaves each group's centre for the sums below.
+    let (dgamma, dbeta, centers) = if per_channel {
+        (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
+    } else {
+        (
+            empty(&x, vec![1]),
+            empty(&x, vec![1]),
+            empty(&x, vec![2 * groups]),
+        )
+    };
+    if in_blocks(&layout) {
+        let unused = empty(&x, vec![1]);
+        let dx = channels_in_blocks(
+            &x,
+            Some(&dy),
+            gamma.clone(),
+            gamma,
+            [has_gamma, false],
+            &layout,
+            0.0,
+            [&unused, &unused, &rstd, &dgamma, &dbeta],
+        );
+        return NormGrads { dx, dgamma, dbeta };
+    }
+    cube_kernels::normalize_backward::launch(
+        &x.client,
+        cubes_for(groups, teams),
+        CubeDim::new_1d(teams.units()),
+        vector,
+        x.clone().into_tensor_arg(),
+        rstd.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        dx.clone().into_tensor_arg(),
+        dgamma.clone().into_tensor_arg(),
+        dbeta.clone().into_tensor_arg(),
+        centers.clone().into_tensor_arg(),
+        groups as u32,
+        c as u32,
+        k as u32,
+        (s / vector) as u32,
+        norm,
+        has_gamma,
+        teams.units(),
+        teams.team,
+        teams.held,
+        plane_for(&x, teams.team),
+        dtype_to_storage_type(x.dtype),
+    );
+    if per_channel {
+        return NormGrads { dx, dgamma, dbeta };
+    }
+    let total = |partial: CubeTensor, blocks: usize| {
+        let out = empty(&partial, vec![params]);
+        cube_kernels::column_sums::launch(
+            &partial.client,
+            CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
+            CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
+            partial.clone().into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            blocks as u32,
+            params as u32,
+            dtype_to_storage_type(partial.dtype),
+        );
+        out
+    };
+    if norm.grouping == Grouping::SampleChannels {
+        // One sum per channel and sample, then the samples added.
+        let runs = n * c;
+        let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
+        let teams = Teams::new(runs, s);
+        cube_kernels::channel_parameter_grads::launch(
+            &x.client,
+            cubes_for(runs, teams),
+            CubeDim::new_1d(teams.units()),
+            x.clone().into_tensor_arg(),
+            rstd.into_tensor_arg(),
+            centers.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            partial_gamma.clone().into_tensor_arg(),
+            partial_beta.clone().into_tensor_arg(),
+            runs as u32,
+            k as u32,
+            s as u32,
+            teams.units(),
+            teams.team,
+            plane_for(&x, teams.team),
+            dtype_to_storage_type(x.dtype),
+        );
+        return NormGrads {
+            dx,
+            dgamma: total(partial_gamma, n),
+            dbeta: total(partial_beta, n),
+        };
+    }
+    // Column sums in two stages: blocks of rows, then the blocks.
+    let per_block = rows_per_block(groups);
+    let blocks = groups.div_ceil(per_block).max(1);
+    let (partial_gamma, partial_beta) = (
+        empty(&x, vec![blocks, params]),
+        empty(&x, vec![blocks, params]),
+    );
+    cube_kernels::row_parameter_grads::launch(
+        &x.client,
+        CubeCount::Static(
+            params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32,
+            blocks as u32,
+            1,
+        ),
+        CubeDim::new_1d(MAX_CUBE_SIZE),
+        x.clone().into_tensor_arg(),
+        rstd.into_tensor_arg(),
+        centers.into_tensor_arg(),
+        dy.into_tensor_arg(),
+        partial_gamma.clone().into_tensor_arg(),
+        partial_beta.clone().into_tensor_arg(),
+        groups as u32,
+        params as u32,
+        per_block as u32,
+        dtype_to_storage_type(x.dtype),
+    );
+    NormGrads {
+        dx,
+        dgamma: total(partial_gamma, blocks),
+        dbeta: total(partial_beta, blocks),
+    }
+}
+
 impl NormOps for CubeBackend {
     fn normalize(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        [has_gamma, has_beta]: [bool; 2],
+        affine: [bool; 2],
         norm: Layout,
         epsilon: f64,
     ) -> Normalized<Self> {
-        check_dtype(x.dtype);
-        let layout = Groups::of(x.shape().as_slice(), norm);
-        check_layout(&layout);
-        let Groups { c, k, s, .. } = layout;
-        let groups = layout.count();
-        // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
-        // splits into whole vectors: none straddles two channels.
-        let vector = vector_for(s);
-        let teams = Teams::new(groups, layout.size() / vector);
-        let (x, gamma, beta) = (
-            into_contiguous(x),
-            into_contiguous(gamma),
-            into_contiguous(beta),
-        );
-        let y = empty(&x, layout.shape());
-        let (mean, var, rstd) = (
-            empty(&x, vec![groups]),
-            empty(&x, vec![groups]),
-            empty(&x, vec![groups]),
-        );
-        if in_blocks(&layout) {
-            let unused = empty(&x, vec![1]);
-            let output = channels_in_blocks(
-                &x,
-                None,
-                gamma,
-                beta,
-                [has_gamma, has_beta],
-                &layout,
-                epsilon as f32,
-                [&mean, &var, &rstd, &unused, &unused],
-            );
-            return Normalized {
-                output,
-                mean,
-                var,
-                rstd,
-            };
-        }
-        cube_kernels::normalize_forward::launch(
-            &x.client,
-            cubes_for(groups, teams),
-            CubeDim::new_1d(teams.units()),
-            vector,
-            x.clone().into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            beta.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            mean.clone().into_tensor_arg(),
-            var.clone().into_tensor_arg(),
-            rstd.clone().into_tensor_arg(),
-            groups as u32,
-            c as u32,
-            k as u32,
-            (s / vector) as u32,
-            epsilon as f32,
-            norm,
-            has_gamma,
-            has_beta,
-            teams.units(),
-            teams.team,
-            teams.held,
-            plane_for(&x, teams.team),
-            dtype_to_storage_type(x.dtype),
-        );
-        Normalized {
-            output: y,
-            mean,
-            var,
-            rstd,
-        }
+        let out = launch_forward(x, gamma, beta, affine, norm, epsilon);
+        submit(&out.output);
+        out
     }
 
     fn normalize_backward(
@@ -280,149 +449,82 @@ impl NormOps for CubeBackend {
         norm: Layout,
         dy: FloatTensor<Self>,
     ) -> NormGrads<Self> {
-        check_dtype(x.dtype);
-        let layout = Groups::of(x.shape().as_slice(), norm);
-        check_layout(&layout);
-        let Groups { n, c, k, s, .. } = layout;
-        let per_channel = norm.grouping == Grouping::Channels;
-        let (groups, params) = (layout.count(), layout.params());
-        // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
-        // splits into whole vectors: none straddles two channels.
-        let vector = vector_for(s);
-        let teams = Teams::new(groups, layout.size() / vector);
-        let (x, rstd, gamma, dy) = (
-            into_contiguous(x),
-            into_contiguous(rstd),
-            into_contiguous(gamma),
-            into_contiguous(dy),
-        );
-        let dx = empty(&x, layout.shape());
-        // For BatchNorm's channels the kernel writes the parameter gradients
-        // itself; otherwise it leaves each group's centre for the sums below.
-        let (dgamma, dbeta, centers) = if per_channel {
-            (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
-        } else {
-            (
-                empty(&x, vec![1]),
-                empty(&x, vec![1]),
-                empty(&x, vec![2 * groups]),
-            )
-        };
-        if in_blocks(&layout) {
-            let unused = empty(&x, vec![1]);
-            let dx = channels_in_blocks(
-                &x,
-                Some(&dy),
-                gamma.clone(),
-                gamma,
-                [has_gamma, false],
-                &layout,
-                0.0,
-                [&unused, &unused, &rstd, &dgamma, &dbeta],
-            );
-            return NormGrads { dx, dgamma, dbeta };
+        let grads = launch_backward(x, rstd, gamma, has_gamma, norm, dy);
+        submit(&grads.dx);
+        grads
+    }
+}
+
+/// Operations on at least this many values (64 MiB of f32) submit their
+/// launches to the GPU at once (see [`Submission`]).
+pub const SUBMIT_VALUES: usize = 1 << 24;
+
+/// When our operation hands its launches to the GPU. CubeCL's wgpu runtime
+/// queues launches and submits every 32 (`CUBECL_WGPU_MAX_TASKS`) or when a
+/// read waits for them, so on a short chain of operations the GPU sits idle
+/// while the host prepares the rest. For a large operation (tens of
+/// microseconds of GPU time) submitting at once costs less host time than
+/// it saves: on an H100, LayerNorm [32768, 768]'s forward in chains of 10
+/// took 116-125 us per layer against 154-169 us, three alternating rounds,
+/// and every 25-million-value row of `benches/gpu.sh`'s tables took 3-37%
+/// less time; in chains of 100 it was level (96-98 us against 94-100).
+/// Small operations took up to 32% longer (BatchNorm [128, 16, 28, 28]'s
+/// training step: the blocking submission outweighs their microseconds of
+/// GPU time), so they keep CubeCL's batching. docs/benchmarks.md, eighth
+/// session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Submission {
+    /// Operations on at least [`SUBMIT_VALUES`] values submit at once (the
+    /// default).
+    Large,
+    /// Every operation submits at once (`BURN_NORM_FLUSH=1`, a tuning aid).
+    Always,
+    /// CubeCL's batching alone (`BURN_NORM_FLUSH=0`).
+    Queued,
+}
+
+impl Submission {
+    /// The policy `BURN_NORM_FLUSH` sets, [`Submission::Large`] without it.
+    fn get() -> Self {
+        static SUBMISSION: OnceLock<Submission> = OnceLock::new();
+        *SUBMISSION.get_or_init(|| match std::env::var("BURN_NORM_FLUSH").as_deref() {
+            Ok("1") => Submission::Always,
+            Ok("0") => Submission::Queued,
+            _ => Submission::Large,
+        })
+    }
+
+    /// Whether an operation on `values` values submits at once.
+    fn now(self, values: usize) -> bool {
+        match self {
+            Submission::Large => values >= SUBMIT_VALUES,
+            Submission::Always => true,
+            Submission::Queued => false,
         }
-        cube_kernels::normalize_backward::launch(
-            &x.client,
-            cubes_for(groups, teams),
-            CubeDim::new_1d(teams.units()),
-            vector,
-            x.clone().into_tensor_arg(),
-            rstd.clone().into_tensor_arg(),
-            gamma.into_tensor_arg(),
-            dy.clone().into_tensor_arg(),
-            dx.clone().into_tensor_arg(),
-            dgamma.clone().into_tensor_arg(),
-            dbeta.clone().into_tensor_arg(),
-            centers.clone().into_tensor_arg(),
-            groups as u32,
-            c as u32,
-            k as u32,
-            (s / vector) as u32,
-            norm,
-            has_gamma,
-            teams.units(),
-            teams.team,
-            teams.held,
-            plane_for(&x, teams.team),
-            dtype_to_storage_type(x.dtype),
-        );
-        if per_channel {
-            return NormGrads { dx, dgamma, dbeta };
-        }
-        let total = |partial: CubeTensor, blocks: usize| {
-            let out = empty(&partial, vec![params]);
-            cube_kernels::column_sums::launch(
-                &partial.client,
-                CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
-                CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
-                partial.clone().into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                blocks as u32,
-                params as u32,
-                dtype_to_storage_type(partial.dtype),
-            );
-            out
-        };
-        if norm.grouping == Grouping::SampleChannels {
-            // One sum per channel and sample, then the samples added.
-            let runs = n * c;
-            let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
-            let teams = Teams::new(runs, s);
-            cube_kernels::channel_parameter_grads::launch(
-                &x.client,
-                cubes_for(runs, teams),
-                CubeDim::new_1d(teams.units()),
-                x.clone().into_tensor_arg(),
-                rstd.into_tensor_arg(),
-                centers.into_tensor_arg(),
-                dy.into_tensor_arg(),
-                partial_gamma.clone().into_tensor_arg(),
-                partial_beta.clone().into_tensor_arg(),
-                runs as u32,
-                k as u32,
-                s as u32,
-                teams.units(),
-                teams.team,
-                plane_for(&x, teams.team),
-                dtype_to_storage_type(x.dtype),
-            );
-            return NormGrads {
-                dx,
-                dgamma: total(partial_gamma, n),
-                dbeta: total(partial_beta, n),
-            };
-        }
-        // Column sums in two stages: blocks of rows, then the blocks.
-        let per_block = rows_per_block(groups);
-        let blocks = groups.div_ceil(per_block).max(1);
-        let (partial_gamma, partial_beta) = (
-            empty(&x, vec![blocks, params]),
-            empty(&x, vec![blocks, params]),
-        );
-        cube_kernels::row_parameter_grads::launch(
-            &x.client,
-            CubeCount::Static(
-                params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32,
-                blocks as u32,
-                1,
-            ),
-            CubeDim::new_1d(MAX_CUBE_SIZE),
-            x.clone().into_tensor_arg(),
-            rstd.into_tensor_arg(),
-            centers.into_tensor_arg(),
-            dy.into_tensor_arg(),
-            partial_gamma.clone().into_tensor_arg(),
-            partial_beta.clone().into_tensor_arg(),
-            groups as u32,
-            params as u32,
-            per_block as u32,
-            dtype_to_storage_type(x.dtype),
-        );
-        NormGrads {
-            dx,
-            dgamma: total(partial_gamma, blocks),
-            dbeta: total(partial_beta, blocks),
-        }
+    }
+}
+
+/// Submits the launches queued on `x`'s device where [`Submission`] says so
+/// for an operation on `x`'s values.
+fn submit(x: &CubeTensor) {
+    if Submission::get().now(x.shape().num_elements()) {
+        x.client.flush().unwrap_or_else(|e| {
+            panic!("burn-norm: the device failed on submitting its kernels: {e:?}")
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SUBMIT_VALUES, Submission};
+
+    #[test]
+    fn large_operations_submit_at_once_unless_told_otherwise() {
+        assert!(Submission::Large.now(32768 * 768));
+        assert!(Submission::Large.now(SUBMIT_VALUES));
+        assert!(!Submission::Large.now(SUBMIT_VALUES - 1));
+        assert!(!Submission::Large.now(4096 * 128));
+        assert!(Submission::Always.now(1));
+        assert!(!Submission::Queued.now(32768 * 768));
     }
 }
