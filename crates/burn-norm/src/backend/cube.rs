@@ -134,15 +134,18 @@ fn channels_in_blocks(
     );
     let dtype = dtype_to_storage_type(x.dtype);
     let partial = empty(x, vec![c * blocks * PARTIALS]);
+    // A channel's runs of `s` values split into whole vectors.
+    let vector = vector_for(s);
     cube_channels::channel_block_sums::launch(
         &x.client,
         CubeCount::Static(blocks as u32, c as u32, 1),
         CubeDim::new_1d(MAX_CUBE_SIZE),
+        vector,
         x.clone().into_tensor_arg(),
         dy.clone().into_tensor_arg(),
         partial.clone().into_tensor_arg(),
         c as u32,
-        s as u32,
+        (s / vector) as u32,
         backward,
         plane_for(x, MAX_CUBE_SIZE),
         dtype,
@@ -172,7 +175,6 @@ fn channels_in_blocks(
         dtype,
     );
     let out = empty(x, layout.shape());
-    let vector = vector_for(s);
     cube_channels::channel_apply::launch(
         &x.client,
         elementwise(layout.shape().iter().product(), vector),

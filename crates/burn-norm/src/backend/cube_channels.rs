@@ -7,7 +7,7 @@
 //! Here each channel is cut into blocks of [`BLOCK_VALUES`]; three launches:
 //!
 //! 1. [`channel_block_sums`], one cube per block and channel: the block's
-//!    values go to registers once; from them its mean (of `x - shift`, the
+//!    values go to registers once, in vectors of up to 4 as in stage 3; from them its mean (of `x - shift`, the
 //!    shift being the channel's first value, as everywhere) and, exactly
 //!    around that mean, either its sum of squares (forward) or `Σ dy` and
 //!    `Σ dy (x - shift - mean_b)` (backward).
@@ -26,7 +26,7 @@
 //!
 //! [`normalize_forward`]: super::cube_kernels::normalize_forward
 
-use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, team_sum, team_sum2};
+use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, team_sum, team_sum2, total};
 use cubecl::prelude::*;
 
 /// Values per block: a full cube's registers.
@@ -48,41 +48,49 @@ fn channel_index(j: usize, ch: usize, c: usize, s: usize) -> usize {
 
 /// Stage one: block `CUBE_POS_X` of channel `CUBE_POS_Y`; writes
 /// `partial[(ch * blocks + b) * PARTIALS ..]`. With `backward`, `dy` is
-/// read and the gradient sums written; else `dy` is not read.
+/// read and the gradient sums written; else `dy` is not read. Values move
+/// as vectors of `N` (a channel's runs of `s` values split into whole
+/// vectors, `s_vectors = s / N`), each unit holding [`MAX_HELD`] values.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn channel_block_sums<F: Float>(
-    x: &Tensor<F>,
-    dy: &Tensor<F>,
+pub fn channel_block_sums<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    dy: &Tensor<Vector<F, N>>,
     partial: &mut Tensor<F>,
     c: u32,
-    s: u32,
+    s_vectors: u32,
     #[comptime] backward: bool,
     #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let (c, s) = (c as usize, s as usize);
+    let (c, s) = (c as usize, s_vectors as usize);
+    // Vectors per channel, per block, and in this block.
     let size = (x.len() / (c * s)) * s;
+    let vector = N::value().comptime();
+    let held = comptime!(MAX_HELD / vector);
+    let block = comptime!(BLOCK_VALUES / vector);
     let (b, ch) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
     let blocks = CUBE_COUNT_X as usize;
     let lane = UNIT_POS_X as usize;
-    let first = b * BLOCK_VALUES;
+    let first = b * block;
     let mut count = size - first;
-    if count > BLOCK_VALUES {
-        count = BLOCK_VALUES;
+    if count > block {
+        count = block;
     }
     let team = comptime!(MAX_CUBE_SIZE);
     let mut scratch = Shared::new_slice(2 * MAX_CUBE_SIZE as usize);
-    let shift = x[channel_index(0, ch, c, s)];
+    let shift = x[channel_index(0, ch, c, s)].extract(0usize);
+    let sv = Vector::<F, N>::new(shift);
+    let zero = Vector::<F, N>::new(F::new(0.0_f32));
     // Slots past the block's end hold `shift` (and `dy = 0`): they add
     // nothing to any sum below.
-    let mut values = Array::<F>::new(MAX_HELD);
-    let mut grads = Array::<F>::new(MAX_HELD);
+    let mut values = Array::<Vector<F, N>>::new(held);
+    let mut grads = Array::<Vector<F, N>>::new(held);
     #[unroll]
-    for i in 0..MAX_HELD {
+    for i in 0..held {
         let j = lane + i * team as usize;
-        let mut v = shift;
-        let mut d = F::new(0.0_f32);
+        let mut v = sv;
+        let mut d = zero;
         if j < count {
             let index = channel_index(first + j, ch, c, s);
             v = x[index];
@@ -90,20 +98,22 @@ pub fn channel_block_sums<F: Float>(
                 d = dy[index];
             }
         }
-        values[i] = v - shift;
+        values[i] = v - sv;
         grads[i] = d;
     }
-    let mut acc = F::new(0.0_f32);
+    let mut acc = zero;
     #[unroll]
-    for i in 0..MAX_HELD {
+    for i in 0..held {
         acc += values[i];
     }
-    let m = team_sum::<F>(acc, &mut scratch, team, plane) / F::cast_from(count as u32);
-    let mut acc_a = F::new(0.0_f32);
-    let mut acc_b = F::new(0.0_f32);
+    let m = team_sum::<F>(total::<F, N>(acc), &mut scratch, team, plane)
+        / F::cast_from((count * vector) as u32);
+    let mv = Vector::<F, N>::new(m);
+    let mut acc_a = zero;
+    let mut acc_b = zero;
     #[unroll]
-    for i in 0..MAX_HELD {
-        let xc = values[i] - m;
+    for i in 0..held {
+        let xc = values[i] - mv;
         if comptime!(backward) {
             acc_a += grads[i];
             acc_b += grads[i] * xc;
@@ -111,7 +121,13 @@ pub fn channel_block_sums<F: Float>(
             acc_a += xc * xc;
         }
     }
-    let (total_a, total_b) = team_sum2::<F>(acc_a, acc_b, &mut scratch, team, plane);
+    let (total_a, total_b) = team_sum2::<F>(
+        total::<F, N>(acc_a),
+        total::<F, N>(acc_b),
+        &mut scratch,
+        team,
+        plane,
+    );
     if lane == 0 {
         let at = (ch * blocks + b) * PARTIALS;
         partial[at] = m;

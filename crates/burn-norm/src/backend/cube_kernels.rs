@@ -194,7 +194,7 @@ fn team_position(#[comptime] team: u32) -> (usize, usize) {
 
 /// The sum of a vector's values.
 #[cube]
-fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
+pub(super) fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
     let mut sum = F::new(0.0_f32);
     #[unroll]
     for i in 0..N::value() {
