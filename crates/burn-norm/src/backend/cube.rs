@@ -371,11 +371,12 @@ fn launch_backward(
         // One sum per channel and sample, then the samples added.
         let runs = n * c;
         let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
-        let teams = Teams::new(runs, s);
+        let teams = Teams::new(runs, s / vector);
         cube_kernels::channel_parameter_grads::launch(
             &x.client,
             cubes_for(runs, teams),
             CubeDim::new_1d(teams.units()),
+            vector,
             x.clone().into_tensor_arg(),
             rstd.into_tensor_arg(),
             centers.into_tensor_arg(),
@@ -384,7 +385,7 @@ fn launch_backward(
             partial_beta.clone().into_tensor_arg(),
             runs as u32,
             k as u32,
-            s as u32,
+            (s / vector) as u32,
             teams.units(),
             teams.team,
             plane_for(&x, teams.team),

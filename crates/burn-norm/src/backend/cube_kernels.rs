@@ -763,20 +763,20 @@ pub fn normalize_backward<F: Float, N: Size>(
 /// For channel groups (GroupNorm, InstanceNorm): `dgamma`, `dbeta` of one
 /// channel of one sample, `Σ dy * xhat` and `Σ dy` over its `s` values, one
 /// team of units per channel and sample (consecutive units read consecutive
-/// values), several teams per cube for small `s`; writes `[n, c]` partial
-/// sums for [`column_sums`].
+/// vectors of `N` values; `s_vectors = s / N`), several teams per cube for
+/// small `s`; writes `[n, c]` partial sums for [`column_sums`].
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn channel_parameter_grads<F: Float>(
-    x: &Tensor<F>,
+pub fn channel_parameter_grads<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     rstd: &Tensor<F>,
     centers: &Tensor<F>,
-    dy: &Tensor<F>,
+    dy: &Tensor<Vector<F, N>>,
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
     runs: u32,
     k: u32,
-    s: u32,
+    s_vectors: u32,
     #[comptime] units: u32,
     #[comptime] team: u32,
     #[comptime] plane: u32,
@@ -784,21 +784,29 @@ pub fn channel_parameter_grads<F: Float>(
 ) {
     let (run, lane) = team_position(team);
     let active = run < runs as usize;
-    let s = s as usize;
+    let s = s_vectors as usize;
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let mut acc_gamma = F::new(0.0_f32);
-    let mut acc_beta = F::new(0.0_f32);
+    let mut acc_gamma = Vector::<F, N>::new(F::new(0.0_f32));
+    let mut acc_beta = Vector::<F, N>::new(F::new(0.0_f32));
     if active {
         // Channel `run % c` of sample `run / c` is in group `run / k`.
         let group = run / k as usize;
-        let (shift, m, r) = (centers[2 * group], centers[2 * group + 1], rstd[group]);
+        let shift = Vector::<F, N>::new(centers[2 * group]);
+        let m = Vector::<F, N>::new(centers[2 * group + 1]);
+        let r = Vector::<F, N>::new(rstd[group]);
         for i in range_stepped(run * s + lane, (run + 1) * s, team as usize) {
             let d = dy[i];
             acc_gamma += d * (((x[i] - shift) - m) * r);
             acc_beta += d;
         }
     }
-    let (total_gamma, total_beta) = team_sum2::<F>(acc_gamma, acc_beta, &mut scratch, team, plane);
+    let (total_gamma, total_beta) = team_sum2::<F>(
+        total::<F, N>(acc_gamma),
+        total::<F, N>(acc_beta),
+        &mut scratch,
+        team,
+        plane,
+    );
     if active && lane == 0 {
         dgamma[run] = total_gamma;
         dbeta[run] = total_beta;
