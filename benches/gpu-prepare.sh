@@ -7,6 +7,9 @@
 #   bash benches/gpu-prepare.sh --unfused       # also the bench without Burn's fusion
 #                                               # (a second full build of Burn's wgpu)
 #   bash benches/gpu-prepare.sh --before BIN    # also an older bench binary to compare
+#   bash benches/gpu-prepare.sh --before-commit REV
+#                                               # the same, built from commit REV (a
+#                                               # git worktree, the same target folder)
 #
 # Writes vendor-gpu/*.xz (stripped, compressed: the device tool carries
 # 64 MiB in all) and .gl/*.deb (the Vulkan loader and glvnd: NVIDIA's Vulkan
@@ -14,11 +17,12 @@
 # with the device tool: carry ["vendor-gpu", ".gl"], run `bash benches/gpu.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-unfused=0 before=
+unfused=0 before= before_commit=
 while [ $# -gt 0 ]; do
   case "$1" in
     --unfused) unfused=1 ;;
     --before) before=$2; shift ;;
+    --before-commit) before_commit=$2; shift ;;
     *) echo "unknown argument: $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift
@@ -39,7 +43,13 @@ cp "$(exe test --release --test suite --no-run)" vendor-gpu/suite
 if [ "$unfused" = 1 ]; then
   cp "$(exe bench --bench norm --no-run --no-default-features --features wgpu)" vendor-gpu/norm-unfused
 fi
-if [ -n "$before" ]; then
+if [ -n "$before_commit" ]; then
+  tree=$(mktemp -d)/before
+  git worktree add -q --detach "$tree" "$before_commit"
+  before=$(cd "$tree" && exe bench --bench norm --no-run)
+  cp "$before" vendor-gpu/norm-before
+  git worktree remove --force "$tree"
+elif [ -n "$before" ]; then
   cp "$before" vendor-gpu/norm-before
 fi
 strip vendor-gpu/*
