@@ -25,7 +25,8 @@
 # - tables: benches/compare.py on the GPU shapes (--large), 10
 #   chained layers per read-back (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
-#   submitting every operation's launches at once (BURN_NORM_FLUSH=1), the
+#   submitting every operation's launches at once (BURN_NORM_FLUSH=1), its
+#   row-wise parameter sums over vectors (BURN_NORM_ROW_SUM_VECTORS=1), the
 #   older build (--before), PyTorch CUDA
 #   once for all; BatchNorm's training forward with one layer per read-back;
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
@@ -33,7 +34,8 @@
 #   BURN_NORM_PER_UNIT=8), three rounds; then the tables with
 #   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
 # - steady: the same tables with 100 layers per read-back (--chain 100),
-#   where the GPU's time dominates the host's and the read-back's.
+#   where the GPU's time dominates the host's and the read-back's, then
+#   burn-norm's row sums over vectors and the older build.
 # (Both reduction paths were timed on an H100 on 2026-11-27, level within
 # the spread: docs/benchmarks.md.)
 set -uo pipefail
@@ -95,6 +97,8 @@ if want tables; then
   fi
   echo "## burn-norm, BURN_NORM_FLUSH=1"
   BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "every op submits"
+  echo "## burn-norm, BURN_NORM_ROW_SUM_VECTORS=1"
+  BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "row sums in vectors"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
@@ -104,6 +108,12 @@ fi
 if want steady; then
   chain=100
   echo "## fusion + autotune, 100 layers per read-back"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
+  echo "## burn-norm, BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
+  BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "row sums in vectors"
+  if [ -x "$bin/norm-before" ]; then
+    echo "## burn-norm, the older build, 100 layers per read-back"
+    BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
+  fi
 fi
 if want ab; then
   echo "## alternating probes, burn-norm alone"

@@ -19,6 +19,25 @@ use cubecl::features::Plane;
 use cubecl::{CubeCount, CubeDim};
 use std::sync::OnceLock;
 
+/// Values per vector of [`cube_kernels::row_parameter_grads`] for rows
+/// whose other passes take vectors of `vector`: 1, or `vector` where
+/// `BURN_NORM_ROW_SUM_VECTORS=1`. On lavapipe vectors made LayerNorm's and
+/// RMSNorm's training steps 4-5% slower (it runs consecutive invocations as
+/// the lanes of one SIMD register, so single values are already a vector
+/// load there); on a GPU single-value loads move less (an H100: a CubeCL
+/// copy at 1.63-1.68 TB/s against 2.56-2.69 with vectors of 4), so
+/// `benches/gpu.sh` times both (docs/benchmarks.md, eighth session).
+fn row_sum_vector(vector: usize) -> usize {
+    static VECTORS: OnceLock<bool> = OnceLock::new();
+    if *VECTORS
+        .get_or_init(|| std::env::var_os("BURN_NORM_ROW_SUM_VECTORS").is_some_and(|v| v != "0"))
+    {
+        vector
+    } else {
+        1
+    }
+}
+
 /// The largest cube count of one grid dimension that every runtime takes.
 const MAX_GRID: usize = 65_535;
 
@@ -404,14 +423,18 @@ fn launch_backward(
         empty(&x, vec![blocks, params]),
         empty(&x, vec![blocks, params]),
     );
+    let row_vector = row_sum_vector(vector);
     cube_kernels::row_parameter_grads::launch(
         &x.client,
         CubeCount::Static(
-            params.div_ceil(MAX_CUBE_SIZE as usize).max(1) as u32,
+            (params / row_vector)
+                .div_ceil(MAX_CUBE_SIZE as usize)
+                .max(1) as u32,
             blocks as u32,
             1,
         ),
         CubeDim::new_1d(MAX_CUBE_SIZE),
+        row_vector,
         x.clone().into_tensor_arg(),
         rstd.into_tensor_arg(),
         centers.into_tensor_arg(),
@@ -419,7 +442,7 @@ fn launch_backward(
         partial_gamma.clone().into_tensor_arg(),
         partial_beta.clone().into_tensor_arg(),
         groups as u32,
-        params as u32,
+        (params / row_vector) as u32,
         per_block as u32,
         dtype_to_storage_type(x.dtype),
     );

@@ -814,25 +814,28 @@ pub fn channel_parameter_grads<F: Float, N: Size>(
 }
 
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums
-/// over rows, one value per column): unit `j` of block `b` sums column `j`
-/// over rows `b * rows_per_block ..`, reading consecutive columns across
-/// units (coalesced); cubes of [`MAX_CUBE_SIZE`] units. Writes `[blocks, s]` partial sums.
+/// over rows, one value per column): unit `j` of block `b` sums the `N`
+/// columns of vector `j` over rows `b * rows_per_block ..`, reading
+/// consecutive vectors across units (coalesced); cubes of
+/// [`MAX_CUBE_SIZE`] units; `s_vectors = s / N`. Writes `[blocks, s]`
+/// partial sums. The launch takes `N = 1` unless told otherwise (see
+/// `row_sum_vector` in `cube.rs`).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn row_parameter_grads<F: Float>(
-    x: &Tensor<F>,
+pub fn row_parameter_grads<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     rstd: &Tensor<F>,
     centers: &Tensor<F>,
-    dy: &Tensor<F>,
-    dgamma: &mut Tensor<F>,
-    dbeta: &mut Tensor<F>,
+    dy: &Tensor<Vector<F, N>>,
+    dgamma: &mut Tensor<Vector<F, N>>,
+    dbeta: &mut Tensor<Vector<F, N>>,
     rows: u32,
-    s: u32,
+    s_vectors: u32,
     rows_per_block: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
-    let s = s as usize;
+    let s = s_vectors as usize;
     if j >= s {
         terminate!();
     }
@@ -842,12 +845,13 @@ pub fn row_parameter_grads<F: Float>(
     if last > rows as usize {
         last = rows as usize;
     }
-    let mut acc_gamma = F::new(0.0_f32);
-    let mut acc_beta = F::new(0.0_f32);
+    let mut acc_gamma = Vector::<F, N>::new(F::new(0.0_f32));
+    let mut acc_beta = Vector::<F, N>::new(F::new(0.0_f32));
     for row in first..last {
         let i = row * s + j;
         let d = dy[i];
-        acc_gamma += d * (((x[i] - centers[2 * row]) - centers[2 * row + 1]) * rstd[row]);
+        let centred = (x[i] - Vector::new(centers[2 * row])) - Vector::new(centers[2 * row + 1]);
+        acc_gamma += d * (centred * Vector::new(rstd[row]));
         acc_beta += d;
     }
     dgamma[block * s + j] = acc_gamma;
