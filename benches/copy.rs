@@ -15,7 +15,10 @@
 use cubecl::prelude::*;
 use cubecl::zspace::{Shape, Strides};
 use cubecl::{CubeCount, CubeDim, future};
-use std::time::Instant;
+
+#[path = "common/timing.rs"]
+mod timing;
+use timing::median;
 
 const WIDTH: usize = 768;
 const UNITS: u32 = 256;
@@ -39,13 +42,14 @@ fn main() {
         .map_or(32768, |r| r.parse().expect("--rows takes a count"));
     let values = rows * WIDTH;
     let client = cubecl::Device::default().client();
-    let x = client.create_from_slice(bytemuck_zeros(values));
+    let x = client.create_from_slice(zero_bytes(values));
     let y = client.empty(values * 4);
     println!("device: {:?}", client.properties().hardware);
     for vector in [4usize, 1] {
         let units = values / vector;
         let cubes = units.div_ceil(UNITS as usize);
         let (cx, cy) = (cubes.min(65_535), cubes.div_ceil(65_535));
+        // SAFETY: both handles hold `values` contiguous f32s.
         let arg = |h: &cubecl::server::Handle| unsafe {
             TensorArg::from_raw_parts(h.clone(), Strides::new(&[1]), Shape::new([values]))
         };
@@ -62,18 +66,7 @@ fn main() {
             }
             future::block_on(client.sync()).expect("the device stays up");
         };
-        for _ in 0..3 {
-            batch();
-        }
-        let mut times: Vec<f64> = (0..20)
-            .map(|_| {
-                let start = Instant::now();
-                batch();
-                start.elapsed().as_secs_f64() / LAUNCHES as f64
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let t = times[times.len() / 2];
+        let t = median(batch).as_secs_f64() / LAUNCHES as f64;
         println!(
             "copy [{rows}, {WIDTH}] f32, vectors of {vector}: {:.1} us per launch, {:.0} GB/s (read + write)",
             t * 1e6,
@@ -83,6 +76,6 @@ fn main() {
 }
 
 /// `values` zero f32s as bytes.
-fn bytemuck_zeros(values: usize) -> &'static [u8] {
+fn zero_bytes(values: usize) -> &'static [u8] {
     Box::leak(vec![0u8; values * 4].into_boxed_slice())
 }

@@ -22,20 +22,9 @@ use std::time::{Duration, Instant};
 #[path = "../examples/common/device.rs"]
 mod device;
 
-fn median(mut f: impl FnMut()) -> Duration {
-    for _ in 0..3 {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..20)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
+#[path = "common/timing.rs"]
+mod timing;
+use timing::median;
 
 /// One layer under test: its forward on the inference device (`valid`) and
 /// on the autodiff device (`train`).
