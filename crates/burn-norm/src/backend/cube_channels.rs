@@ -26,7 +26,7 @@
 //!
 //! [`normalize_forward`]: super::cube_kernels::normalize_forward
 
-use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, team_sum, team_sum2, total};
+use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, team_sum, team_sum2};
 use cubecl::prelude::*;
 
 /// Values per block: a full cube's registers.
@@ -106,8 +106,8 @@ pub fn channel_block_sums<F: Float, N: Size>(
     for i in 0..held {
         acc += values[i];
     }
-    let m = team_sum::<F>(total::<F, N>(acc), &mut scratch, team, plane)
-        / F::cast_from((count * vector) as u32);
+    let m =
+        team_sum::<F, N>(acc, &mut scratch, team, plane) / F::cast_from((count * vector) as u32);
     let mv = Vector::<F, N>::new(m);
     let mut acc_a = zero;
     let mut acc_b = zero;
@@ -121,13 +121,7 @@ pub fn channel_block_sums<F: Float, N: Size>(
             acc_a += xc * xc;
         }
     }
-    let (total_a, total_b) = team_sum2::<F>(
-        total::<F, N>(acc_a),
-        total::<F, N>(acc_b),
-        &mut scratch,
-        team,
-        plane,
-    );
+    let (total_a, total_b) = team_sum2::<F, N>(acc_a, acc_b, &mut scratch, team, plane);
     if lane == 0 {
         let at = (ch * blocks + b) * PARTIALS;
         partial[at] = m;

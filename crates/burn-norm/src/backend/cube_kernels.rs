@@ -194,7 +194,7 @@ fn team_position(#[comptime] team: u32) -> (usize, usize) {
 
 /// The sum of a vector's values.
 #[cube]
-pub(super) fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
+fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
     let mut sum = F::new(0.0_f32);
     #[unroll]
     for i in 0..N::value() {
@@ -203,8 +203,9 @@ pub(super) fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
     sum
 }
 
-/// Sums of `a` and of `b` over each team's units, returned to every unit of
-/// the team; `scratch` holds `2 * CUBE_DIM_X` values. Every unit of the
+/// Sums of the values of vectors `a` and of `b` over each team's units,
+/// returned to every unit of the team; `scratch` holds `2 * CUBE_DIM_X`
+/// values. Every unit of the
 /// cube calls it, also those whose team has no group (they add zeros).
 ///
 /// With `plane > 0` (the plane size, which divides the team) each plane
@@ -214,9 +215,9 @@ pub(super) fn total<F: Float, N: Size>(v: Vector<F, N>) -> F {
 #[cube]
 // CubeCL's kernel language has `%`, not `is_multiple_of`.
 #[allow(clippy::manual_is_multiple_of)]
-pub(super) fn team_sum2<F: Float>(
-    a: F,
-    b: F,
+pub(super) fn team_sum2<F: Float, N: Size>(
+    a: Vector<F, N>,
+    b: Vector<F, N>,
     scratch: &mut Shared<[F]>,
     #[comptime] team: u32,
     #[comptime] plane: u32,
@@ -224,8 +225,8 @@ pub(super) fn team_sum2<F: Float>(
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let base = unit - unit % team as usize;
-    let mut total_a = a;
-    let mut total_b = b;
+    let mut total_a = total::<F, N>(a);
+    let mut total_b = total::<F, N>(b);
     if comptime!(plane > 0) {
         total_a = plane_sum(total_a);
         total_b = plane_sum(total_b);
@@ -271,15 +272,17 @@ pub(super) fn team_sum2<F: Float>(
     (total_a, total_b)
 }
 
-/// Sum of `value` over each team's units; see [`team_sum2`].
+/// Sum of the values of vector `value` over each team's units; see
+/// [`team_sum2`].
 #[cube]
-pub(super) fn team_sum<F: Float>(
-    value: F,
+pub(super) fn team_sum<F: Float, N: Size>(
+    value: Vector<F, N>,
     scratch: &mut Shared<[F]>,
     #[comptime] team: u32,
     #[comptime] plane: u32,
 ) -> F {
-    let (total, _) = team_sum2::<F>(value, F::new(0.0_f32), scratch, team, plane);
+    let zero = Vector::<F, N>::new(F::new(0.0_f32));
+    let (total, _) = team_sum2::<F, N>(value, zero, scratch, team, plane);
     total
 }
 
@@ -365,8 +368,8 @@ fn shifted_mean<F: Float, N: Size>(
                 acc += x[value_index(j, g, e, layout)] - sv;
             }
         }
-        mean = team_sum::<F>(total::<F, N>(acc), scratch, team, plane)
-            / F::cast_from((size * N::value()) as u32);
+        mean =
+            team_sum::<F, N>(acc, scratch, team, plane) / F::cast_from((size * N::value()) as u32);
     }
     mean
 }
@@ -452,8 +455,8 @@ pub fn normalize_forward<F: Float, N: Size>(
             acc += d * d;
         }
     }
-    let v = team_sum::<F>(total::<F, N>(acc), &mut scratch, team, plane)
-        / F::cast_from((size * N::value()) as u32);
+    let v =
+        team_sum::<F, N>(acc, &mut scratch, team, plane) / F::cast_from((size * N::value()) as u32);
     let r = F::new(1.0_f32) / (v + F::cast_from(epsilon)).sqrt();
     let rv = Vector::<F, N>::new(r);
     if !active {
@@ -687,26 +690,14 @@ pub fn normalize_backward<F: Float, N: Size>(
         }
     }
     let size_f = F::cast_from((size * N::value()) as u32);
-    let (total_g, total_gx) = team_sum2::<F>(
-        total::<F, N>(sum_g),
-        total::<F, N>(sum_gx),
-        &mut scratch,
-        team,
-        plane,
-    );
+    let (total_g, total_gx) = team_sum2::<F, N>(sum_g, sum_gx, &mut scratch, team, plane);
     let mut mean_g = F::new(0.0_f32);
     if comptime!(layout.centering == Centering::Mean) {
         mean_g = total_g / size_f;
     }
     let mean_gx = total_gx / size_f;
     if comptime!(layout.grouping == Grouping::Channels) {
-        let (total_dx, total_d) = team_sum2::<F>(
-            total::<F, N>(sum_dx),
-            total::<F, N>(sum_d),
-            &mut scratch,
-            team,
-            plane,
-        );
+        let (total_dx, total_d) = team_sum2::<F, N>(sum_dx, sum_d, &mut scratch, team, plane);
         if active && lane == 0 {
             dgamma[g] = total_dx;
             dbeta[g] = total_d;
@@ -800,13 +791,8 @@ pub fn channel_parameter_grads<F: Float, N: Size>(
             acc_beta += d;
         }
     }
-    let (total_gamma, total_beta) = team_sum2::<F>(
-        total::<F, N>(acc_gamma),
-        total::<F, N>(acc_beta),
-        &mut scratch,
-        team,
-        plane,
-    );
+    let (total_gamma, total_beta) =
+        team_sum2::<F, N>(acc_gamma, acc_beta, &mut scratch, team, plane);
     if active && lane == 0 {
         dgamma[run] = total_gamma;
         dbeta[run] = total_beta;
