@@ -13,13 +13,15 @@
 //! operations find them running on their own cores. The team does the same
 //! for [`spin`], then sleeps.
 //!
-//! A call takes chunks from a shared counter, large first
-//! ([`take_guided`]); helpers that arrive late find the work done (or the
-//! call closed) and leave; the caller never waits for a helper that has not
+//! Each participant of a call has a share of its indices, the same one
+//! call after call, and takes chunks from its front; one that has finished
+//! takes from the back of the others' ([`Shares`]). Helpers that arrive
+//! late find the work done (or the call closed) and leave; the caller never waits for a helper that has not
 //! started. One call uses the team at a time: a call made while another
 //! holds it (two threads running kernels at once) works on its own thread
 //! alone.
 
+use super::shares::Shares;
 use std::any::Any;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -27,9 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Work offered to the helpers: the call's loop over chunks, its lifetime
+/// Work offered to the helpers: the call's loop over chunks for a given
+/// participant (the caller is 0, helper `i` is `i + 1`), its lifetime
 /// erased (see the safety comment in [`for_each_chunk`]).
-type Work = &'static (dyn Fn() + Sync);
+type Work = &'static (dyn Fn(usize) + Sync);
 
 /// What the caller and the helpers share, under [`Team::offer`]'s lock.
 #[derive(Default)]
@@ -104,7 +107,7 @@ impl Team {
         for i in 0..size {
             let spawned = std::thread::Builder::new()
                 .name(format!("burn-norm-{i}"))
-                .spawn(move || team.help());
+                .spawn(move || team.help(i + 1));
             if spawned.is_err() {
                 // Fewer helpers only means less parallelism.
                 break;
@@ -119,8 +122,9 @@ impl Team {
         self.offer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A helper's life: wait for a call (spinning, then asleep), join it.
-    fn help(&self) {
+    /// A helper's life: wait for a call (spinning, then asleep), join it
+    /// as participant `participant`.
+    fn help(&self, participant: usize) {
         let mut seen = self.calls.load(Ordering::Acquire);
         loop {
             seen = self.next_call(seen);
@@ -133,7 +137,7 @@ impl Team {
                 self.active.fetch_add(1, Ordering::AcqRel);
                 work
             };
-            let result = catch_unwind(AssertUnwindSafe(work));
+            let result = catch_unwind(AssertUnwindSafe(|| work(participant)));
             if let Err(panic) = result {
                 self.lock().panic.get_or_insert(panic);
             }
@@ -218,34 +222,6 @@ pub struct Chunking {
     pub align: usize,
 }
 
-/// The next chunk after `next`, "guided" as OpenMP calls it: a share of
-/// what is left (half of it spread over the threads), never less than
-/// `chunking.min`, rounded up to a multiple of `chunking.align`. Large
-/// chunks first keep each thread streaming through memory (the hardware
-/// prefetchers restart at every jump: chunks of 16k values made LayerNorm
-/// [4096, 768] 25-30% slower on two threads in a standalone test than
-/// halves); small ones at the end even out a thread that started late or
-/// runs slower.
-fn take_guided(next: &AtomicUsize, chunking: Chunking, threads: usize) -> Option<Range<usize>> {
-    let Chunking { count, min, align } = chunking;
-    let mut start = next.load(Ordering::Relaxed);
-    loop {
-        if start >= count {
-            return None;
-        }
-        let left = count - start;
-        let take = (left / (2 * threads))
-            .max(min)
-            .next_multiple_of(align.max(1))
-            .min(left);
-        match next.compare_exchange_weak(start, start + take, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => return Some(start..start + take),
-            Err(now) => start = now,
-        }
-    }
-}
-
 /// Runs `work(state, chunk)` for consecutive chunks covering `0..count` as
 /// `chunking` says, each index once, on the calling thread and on the
 /// helpers that join before the work runs out. Each participating thread
@@ -283,39 +259,39 @@ fn for_each_chunk_with<S: Send>(
     } else {
         1
     };
-    let next = AtomicUsize::new(0);
+    let shares = Shares::new(chunking, threads);
     let states = Mutex::new(Vec::new());
-    let run = || {
+    let run = |participant: usize| {
         let mut state = init();
-        while let Some(range) = take_guided(&next, chunking, threads) {
+        while let Some(range) = shares.take(participant) {
             work(&mut state, range);
         }
         states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
     };
     if shared {
-        let run: &(dyn Fn() + Sync) = &run;
+        let run: &(dyn Fn(usize) + Sync) = &run;
         // SAFETY: helpers take `run` from the offer under its lock and
         // count themselves active before releasing it; `Close` removes the
         // offer under the same lock and then waits until none is active,
         // before this function returns or unwinds. So every use of `run`
         // ends while it and what it borrows are alive.
-        let run: Work = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Work>(run) };
+        let run: Work = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Work>(run) };
         let close = Close(team);
         team.open(run, chunks - 1);
-        run();
+        run(0);
         drop(close);
         if let Some(panic) = team.lock().panic.take() {
             resume_unwind(panic);
         }
     } else {
-        run();
+        run(0);
     }
     states.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Chunking, Team, for_each_chunk, for_each_chunk_with, take_guided};
+    use super::{Chunking, Team, for_each_chunk, for_each_chunk_with};
 
     /// Chunks of at least `min` indices, unaligned.
     fn plain(count: usize, min: usize) -> Chunking {
@@ -407,28 +383,9 @@ mod tests {
         assert_eq!(states.iter().sum::<usize>(), 600);
     }
 
-    /// Guided chunks, taken one after another: they tile `0..count`, shrink
-    /// from a quarter of the work (two threads) to `per_chunk`, and only the
-    /// last is shorter than that.
-    #[test]
-    fn guided_chunks_tile_the_range_large_first() {
-        let next = AtomicUsize::new(0);
-        let mut chunks = Vec::new();
-        while let Some(range) = take_guided(&next, plain(4096, 21), 2) {
-            chunks.push(range);
-        }
-        assert_eq!(chunks[0], 0..1024);
-        assert_eq!(chunks[1], 1024..1792);
-        assert!(chunks.windows(2).all(|w| w[0].end == w[1].start));
-        assert_eq!(chunks.last().unwrap().end, 4096);
-        let lens: Vec<usize> = chunks.iter().map(|r| r.len()).collect();
-        assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
-        assert!(lens[..lens.len() - 1].iter().all(|&n| n >= 21), "{lens:?}");
-        assert!(chunks.len() < 4096 / 21 / 3, "{} chunks", chunks.len());
-    }
-
-    /// Aligned chunks start at multiples of `align`, taken one after
-    /// another or by racing threads, and still tile the range.
+    /// Aligned chunks start at multiples of `align` in a call with
+    /// helpers, and still tile the range (the shares themselves are tested
+    /// in `shares`).
     #[test]
     fn aligned_chunks_start_at_multiples() {
         let chunking = Chunking {
@@ -436,14 +393,6 @@ mod tests {
             min: 5,
             align: 8,
         };
-        let next = AtomicUsize::new(0);
-        let mut chunks = Vec::new();
-        while let Some(range) = take_guided(&next, chunking, 2) {
-            chunks.push(range);
-        }
-        assert!(chunks.iter().all(|r| r.start % 8 == 0), "{chunks:?}");
-        assert!(chunks.windows(2).all(|w| w[0].end == w[1].start));
-        assert_eq!(chunks.last().unwrap().end, 1003);
         let seen: Vec<AtomicUsize> = (0..1003).map(|_| Default::default()).collect();
         for _ in 0..50 {
             for_each_chunk(

@@ -22,6 +22,7 @@ mod forward;
 mod isa;
 mod real;
 mod shared;
+mod shares;
 mod sums;
 mod sums_x86;
 
