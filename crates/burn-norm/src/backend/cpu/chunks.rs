@@ -14,10 +14,11 @@
 //! for [`spin`], then sleeps.
 //!
 //! Each participant of a call has a share of its indices, the same one
-//! call after call, and takes chunks from its front; one that has finished
-//! takes from the back of the others' ([`Shares`]). Helpers that arrive
-//! late find the work done (or the call closed) and leave; the caller never waits for a helper that has not
-//! started. One call uses the team at a time: a call made while another
+//! call after call, and takes chunks from its front, so that it streams
+//! through memory; one that has finished takes from the back of the
+//! others' ([`Shares`]). Helpers that arrive late find the work done (or
+//! the call closed) and leave; the caller never waits for a helper that has
+//! not started. One call uses the team at a time: a call made while another
 //! holds it (two threads running kernels at once) works on its own thread
 //! alone.
 
