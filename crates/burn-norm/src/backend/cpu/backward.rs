@@ -4,7 +4,9 @@ use super::chunks::for_each_chunk;
 use super::real::Real;
 use super::shared::{Shared, written};
 use super::sums::{RowTerms, sum, sum2};
-use super::{BLOCK_GROUPS, BLOCK_VALUES, GroupPass, along_row, group_mean, simd};
+use super::{
+    BACKWARD_BLOCK_VALUES, BLOCK_GROUPS, GroupPass, along_row, group_mean, groups_per_block, simd,
+};
 use crate::backend::layout::{Centering, Groups};
 use std::ops::Range;
 
@@ -87,7 +89,7 @@ impl<T: Real> GroupPass for Backward<'_, T> {
             ones,
         } = state;
         let w_row: &[T] = self.gamma.filter(|_| row).unwrap_or(ones);
-        let per_block = (BLOCK_VALUES / self.groups.size().max(1)).clamp(1, BLOCK_GROUPS);
+        let per_block = groups_per_block(self.groups.size(), BACKWARD_BLOCK_VALUES);
         let zero = (T::ZERO, T::ZERO);
         let mut means = [zero; BLOCK_GROUPS];
         let mut sums = [GroupSums {

@@ -3,7 +3,9 @@
 use super::chunks::for_each_chunk;
 use super::real::Real;
 use super::shared::{Shared, written};
-use super::{BLOCK_GROUPS, BLOCK_VALUES, GroupPass, along_row, group_mean, simd};
+use super::{
+    BLOCK_GROUPS, FORWARD_BLOCK_VALUES, GroupPass, along_row, group_mean, groups_per_block, simd,
+};
 use crate::backend::layout::Groups;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -121,7 +123,7 @@ impl<T: Real> GroupPass for Forward<'_, T> {
     /// operations, same results.
     #[inline(always)]
     fn run(&self, _: &mut (), groups: Range<usize>) {
-        let per_block = (BLOCK_VALUES / self.groups.size().max(1)).clamp(1, BLOCK_GROUPS);
+        let per_block = groups_per_block(self.groups.size(), FORWARD_BLOCK_VALUES);
         let zero = Moments {
             shift: T::ZERO,
             mean: T::ZERO,
