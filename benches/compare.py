@@ -10,7 +10,8 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
     python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
     python3 benches/compare.py --runs 5 ...             # medians of 5 alternating runs
-    python3 benches/compare.py --phase ...              # whether the cores shared a cache
+    python3 benches/compare.py --phase ...              # whether the cores shared a cache,
+                                                        # and the ratios by that state
 
 With --runs N the Rust bench and PyTorch run in turn N times and every
 cell is the median of its N figures: on a machine whose speed drifts
@@ -109,10 +110,29 @@ def main():
         ]
         return f"{min(values):.2f}-{max(values):.2f}x" if len(values) > 1 else "-"
 
+    # With --phase: whether run i touched a stretch where the cores did not
+    # share a cache (cross_core's ratio >= 1.6 before or after it).
+    unshared = [max(p) >= 1.6 for p in phases]
+
+    def by_state(op, shape, key):
+        """burn-norm / PyTorch, the median over the runs of each state:
+        Burn's read-back sum is single-threaded below 4M values and reads
+        the other core's half of the output, which costs most where the
+        cores do not share a cache; PyTorch's sum is split as its layer."""
+        cells = []
+        for state in (False, True):
+            values = [
+                p[(op, shape, "burn-norm")][key] / p[(op, shape, "pytorch")][key]
+                for p, u in zip(pairs, unshared)
+                if u == state and (op, shape, "burn-norm") in p and (op, shape, "pytorch") in p
+            ]
+            cells.append(f"{statistics.median(values):.2f}x ({len(values)})" if values else "-")
+        return " / ".join(cells)
+
     if runs > 1:
         print(f"Medians of {runs} alternating runs (bench, then PyTorch).\n")
-    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | per run | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch | layers alone: burn-norm / PyTorch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| op | shape | pass | burn-norm {label} | burn-nn {label} | PyTorch | burn-norm / PyTorch | per run | burn-nn / burn-norm | burn-norm GB/s (fwd: x + y) | harness alone: Burn {label} / PyTorch | layers alone: burn-norm / PyTorch |" + (" burn-norm / PyTorch: shared cache / not (runs) |" if phases else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if phases else ""))
     for (op, shape), impls in table.items():
         for key, pass_name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
             ours, nn, pt, base, pt_base = (
@@ -129,13 +149,13 @@ def main():
             alone = "-"
             if None not in (ours, pt, base, pt_base) and ours > base and pt > pt_base:
                 alone = ratio(ours - base, pt - pt_base)
-            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {spread(op, shape, key)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} | {alone} |")
+            print(f"| {op} | {shape} | {pass_name} | {fmt(ours)} | {fmt(nn)} | {fmt(pt)} | {ratio(ours, pt)} | {spread(op, shape, key)} | {ratio(nn, ours)} | {bandwidth} | {fmt(base)} / {fmt(pt_base)} | {alone} |" + (f" {by_state(op, shape, key)} |" if phases else ""))
     for r in memory:
         print(f"\n{r['op']} {r['shape']}, {r['impl']}: +{r['mib']} MiB", end="")
     if memory:
         print()
     if phases:
-        split = sum(max(p) >= 1.6 for p in phases)
+        split = sum(unshared)
         each = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in phases)
         print(f"\nCores not sharing a cache (cross_core ratio >= 1.6 before or after): {split} of {len(phases)} runs ({each})")
 
