@@ -141,7 +141,7 @@ const BLOCK_GROUPS: usize = 8;
 /// horizontal sums, the division and the square root between its passes
 /// (on one thread, with the rows in L2, 40% of the time went outside the
 /// three loops); two rows overlap those waits, and LayerNorm [4096, 768]'s
-/// forward took 0.92x the time on one thread and 0.91-0.95x on two.
+/// forward took 0.92-0.93x the time on one thread and 0.91-0.95x on two.
 const FORWARD_BLOCK_VALUES: usize = 2_048;
 
 /// The same for the backward, whose blocks hold `x` and `dy`: groups of
