@@ -147,8 +147,13 @@ impl Block {
         let d = config.d_model;
         Self {
             attn_norm: norm(),
+            // Masked scores as -inf rather than Burn's default -1e4: the
+            // weights are the same zeros, but flex's `exp` takes glibc's
+            // slow underflow path for every masked score at -1e4 (about
+            // three times an ordinary value's time, `examples/exp_speed.rs`).
             attn: MultiHeadAttentionConfig::new(d, config.n_heads)
                 .with_dropout(config.dropout)
+                .with_min_float(f64::NEG_INFINITY)
                 .init(device),
             mlp_norm: norm(),
             fc: LinearConfig::new(d, config.mlp_ratio * d).init(device),
