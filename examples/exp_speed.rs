@@ -15,25 +15,22 @@
 //! attention scores: batch 32, 4 heads, context 128) filled with one value,
 //! and the softmax of random scores under a causal mask filled with -1e4
 //! and with -inf (checking first that both give the same weights, bit for
-//! bit). Median of 15 calls.
+//! bit). Median of 20 calls.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Distribution, Tensor};
-use std::time::Instant;
 
+#[path = "../benches/common/timing.rs"]
+mod timing;
+
+/// Milliseconds, the median of the benches' timing (20 calls after 3
+/// warm-ups).
 fn median_ms(f: impl Fn() -> f32) -> f64 {
-    for _ in 0..3 {
+    timing::median(|| {
         std::hint::black_box(f());
-    }
-    let mut times: Vec<f64> = (0..15)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    })
+    .as_secs_f64()
+        * 1e3
 }
 
 fn main() {

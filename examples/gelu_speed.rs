@@ -10,25 +10,22 @@
 //! scalar `erff` whose branches for larger |x| are more expensive, and
 //! Burn's `gelu_approximate` goes through `tanh`, also branchy. The tanh
 //! approximation written with a sigmoid (what the transformer example uses)
-//! and a plain `exp` are shown for comparison. Median of 15 calls.
+//! and a plain `exp` are shown for comparison. Median of 20 calls.
 
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::{Device, Distribution, Tensor};
-use std::time::Instant;
 
+#[path = "../benches/common/timing.rs"]
+mod timing;
+
+/// Milliseconds, the median of the benches' timing (20 calls after 3
+/// warm-ups).
 fn median_ms(f: impl Fn() -> f32) -> f64 {
-    for _ in 0..3 {
+    timing::median(|| {
         std::hint::black_box(f());
-    }
-    let mut times: Vec<f64> = (0..15)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    })
+    .as_secs_f64()
+        * 1e3
 }
 
 fn main() {
