@@ -208,3 +208,36 @@ fn simd<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
         _ => pass.run(state, groups),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{BACKWARD_BLOCK_VALUES, FORWARD_BLOCK_VALUES, groups_per_block};
+
+    /// The block sizes the kernels' comments promise: a transformer's
+    /// 128-wide rows eight at a time in both passes, LayerNorm's 768-wide
+    /// rows two at a time forward and one at a time backward, long groups
+    /// (GroupNorm's 4 x 56 x 56) alone, and no empty block.
+    #[test]
+    fn blocks_hold_the_promised_groups() {
+        let cases = [
+            (128, 8, 8),
+            (768, 2, 1),
+            (1_024, 2, 1),
+            (1_025, 1, 1),
+            (12_544, 1, 1),
+            (0, 8, 8),
+        ];
+        for (size, forward, backward) in cases {
+            assert_eq!(
+                groups_per_block(size, FORWARD_BLOCK_VALUES),
+                forward,
+                "{size}"
+            );
+            assert_eq!(
+                groups_per_block(size, BACKWARD_BLOCK_VALUES),
+                backward,
+                "{size}"
+            );
+        }
+    }
+}
