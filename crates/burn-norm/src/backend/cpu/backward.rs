@@ -399,6 +399,44 @@ mod tests {
         Groups::of(&shape, layout)
     }
 
+    /// A row's output and statistics do not depend on its block or its
+    /// thread: the forward of many rows (blocks of eight 128-wide rows, of
+    /// two 768-wide ones and a last one alone, of single 1,100-wide ones,
+    /// spread over the threads) gives the same bits as the forward of each
+    /// row alone.
+    #[test]
+    fn forward_rows_match_each_row_alone() {
+        for (rows, d) in [(1001usize, 128usize), (333, 768), (37, 1100)] {
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 20.0)
+                .collect();
+            let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.01).collect();
+            let b: Vec<f32> = (0..d).map(|i| i as f32 * 0.02 - 1.0).collect();
+            let (y, stats) = forward(
+                &x,
+                groups([1, 1, rows, d], Layout::LAYER),
+                Some(&w),
+                Some(&b),
+                1e-5,
+            );
+            for (r, row) in x.chunks(d).enumerate() {
+                let (alone, one) = forward(
+                    row,
+                    groups([1, 1, 1, d], Layout::LAYER),
+                    Some(&w),
+                    Some(&b),
+                    1e-5,
+                );
+                assert_eq!(&y[r * d..(r + 1) * d], &alone[..], "{rows} x {d}, row {r}");
+                assert_eq!(
+                    (stats.mean[r], stats.var[r], stats.rstd[r]),
+                    (one.mean[0], one.var[0], one.rstd[0]),
+                    "{rows} x {d}, row {r}"
+                );
+            }
+        }
+    }
+
     /// Row [1, 2, 3, 4]: mean 2.5, var 1.25; epsilon 0.75 makes rstd 1/sqrt(2).
     #[test]
     fn rows_by_hand() {
