@@ -17,16 +17,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 
 #[path = "../benches/common/timing.rs"]
 mod timing;
-
-/// Milliseconds, the median of the benches' timing (20 calls after 3
-/// warm-ups).
-fn median_ms(f: impl Fn() -> f32) -> f64 {
-    timing::median(|| {
-        std::hint::black_box(f());
-    })
-    .as_secs_f64()
-        * 1e3
-}
+use timing::median_ms;
 
 fn main() {
     let device = Device::flex();

@@ -17,3 +17,14 @@ pub fn median(mut f: impl FnMut()) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
+
+/// [`median`] in milliseconds, for `f` whose result is kept from the
+/// optimizer (`examples/gelu_speed.rs`, `examples/exp_speed.rs`).
+#[allow(dead_code)] // The benches use `median` itself.
+pub fn median_ms<R>(f: impl Fn() -> R) -> f64 {
+    median(|| {
+        std::hint::black_box(f());
+    })
+    .as_secs_f64()
+        * 1e3
+}
