@@ -102,12 +102,14 @@ def main():
         for b, t in zip(burn_runs, torch_runs)
     ]
 
+    def per_run(op, shape, key):
+        """burn-norm / PyTorch in each run that has both rows, with the
+        run's index."""
+        ours, theirs = (op, shape, "burn-norm"), (op, shape, "pytorch")
+        return [(p[ours][key] / p[theirs][key], i) for i, p in enumerate(pairs) if ours in p and theirs in p]
+
     def spread(op, shape, key):
-        values = [
-            p[(op, shape, "burn-norm")][key] / p[(op, shape, "pytorch")][key]
-            for p in pairs
-            if (op, shape, "burn-norm") in p and (op, shape, "pytorch") in p
-        ]
+        values = [v for v, _ in per_run(op, shape, key)]
         return f"{min(values):.2f}-{max(values):.2f}x" if len(values) > 1 else "-"
 
     # With --phase: whether run i touched a stretch where the cores did not
@@ -116,16 +118,14 @@ def main():
 
     def by_state(op, shape, key):
         """burn-norm / PyTorch, the median over the runs of each state:
-        Burn's read-back sum is single-threaded below 4M values and reads
-        the other core's half of the output, which costs most where the
-        cores do not share a cache; PyTorch's sum is split as its layer."""
+        Burn's read-back sum runs on one thread below 4M values and pulls
+        the other thread's half of the output into its core, which the next
+        call's forward pays for most where the cores do not share a cache;
+        PyTorch's sum is split as its layer (docs/benchmarks.md, tenth
+        session)."""
         cells = []
         for state in (False, True):
-            values = [
-                p[(op, shape, "burn-norm")][key] / p[(op, shape, "pytorch")][key]
-                for p, u in zip(pairs, unshared)
-                if u == state and (op, shape, "burn-norm") in p and (op, shape, "pytorch") in p
-            ]
+            values = [v for v, i in per_run(op, shape, key) if unshared[i] == state]
             cells.append(f"{statistics.median(values):.2f}x ({len(values)})" if values else "-")
         return " / ".join(cells)
 
