@@ -60,7 +60,10 @@ macro_rules! real {
             $(
                 #[inline(always)]
                 fn centered_sum(a: &[Self], shift: Self, m: Self, square: bool) -> Self {
-                    $centered_sum(a, shift, m, square).unwrap_or_else(|| generic_centered_sum(a, shift, m, square))
+                    match $centered_sum(a, shift, m, square) {
+                        Some(sum) => sum,
+                        None => generic_centered_sum(a, shift, m, square),
+                    }
                 }
 
                 #[inline(always)]
