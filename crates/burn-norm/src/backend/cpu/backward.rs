@@ -11,6 +11,7 @@ use crate::backend::layout::{Centering, Groups};
 use std::ops::Range;
 
 /// The backward pass over a chunk of groups.
+#[derive(Clone, Copy)]
 struct Backward<'a, T> {
     x: &'a [T],
     groups: Groups,
@@ -62,6 +63,15 @@ impl<T: Real> GroupSums<T> {
 
 impl<T: Real> GroupPass for Backward<'_, T> {
     type State = Partials<T>;
+
+    fn groups(&self) -> Groups {
+        self.groups
+    }
+
+    #[inline(always)]
+    fn with_groups(&self, groups: Groups) -> Self {
+        Backward { groups, ..*self }
+    }
 
     /// Short groups go in blocks, as in the forward: the means of up to
     /// [`BLOCK_GROUPS`] groups, then their sums, then their `dx`. Group by

@@ -21,6 +21,7 @@ pub struct Statistics<T> {
 }
 
 /// The forward pass over a chunk of groups: statistics, then `y`.
+#[derive(Clone, Copy)]
 struct Forward<'a, T> {
     x: &'a [T],
     groups: Groups,
@@ -110,6 +111,15 @@ impl<T: Real> Forward<'_, T> {
 
 impl<T: Real> GroupPass for Forward<'_, T> {
     type State = ();
+
+    fn groups(&self) -> Groups {
+        self.groups
+    }
+
+    #[inline(always)]
+    fn with_groups(&self, groups: Groups) -> Self {
+        Forward { groups, ..*self }
+    }
 
     /// Short groups go in blocks: the means of up to [`BLOCK_GROUPS`]
     /// groups, then their variances, then their outputs. A group's output

@@ -30,7 +30,7 @@ pub use backward::{backward, backward_in_place};
 pub use forward::forward;
 pub use real::Real;
 
-use super::layout::{Centering, Grouping, Groups, Params};
+use super::layout::{Centering, Grouping, Groups, Layout, Params};
 use chunks::Chunking;
 use isa::Isa;
 use std::ops::Range;
@@ -53,6 +53,11 @@ impl Groups {
             Grouping::SampleChannels => (g * k * s, 1, 0),
         };
         (0..count).map(move |i| first + i * stride)
+    }
+
+    /// The same extents under `layout`.
+    fn with_layout(self, layout: Layout) -> Groups {
+        Groups { layout, ..self }
     }
 
     /// Values per contiguous segment.
@@ -169,9 +174,38 @@ fn along_row(groups: &Groups) -> bool {
 /// the AVX2 and AVX-512 copies; a closure body stays a separate function
 /// compiled for the baseline, and the wrappers around it would change
 /// nothing.
-trait GroupPass: Sync {
+trait GroupPass: Sync + Sized {
     type State;
+    /// The groups the pass runs over.
+    fn groups(&self) -> Groups;
+    /// The same pass over `groups` (the same groups, see [`by_grouping`]).
+    fn with_groups(&self, groups: Groups) -> Self;
     fn run(&self, state: &mut Self::State, groups: Range<usize>);
+}
+
+/// Runs `pass` with its grouping a constant: one inlined copy of the pass
+/// per [`Grouping`], in which the layout's branches (which segments make a
+/// group, whether `gamma` runs along the row) fold away. With the grouping
+/// read at run time, LayerNorm [4096, 128]'s forward spent a fifth of its
+/// time on them: 0.8x the time with the constant, on one thread and on two.
+#[inline(always)]
+fn by_grouping<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
+    let fixed = |grouping| {
+        let all = pass.groups();
+        all.with_layout(Layout {
+            grouping,
+            ..all.layout
+        })
+    };
+    match pass.groups().layout.grouping {
+        Grouping::Rows => pass.with_groups(fixed(Grouping::Rows)).run(state, groups),
+        Grouping::Channels => pass
+            .with_groups(fixed(Grouping::Channels))
+            .run(state, groups),
+        Grouping::SampleChannels => pass
+            .with_groups(fixed(Grouping::SampleChannels))
+            .run(state, groups),
+    }
 }
 
 /// Runs `pass` on a chunk of groups, compiled for the [`Isa`] the CPU has
@@ -191,7 +225,7 @@ fn simd<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
         Isa::Avx512 => {
             #[target_feature(enable = "avx2,avx512f")]
             unsafe fn avx512<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
-                pass.run(state, groups)
+                by_grouping(pass, state, groups)
             }
             // SAFETY: `Isa::current` names a set the CPU supports.
             unsafe { avx512(pass, state, groups) }
@@ -200,12 +234,12 @@ fn simd<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
         Isa::Avx2 => {
             #[target_feature(enable = "avx2")]
             unsafe fn avx2<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize>) {
-                pass.run(state, groups)
+                by_grouping(pass, state, groups)
             }
             // SAFETY: as above.
             unsafe { avx2(pass, state, groups) }
         }
-        _ => pass.run(state, groups),
+        _ => by_grouping(pass, state, groups),
     }
 }
 

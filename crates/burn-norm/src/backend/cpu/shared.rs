@@ -3,6 +3,7 @@
 use std::mem::MaybeUninit;
 
 /// A slice written by many tasks, each to disjoint values.
+#[derive(Clone, Copy)]
 pub struct Shared<T>(pub *mut T, pub usize);
 unsafe impl<T: Send> Send for Shared<T> {}
 unsafe impl<T: Send> Sync for Shared<T> {}
