@@ -6,7 +6,7 @@ use super::shared::{Shared, written};
 use super::{
     BLOCK_GROUPS, FORWARD_BLOCK_VALUES, GroupPass, along_row, group_mean, groups_per_block, simd,
 };
-use crate::backend::layout::Groups;
+use crate::backend::layout::{Centering, Grouping, Groups};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -86,7 +86,15 @@ impl<T: Real> Forward<'_, T> {
             // SAFETY: the segments of distinct groups are disjoint.
             let y = unsafe { out.range_uninit(start, len) };
             if along_row(&groups) {
-                write_row(y, segment, shift, m, r, gamma, beta);
+                let row = RowOutput {
+                    x: segment,
+                    shift,
+                    m,
+                    r,
+                    gamma,
+                    beta,
+                };
+                write_row(y, &row);
                 continue;
             }
             // One gamma and beta per run of `s` values (a channel).
@@ -107,6 +115,50 @@ impl<T: Real> Forward<'_, T> {
             stats[2].write(g, r);
         }
     }
+}
+
+impl<T: Real> Forward<'_, T> {
+    /// Rows `block` as a [`RowBlock`] (the layout's groups are rows).
+    #[inline(always)]
+    fn row_block(&self, block: Range<usize>) -> RowBlock<'_, T> {
+        let s = self.groups.s;
+        let (start, rows) = (block.start * s, block.len());
+        RowBlock {
+            x: &self.x[start..start + rows * s],
+            // SAFETY: each group is written by one task.
+            y: unsafe { self.out.range_uninit(start, rows * s) },
+            len: s,
+            centering: self.groups.layout.centering,
+            gamma: self.gamma,
+            beta: self.beta,
+            eps: self.eps,
+            size: self.size,
+            // SAFETY: as above.
+            stats: self
+                .stats
+                .each_ref()
+                .map(|stat| unsafe { stat.range_uninit(block.start, rows) }),
+        }
+    }
+}
+
+/// A block of whole rows (LayerNorm's and RMSNorm's groups) for a
+/// hand-vectorized forward ([`Real::forward_rows`]): at most
+/// [`BLOCK_GROUPS`] rows, their output and their statistics.
+pub struct RowBlock<'a, T> {
+    /// The rows, `len` values each, one after another.
+    pub x: &'a [T],
+    /// Their output.
+    pub y: &'a mut [MaybeUninit<T>],
+    pub len: usize,
+    pub centering: Centering,
+    pub gamma: Option<&'a [T]>,
+    pub beta: Option<&'a [T]>,
+    pub eps: T,
+    /// `len` as a `T`.
+    pub size: T,
+    /// Per row: the mean (`shift + m`), the variance and `rstd`.
+    pub stats: [&'a mut [MaybeUninit<T>]; 3],
 }
 
 impl<T: Real> GroupPass for Forward<'_, T> {
@@ -143,6 +195,11 @@ impl<T: Real> GroupPass for Forward<'_, T> {
         let mut means = [(T::ZERO, T::ZERO); BLOCK_GROUPS];
         for first in groups.clone().step_by(per_block) {
             let block = first..(first + per_block).min(groups.end);
+            if self.groups.layout.grouping == Grouping::Rows
+                && T::forward_rows(&mut self.row_block(block.clone()))
+            {
+                continue;
+            }
             for (g, mean) in block.clone().zip(&mut means) {
                 *mean = group_mean(self.x, &self.groups, g);
             }
@@ -156,68 +213,89 @@ impl<T: Real> GroupPass for Forward<'_, T> {
     }
 }
 
-/// `y = ((x - shift) - m) * r * gamma + beta` along a row, the bulk with
-/// `y` starting on a cache line: a vector store that straddles two lines
-/// costs more, and Burn's tensors (glibc's allocations) start 16 bytes into
-/// one. Each value is computed alone, so the split changes no result.
+/// One row's output, `y = ((x - shift) - m) * r * gamma + beta` (without
+/// `gamma`, `beta` where they are `None`): its input, its statistics and
+/// the parameters along it.
+#[derive(Clone, Copy)]
+pub struct RowOutput<'a, T> {
+    pub x: &'a [T],
+    pub shift: T,
+    pub m: T,
+    pub r: T,
+    pub gamma: Option<&'a [T]>,
+    pub beta: Option<&'a [T]>,
+}
+
+impl<T: Copy> RowOutput<'_, T> {
+    /// The values of `range` of the row.
+    #[inline(always)]
+    pub fn slice(&self, range: Range<usize>) -> Self {
+        RowOutput {
+            x: &self.x[range.clone()],
+            gamma: self.gamma.map(|w| &w[range.clone()]),
+            beta: self.beta.map(|b| &b[range]),
+            ..*self
+        }
+    }
+}
+
+/// Values of a row's output written before its bulk, so that the bulk
+/// starts on a cache line: a vector store that straddles two lines costs
+/// more, and Burn's tensors (glibc's allocations) start 16 bytes into one.
+/// Rows under 512 values have none: up to 15 values apart would cost more
+/// than the split stores save (LayerNorm [4096, 128] measured 3% slower).
+/// Each value is computed alone, so the split changes no result.
 #[inline(always)]
-fn write_row<T: Real>(
-    y: &mut [MaybeUninit<T>],
-    row: &[T],
-    shift: T,
-    m: T,
-    r: T,
-    gamma: Option<&[T]>,
-    beta: Option<&[T]>,
-) {
-    // Short rows skip it: up to 15 scalar values would cost more than
-    // the split stores save (LayerNorm [4096, 128] measured 3% slower).
-    let head = if y.len() < 512 {
+pub fn aligned_head<T>(y: &[MaybeUninit<T>]) -> usize {
+    if y.len() < 512 {
         0
     } else {
         y.as_ptr().align_offset(64).min(y.len())
-    };
-    let (y_head, y_bulk) = y.split_at_mut(head);
-    let (row_head, row_bulk) = row.split_at(head);
-    let ((gamma_head, gamma_bulk), (beta_head, beta_bulk)) =
-        (split_at(gamma, head), split_at(beta, head));
-    let parts = [
-        (y_head, row_head, gamma_head, beta_head),
-        (y_bulk, row_bulk, gamma_bulk, beta_bulk),
-    ];
-    for (y, row, gamma, beta) in parts {
-        match (gamma, beta) {
-            (Some(w), Some(b)) => {
-                for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
-                    y.write(((v - shift) - m) * r * w + b);
-                }
+    }
+}
+
+/// `row`'s output into `y`, value by value (the compiler vectorizes it).
+#[inline(always)]
+pub fn write_values<T: Real>(y: &mut [MaybeUninit<T>], row: &RowOutput<'_, T>) {
+    let RowOutput {
+        x,
+        shift,
+        m,
+        r,
+        gamma,
+        beta,
+    } = *row;
+    match (gamma, beta) {
+        (Some(w), Some(b)) => {
+            for (((y, &v), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                y.write(((v - shift) - m) * r * w + b);
             }
-            (Some(w), None) => {
-                for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
-                    y.write(((v - shift) - m) * r * w);
-                }
+        }
+        (Some(w), None) => {
+            for ((y, &v), &w) in y.iter_mut().zip(x).zip(w) {
+                y.write(((v - shift) - m) * r * w);
             }
-            (None, Some(b)) => {
-                for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
-                    y.write(((v - shift) - m) * r + b);
-                }
+        }
+        (None, Some(b)) => {
+            for ((y, &v), &b) in y.iter_mut().zip(x).zip(b) {
+                y.write(((v - shift) - m) * r + b);
             }
-            (None, None) => {
-                for (y, &v) in y.iter_mut().zip(row) {
-                    y.write(((v - shift) - m) * r);
-                }
+        }
+        (None, None) => {
+            for (y, &v) in y.iter_mut().zip(x) {
+                y.write(((v - shift) - m) * r);
             }
         }
     }
 }
 
-/// An optional slice split at `at`.
+/// A row's output: its [`aligned_head`], then the bulk.
 #[inline(always)]
-fn split_at<T>(values: Option<&[T]>, at: usize) -> (Option<&[T]>, Option<&[T]>) {
-    values.map_or((None, None), |v| {
-        let (head, bulk) = v.split_at(at);
-        (Some(head), Some(bulk))
-    })
+fn write_row<T: Real>(y: &mut [MaybeUninit<T>], row: &RowOutput<'_, T>) {
+    let head = aligned_head(y);
+    let (y_head, y_bulk) = y.split_at_mut(head);
+    write_values(y_head, &row.slice(0..head));
+    write_values(y_bulk, &row.slice(head..row.x.len()));
 }
 
 /// Normalizes each group of `x` as its layout says:

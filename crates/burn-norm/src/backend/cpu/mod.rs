@@ -13,7 +13,8 @@
 //!
 //! One concern per file: the element trait ([`real`]), the instruction
 //! sets ([`isa`]), the sums (generic in [`sums`], AVX2 and AVX-512 in
-//! [`sums_x86`]), the buffers that many tasks write ([`shared`]), the
+//! [`sums_x86`]), the forward over whole rows in AVX2 and AVX-512
+//! ([`rows_x86`]), the buffers that many tasks write ([`shared`]), the
 //! [`forward`] and the [`backward`] passes.
 
 mod backward;
@@ -21,6 +22,7 @@ mod chunks;
 mod forward;
 mod isa;
 mod real;
+mod rows_x86;
 mod shared;
 mod shares;
 mod sums;

@@ -1,5 +1,6 @@
 //! The float types the CPU kernels run in.
 
+use super::forward::RowBlock;
 use super::sums::{RowSums, RowTerms, generic_centered_sum, generic_row_sums};
 
 /// f32 and f64 (f16/bf16 are widened to f32 before they get here, as in
@@ -41,10 +42,18 @@ pub trait Real:
     fn row_sums(row: RowTerms<'_, Self>, dgamma: &mut [Self], dbeta: &mut [Self]) -> RowSums<Self> {
         generic_row_sums(row, dgamma, dbeta)
     }
+
+    /// The forward over a block of whole rows, where a hand-vectorized
+    /// kernel takes it: writes the block and returns `true`, or returns
+    /// `false` for the generic loops to do it.
+    #[inline(always)]
+    fn forward_rows(_block: &mut RowBlock<'_, Self>) -> bool {
+        false
+    }
 }
 
 macro_rules! real {
-    ($t:ty $(, $centered_sum:path, $row_sums:path)?) => {
+    ($t:ty $(, $centered_sum:path, $row_sums:path, $forward_rows:path)?) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -73,14 +82,21 @@ macro_rules! real {
                         None => generic_row_sums(row, dgamma, dbeta),
                     }
                 }
+
+                #[inline(always)]
+                fn forward_rows(block: &mut RowBlock<'_, Self>) -> bool {
+                    $forward_rows(block)
+                }
             )?
         }
     };
 }
-// f32 has hand-written AVX2 and AVX-512 sums (see `sums_x86`).
+// f32 has hand-written AVX2 and AVX-512 sums (see `sums_x86`) and a
+// forward over rows (`rows_x86`).
 real!(
     f32,
     super::sums_x86::centered_sum,
-    super::sums_x86::row_sums
+    super::sums_x86::row_sums,
+    super::rows_x86::forward_rows
 );
 real!(f64);

@@ -32,7 +32,7 @@ pub fn centered_sum(a: &[f32], shift: f32, m: f32, square: bool) -> Option<f32> 
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
-fn centered_sum_avx2(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
+pub fn centered_sum_avx2(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
     let (vs, vm) = (_mm256_set1_ps(shift), _mm256_set1_ps(m));
     let mut acc = [_mm256_setzero_ps(); 4];
     let (blocks, rest) = a.as_chunks::<32>();
@@ -52,7 +52,7 @@ fn centered_sum_avx2(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,avx512f")]
-fn centered_sum_avx512(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
+pub fn centered_sum_avx512(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
     let (vs, vm) = (_mm512_set1_ps(shift), _mm512_set1_ps(m));
     let mut acc = [_mm512_setzero_ps(); 2];
     let (blocks, rest) = a.as_chunks::<32>();
