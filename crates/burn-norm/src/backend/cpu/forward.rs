@@ -246,7 +246,7 @@ impl<T: Copy> RowOutput<'_, T> {
 /// than the split stores save (LayerNorm [4096, 128] measured 3% slower).
 /// Each value is computed alone, so the split changes no result.
 #[inline(always)]
-pub fn aligned_head<T>(y: &[MaybeUninit<T>]) -> usize {
+fn aligned_head<T>(y: &[MaybeUninit<T>]) -> usize {
     if y.len() < 512 {
         0
     } else {

@@ -3,18 +3,18 @@
 //! then their variances, then their outputs, as the generic loops do, in a
 //! function of its own per instruction set.
 //!
-//! With the generic loops (inlined with the pass's other code into one
-//! large function) LayerNorm [4096, 128]'s forward took 1.15 times as long
-//! on one thread and 1.08 times on two, [4096, 768]'s 1.1 and 1.02 times
-//! (alternating processes). The output loop is most of it: LLVM's
-//! vectorized generic loop, which checks at run time that `y` overlaps no
-//! input and keeps remainder loops, cost about 9 ns more per row of 128
-//! values than this one inside the same kernel. The sums are `sums_x86`'s,
-//! the output the same operations in the same order (no FMA): the same
-//! bits as the generic loops on the same instruction set.
+//! Short rows only ([`SHORT`]): with the generic loops (inlined with the
+//! pass's other code into one large function) LayerNorm [4096, 128]'s
+//! forward took 1.13 times as long, on one thread and on two. The output
+//! loop is most of it: LLVM's vectorized generic loop, which checks at run
+//! time that `y` overlaps no input and keeps remainder loops, cost about
+//! 9 ns more per row of 128 values than this one inside the same kernel.
+//! The sums are `sums_x86`'s, the output the same operations in the same
+//! order (no FMA): the same bits as the generic loops on the same
+//! instruction set.
 
 use super::BLOCK_GROUPS;
-use super::forward::{RowBlock, RowOutput, aligned_head, write_values};
+use super::forward::{RowBlock, RowOutput, write_values};
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::sums_x86::{centered_sum_avx2, centered_sum_avx512};
@@ -22,8 +22,17 @@ use crate::backend::layout::Centering;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// [`Real::forward_rows`](super::real::Real::forward_rows) for f32: `false`
-/// on [`Isa::Baseline`].
+/// Rows shorter than this take the kernel. Against the generic loops, in
+/// alternating pairs of processes on this project's 2-core machine
+/// (AVX-512, [4096, d], two threads / one): 0.88-0.90x / 0.88-0.90x the
+/// time at d = 128, 0.93-0.95x / 0.95x at 256, 0.96-0.99x / 0.95x at 384;
+/// from 512 on, 1.00-1.07x on two threads (0.90-1.00x on one), and with
+/// AVX2 1.02-1.04x at 768 on two. Longer rows keep the generic loops.
+pub const SHORT: usize = 512;
+
+/// [`Real::forward_rows`](super::real::Real::forward_rows) for f32 rows
+/// shorter than [`SHORT`]: `false` for longer rows and on
+/// [`Isa::Baseline`].
 #[inline(always)]
 pub fn forward_rows(block: &mut RowBlock<'_, f32>) -> bool {
     #[cfg(test)]
@@ -31,6 +40,9 @@ pub fn forward_rows(block: &mut RowBlock<'_, f32>) -> bool {
         return false;
     }
     let len = block.len;
+    if len >= SHORT {
+        return false;
+    }
     let rows = block.x.len() / len.max(1);
     assert!(
         len > 0
@@ -137,9 +149,9 @@ unsafe fn rows<S: Set>(block: &mut RowBlock<'_, f32>) {
             gamma,
             beta,
         };
-        let head = aligned_head(y);
-        write_values(&mut y[..head], &out.slice(0..head));
-        let bulk = head + unsafe { S::write(y[head..].as_mut_ptr().cast(), &out.slice(head..len)) };
+        // Rows this short start their output anywhere (no aligned head,
+        // as in the generic loops); the tail is the generic loop's.
+        let bulk = unsafe { S::write(y.as_mut_ptr().cast(), &out) };
         write_values(&mut y[bulk..], &out.slice(bulk..len));
         stats[0][j].write(shift[j] + m[j]);
         stats[1][j].write(var[j]);
@@ -315,8 +327,8 @@ mod tests {
     /// On each instruction set with the kernel, LayerNorm and RMSNorm rows
     /// give the generic loops' bits on the same set, with and without
     /// gamma and beta: rows of 128 in blocks of eight and a short last
-    /// block, of 77 (a vector tail), of 700 (an aligned head and a tail)
-    /// and of 1,030 (one per block).
+    /// block, of 77 (a vector tail), of 300 (blocks of six) and of 511
+    /// (the longest, four per block, a tail).
     #[test]
     fn the_kernel_gives_the_generic_bits() {
         let sets: Vec<Isa> = Isa::available()
@@ -324,7 +336,7 @@ mod tests {
             .filter(|&isa| isa != Isa::Baseline)
             .collect();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-        for (rows, len) in [(37, 128), (9, 77), (11, 700), (5, 1_030)] {
+        for (rows, len) in [(37, 128), (9, 77), (13, 300), (9, 511)] {
             let x: Vec<f32> = (0..rows * len)
                 .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 50.0)
                 .collect();
@@ -358,9 +370,10 @@ mod tests {
     }
 
     /// The kernel runs where the CPU has AVX2 or AVX-512 (else the test
-    /// above compares the generic loops with themselves).
+    /// above compares the generic loops with themselves), on rows shorter
+    /// than [`SHORT`](super::SHORT) only.
     #[test]
-    fn the_kernel_takes_rows_on_avx() {
+    fn the_kernel_takes_short_rows_on_avx() {
         use super::super::forward::RowBlock;
         use crate::backend::layout::Centering;
         use std::mem::MaybeUninit;
@@ -382,6 +395,22 @@ mod tests {
             };
             let taken = Isa::force(isa, || super::forward_rows(&mut block));
             assert_eq!(taken, isa != Isa::Baseline, "{isa:?}");
+            let long = vec![1.0f32; super::SHORT];
+            let mut long_y = vec![MaybeUninit::uninit(); super::SHORT];
+            let mut long_stats = [[MaybeUninit::uninit(); 1]; 3];
+            let [long_mean, long_var, long_rstd] = &mut long_stats;
+            let mut long_block = RowBlock {
+                x: &long,
+                y: &mut long_y,
+                len: super::SHORT,
+                centering: Centering::Mean,
+                gamma: None,
+                beta: None,
+                eps: 1e-5,
+                size: super::SHORT as f32,
+                stats: [long_mean, long_var, long_rstd],
+            };
+            assert!(!Isa::force(isa, || super::forward_rows(&mut long_block)));
             if taken {
                 // Rows [1, 2] and [3, 4]: mean 1.5 and 3.5, variance 0.25,
                 // rstd 2, y = -1, 1, -1, 1.
