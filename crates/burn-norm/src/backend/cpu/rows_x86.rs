@@ -5,7 +5,8 @@
 //!
 //! Short rows only ([`SHORT`]): with the generic loops (inlined with the
 //! pass's other code into one large function) LayerNorm [4096, 128]'s
-//! forward took 1.13 times as long, on one thread and on two. The output
+//! forward took 1.1-1.15 times as long on one thread, 1.05-1.13 times on
+//! two. The output
 //! loop is most of it: LLVM's vectorized generic loop, which checks at run
 //! time that `y` overlaps no input and keeps remainder loops, cost about
 //! 9 ns more per row of 128 values than this one inside the same kernel.
@@ -24,8 +25,8 @@ use std::arch::x86_64::*;
 
 /// Rows shorter than this take the kernel. Against the generic loops, in
 /// alternating pairs of processes on this project's 2-core machine
-/// (AVX-512, [4096, d], two threads / one): 0.88-0.90x / 0.88-0.90x the
-/// time at d = 128, 0.93-0.95x / 0.95x at 256, 0.96-0.99x / 0.95x at 384;
+/// (AVX-512, [4096, d], two threads / one): 0.88-0.96x / 0.87-0.90x the
+/// time at d = 128, 0.93-0.98x / 0.95x at 256, 0.96-0.99x / 0.95x at 384;
 /// from 512 on, 1.00-1.07x on two threads (0.90-1.00x on one), and with
 /// AVX2 1.02-1.04x at 768 on two. Longer rows keep the generic loops.
 pub const SHORT: usize = 512;
