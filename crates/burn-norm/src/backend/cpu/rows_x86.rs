@@ -100,12 +100,20 @@ trait Set {
     /// The CPU has the set, and the caller is compiled for it.
     unsafe fn sum(a: &[f32], shift: f32, m: f32, square: bool) -> f32;
 
-    /// Writes `y[..k]` for the largest `k` that is a whole number of
-    /// vectors and returns `k`.
-    ///
-    /// # Safety
-    /// As [`Set::sum`]; `y`, `gamma` and `beta` hold `row.x.len()` values.
-    unsafe fn write(y: *mut f32, row: &RowOutput<'_, f32>) -> usize;
+    /// A vector of [`Set::LANES`] f32.
+    type V: Copy;
+    const LANES: usize;
+
+    // The vector operations of the output loop ([`write`]).
+    //
+    // # Safety
+    // As [`Set::sum`]; `load` and `store` touch `LANES` values.
+    unsafe fn splat(v: f32) -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// The block: the rows' means, then their variances, then their outputs
@@ -152,7 +160,7 @@ unsafe fn rows<S: Set>(block: &mut RowBlock<'_, f32>) {
         };
         // Rows this short start their output anywhere (no aligned head,
         // as in the generic loops); the tail is the generic loop's.
-        let bulk = unsafe { S::write(y.as_mut_ptr().cast(), &out) };
+        let bulk = unsafe { write::<S>(y.as_mut_ptr().cast(), &out) };
         write_values(&mut y[bulk..], &out.slice(bulk..len));
         stats[0][j].write(shift[j] + m[j]);
         stats[1][j].write(var[j]);
@@ -160,147 +168,125 @@ unsafe fn rows<S: Set>(block: &mut RowBlock<'_, f32>) {
     }
 }
 
+/// `y[..k] = ((x - shift) - m) * r * gamma + beta` for the largest `k`
+/// that is a whole number of vectors; returns `k`. The generic loop's
+/// operations in its order.
+///
+/// # Safety
+/// As [`Set::sum`]; `y`, `gamma` and `beta` hold at least `row.x.len()`
+/// values.
+#[inline(always)]
+unsafe fn write<S: Set>(y: *mut f32, row: &RowOutput<'_, f32>) -> usize {
+    let lanes = S::LANES;
+    let n = row.x.len() / lanes * lanes;
+    let x = row.x.as_ptr();
+    // SAFETY (every load and store): values `i..i + lanes` are in every
+    // slice (the caller's lengths); the set is the caller's.
+    unsafe {
+        let (vs, vm, vr) = (S::splat(row.shift), S::splat(row.m), S::splat(row.r));
+        let xhat = |i: usize| S::mul(S::sub(S::sub(S::load(x.add(i)), vs), vm), vr);
+        match (row.gamma, row.beta) {
+            (Some(w), Some(b)) => {
+                for i in (0..n).step_by(lanes) {
+                    let t = S::mul(xhat(i), S::load(w.as_ptr().add(i)));
+                    S::store(y.add(i), S::add(t, S::load(b.as_ptr().add(i))));
+                }
+            }
+            (Some(w), None) => {
+                for i in (0..n).step_by(lanes) {
+                    S::store(y.add(i), S::mul(xhat(i), S::load(w.as_ptr().add(i))));
+                }
+            }
+            (None, Some(b)) => {
+                for i in (0..n).step_by(lanes) {
+                    S::store(y.add(i), S::add(xhat(i), S::load(b.as_ptr().add(i))));
+                }
+            }
+            (None, None) => {
+                for i in (0..n).step_by(lanes) {
+                    S::store(y.add(i), xhat(i));
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Implements [`Set`] for one instruction set: its sum, vector type,
+/// width and intrinsics.
+macro_rules! set {
+    ($set:ident, $sum:path, $v:ty, $lanes:expr, $splat:path, $load:path, $store:path, $sub:path, $mul:path, $add:path) => {
+        #[cfg(target_arch = "x86_64")]
+        impl Set for $set {
+            type V = $v;
+            const LANES: usize = $lanes;
+
+            #[inline(always)]
+            unsafe fn sum(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
+                // SAFETY (here and below): the caller's.
+                unsafe { $sum(a, shift, m, square) }
+            }
+            #[inline(always)]
+            unsafe fn splat(v: f32) -> $v {
+                unsafe { $splat(v) }
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> $v {
+                unsafe { $load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(p: *mut f32, v: $v) {
+                unsafe { $store(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn sub(a: $v, b: $v) -> $v {
+                unsafe { $sub(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn mul(a: $v, b: $v) -> $v {
+                unsafe { $mul(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn add(a: $v, b: $v) -> $v {
+                unsafe { $add(a, b) }
+            }
+        }
+    };
+}
+
 /// AVX-512: 16 values per instruction.
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
 
-#[cfg(target_arch = "x86_64")]
-impl Set for Avx512 {
-    #[inline(always)]
-    unsafe fn sum(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
-        // SAFETY: the caller's.
-        unsafe { centered_sum_avx512(a, shift, m, square) }
-    }
-
-    #[inline(always)]
-    unsafe fn write(y: *mut f32, row: &RowOutput<'_, f32>) -> usize {
-        // SAFETY: the caller's.
-        unsafe { write_avx512(y, row) }
-    }
-}
+set!(
+    Avx512,
+    centered_sum_avx512,
+    __m512,
+    16,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_sub_ps,
+    _mm512_mul_ps,
+    _mm512_add_ps
+);
 
 /// AVX2: 8 values per instruction.
 #[cfg(target_arch = "x86_64")]
 struct Avx2;
 
-#[cfg(target_arch = "x86_64")]
-impl Set for Avx2 {
-    #[inline(always)]
-    unsafe fn sum(a: &[f32], shift: f32, m: f32, square: bool) -> f32 {
-        // SAFETY: the caller's.
-        unsafe { centered_sum_avx2(a, shift, m, square) }
-    }
-
-    #[inline(always)]
-    unsafe fn write(y: *mut f32, row: &RowOutput<'_, f32>) -> usize {
-        // SAFETY: the caller's.
-        unsafe { write_avx2(y, row) }
-    }
-}
-
-/// `y = ((x - shift) - m) * r * gamma + beta`, 16 values per step.
-///
-/// # Safety
-/// `y`, `gamma` and `beta` hold at least `row.x.len()` values.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,avx512f")]
-unsafe fn write_avx512(y: *mut f32, row: &RowOutput<'_, f32>) -> usize {
-    let (vs, vm, vr) = (
-        _mm512_set1_ps(row.shift),
-        _mm512_set1_ps(row.m),
-        _mm512_set1_ps(row.r),
-    );
-    let x = row.x.as_ptr();
-    let n = row.x.len() / 16 * 16;
-    // SAFETY (every load and store): values `i..i + 16` are in every
-    // slice (the caller's lengths).
-    unsafe {
-        let xhat = |i: usize| {
-            let v = _mm512_loadu_ps(x.add(i));
-            _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(v, vs), vm), vr)
-        };
-        match (row.gamma, row.beta) {
-            (Some(w), Some(b)) => {
-                for i in (0..n).step_by(16) {
-                    let t = _mm512_mul_ps(xhat(i), _mm512_loadu_ps(w.as_ptr().add(i)));
-                    let t = _mm512_add_ps(t, _mm512_loadu_ps(b.as_ptr().add(i)));
-                    _mm512_storeu_ps(y.add(i), t);
-                }
-            }
-            (Some(w), None) => {
-                for i in (0..n).step_by(16) {
-                    let t = _mm512_mul_ps(xhat(i), _mm512_loadu_ps(w.as_ptr().add(i)));
-                    _mm512_storeu_ps(y.add(i), t);
-                }
-            }
-            (None, Some(b)) => {
-                for i in (0..n).step_by(16) {
-                    let t = _mm512_add_ps(xhat(i), _mm512_loadu_ps(b.as_ptr().add(i)));
-                    _mm512_storeu_ps(y.add(i), t);
-                }
-            }
-            (None, None) => {
-                for i in (0..n).step_by(16) {
-                    _mm512_storeu_ps(y.add(i), xhat(i));
-                }
-            }
-        }
-    }
-    n
-}
-
-/// The same, 8 values per step.
-///
-/// # Safety
-/// As [`write_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn write_avx2(y: *mut f32, row: &RowOutput<'_, f32>) -> usize {
-    let (vs, vm, vr) = (
-        _mm256_set1_ps(row.shift),
-        _mm256_set1_ps(row.m),
-        _mm256_set1_ps(row.r),
-    );
-    let x = row.x.as_ptr();
-    let n = row.x.len() / 8 * 8;
-    // SAFETY (every load and store): values `i..i + 8` are in every slice
-    // (the caller's lengths).
-    unsafe {
-        let xhat = |i: usize| {
-            let v = _mm256_loadu_ps(x.add(i));
-            _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(v, vs), vm), vr)
-        };
-        match (row.gamma, row.beta) {
-            (Some(w), Some(b)) => {
-                for i in (0..n).step_by(8) {
-                    let t = _mm256_mul_ps(xhat(i), _mm256_loadu_ps(w.as_ptr().add(i)));
-                    let t = _mm256_add_ps(t, _mm256_loadu_ps(b.as_ptr().add(i)));
-                    _mm256_storeu_ps(y.add(i), t);
-                }
-            }
-            (Some(w), None) => {
-                for i in (0..n).step_by(8) {
-                    let t = _mm256_mul_ps(xhat(i), _mm256_loadu_ps(w.as_ptr().add(i)));
-                    _mm256_storeu_ps(y.add(i), t);
-                }
-            }
-            (None, Some(b)) => {
-                for i in (0..n).step_by(8) {
-                    let t = _mm256_add_ps(xhat(i), _mm256_loadu_ps(b.as_ptr().add(i)));
-                    _mm256_storeu_ps(y.add(i), t);
-                }
-            }
-            (None, None) => {
-                for i in (0..n).step_by(8) {
-                    _mm256_storeu_ps(y.add(i), xhat(i));
-                }
-            }
-        }
-    }
-    n
-}
+set!(
+    Avx2,
+    centered_sum_avx2,
+    __m256,
+    8,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_sub_ps,
+    _mm256_mul_ps,
+    _mm256_add_ps
+);
 
 #[cfg(test)]
 thread_local! {
