@@ -115,9 +115,7 @@ impl<T: Real> Forward<'_, T> {
             stats[2].write(g, r);
         }
     }
-}
 
-impl<T: Real> Forward<'_, T> {
     /// Rows `block` as a [`RowBlock`] (the layout's groups are rows).
     #[inline(always)]
     fn row_block(&self, block: Range<usize>) -> RowBlock<'_, T> {
