@@ -2,6 +2,7 @@
 
 use super::chunks::for_each_chunk;
 use super::real::Real;
+use super::rows_x86::SHORT;
 use super::shared::{Shared, written};
 use super::{
     BLOCK_GROUPS, FORWARD_BLOCK_VALUES, GroupPass, along_row, group_mean, groups_per_block, simd,
@@ -193,7 +194,9 @@ impl<T: Real> GroupPass for Forward<'_, T> {
         let mut means = [(T::ZERO, T::ZERO); BLOCK_GROUPS];
         for first in groups.clone().step_by(per_block) {
             let block = first..(first + per_block).min(groups.end);
+            // Longer rows never take the kernel: no block to build for them.
             if self.groups.layout.grouping == Grouping::Rows
+                && self.groups.s < SHORT
                 && T::forward_rows(&mut self.row_block(block.clone()))
             {
                 continue;
