@@ -9,7 +9,9 @@
 //! sit between a matmul or convolution, scalar arithmetic, ReLU and a
 //! residual add. Each device's result is compared with the composed path on
 //! flex: the output, the gradient of every input and parameter, and the
-//! running statistics.
+//! running statistics. In inference a layer that consumes its input writes
+//! its output over it on wgpu (no allocation): an inference stack checks
+//! that, and that an input the caller still holds is left as it was.
 
 use crate::common::{assert_close, values};
 use burn::module::Param;
@@ -18,7 +20,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_norm::backend::with_composed_path;
-use burn_norm::{BatchNormConfig, LayerNormConfig};
+use burn_norm::{BatchNormConfig, GroupNormConfig, LayerNormConfig, RmsNormConfig};
 
 /// Matmul and convolution sums round in another order on each backend.
 const RTOL: f64 = 1e-4;
@@ -130,7 +132,50 @@ fn conv_block(device: &Device) -> Vec<Vec<f32>> {
     out
 }
 
-fn compare(what: &str, block: fn(&Device) -> Vec<Vec<f32>>, names: &[&str], device: &Device) {
+/// An inference stack, `[2, 5, 16] -> [2, 5, 24]`, whose norm layers each
+/// consume their input (a fused operation's output):
+/// `a = (x W1 + b1) 0.5 + 1; y = LN2(relu(LN1(a)) + 1); z = RMS(2y)`, and a
+/// GroupNorm of `z + 0.5` as `[2, 6, 4, 5]`. Before `LN1` consumes `a` it runs
+/// once on a clone of `a` that the caller keeps. Returns `a` before and
+/// after that run, its output, `y`, `z` and the GroupNorm's output.
+fn inference_stack(device: &Device) -> Vec<Vec<f32>> {
+    let tensor = |shape: [usize; 3], seed: f64, scale: f32| {
+        let n = shape.iter().product();
+        Tensor::<3>::from_data(TensorData::new(irregular(n, seed, scale), shape), device)
+    };
+    let x = tensor([2, 5, 16], 0.37, 2.0);
+    let w1 = tensor([1, 16, 24], 0.71, 0.3);
+    let b1 = tensor([1, 1, 24], 1.13, 0.5);
+    let mut ln1 = LayerNormConfig::new(24).init(device);
+    let mut ln2 = LayerNormConfig::new(24).init(device);
+    for (ln, seed) in [(&mut ln1, 0.61), (&mut ln2, 0.43)] {
+        ln.gamma = ln.gamma.take().map(|p| set(p, seed, device));
+        ln.beta = ln.beta.take().map(|p| set(p, seed + 0.2, device));
+    }
+    let mut rms = RmsNormConfig::new(24).init(device);
+    rms.gamma = rms.gamma.take().map(|p| set(p, 0.29, device));
+    let mut group = GroupNormConfig::new(3, 6).init(device);
+    group.gamma = group.gamma.take().map(|p| set(p, 0.53, device));
+    group.beta = group.beta.take().map(|p| set(p, 0.97, device));
+
+    let a = (x.matmul(w1) + b1) * 0.5 + 1.0;
+    let before = values(a.clone());
+    let held = ln1.forward(a.clone());
+    let after = values(a.clone());
+    let y = ln2.forward(relu(ln1.forward(a)) + 1.0);
+    let z = rms.forward(y.clone() * 2.0);
+    let g = group.forward((z.clone() + 0.5).reshape([2, 6, 4, 5]));
+    vec![before, after, values(held), values(y), values(z), values(g)]
+}
+
+/// Runs `block` on `device` and on flex's composed path, compares the
+/// results, and returns `device`'s.
+fn compare(
+    what: &str,
+    block: fn(&Device) -> Vec<Vec<f32>>,
+    names: &[&str],
+    device: &Device,
+) -> Vec<Vec<f32>> {
     let actual = block(device);
     let expected = with_composed_path(|| block(&Device::flex()));
     assert_eq!(actual.len(), names.len(), "{what}: number of results");
@@ -142,6 +187,7 @@ fn compare(what: &str, block: fn(&Device) -> Vec<Vec<f32>>, names: &[&str], devi
     for ((name, a), e) in names.iter().zip(&actual).zip(&expected) {
         assert_close(&format!("{what}: {name}"), a, e, RTOL);
     }
+    actual
 }
 
 fn layer_norms_between_fused_operations(device: &Device) {
@@ -173,9 +219,23 @@ fn batch_norm_between_fused_operations(device: &Device) {
     compare("conv block", conv_block, &names, device);
 }
 
+fn layers_that_consume_their_inputs(device: &Device) {
+    let names = [
+        "a",
+        "a, after a layer ran on a clone",
+        "LN1(a)",
+        "y",
+        "z",
+        "GroupNorm(z + 0.5)",
+    ];
+    let actual = compare("inference stack", inference_stack, &names, device);
+    assert_eq!(actual[0], actual[1], "a held input was written over");
+}
+
 on_every_backend!(
     layer_norms_between_fused_operations,
-    batch_norm_between_fused_operations
+    batch_norm_between_fused_operations,
+    layers_that_consume_their_inputs
 );
 
 /// With the `fusion` feature (a default) the suite's wgpu runs are in

@@ -13,9 +13,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Shape};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::features::Plane;
+use cubecl::prelude::TensorArg;
+use cubecl::server::MemoryLayoutDescriptor;
 use cubecl::{CubeCount, CubeDim};
 use std::sync::OnceLock;
 
@@ -70,13 +71,77 @@ fn check_layout(layout: &Groups) {
     );
 }
 
+/// Uninitialized contiguous tensors of `shapes`, with `like`'s dtype and
+/// device, in one request to the device.
+///
+/// CubeCL runs every allocation request, like every launch, as a task on
+/// its device's thread, and those tasks are most of our operations' host
+/// time: on lavapipe, a chain of 100 LayerNorms [8, 768] whose kernel
+/// launch was skipped still took 240-280 us per layer with four requests,
+/// 80 us with one. One request is one buffer, freed when the last of its
+/// tensors is, and none of them can be written in place by a later
+/// operation: a group holds tensors of one lifetime (an operation's
+/// statistics, its temporaries), never an output that flows on.
+fn empty_group<const K: usize>(like: &CubeTensor, shapes: [Vec<usize>; K]) -> [CubeTensor; K] {
+    let size = like.dtype.size();
+    let descriptors = shapes
+        .iter()
+        .map(|shape| MemoryLayoutDescriptor::contiguous(Shape::from(shape.clone()), size))
+        .collect();
+    let layouts = like.client.empty_tensors(descriptors);
+    let mut tensors = shapes.into_iter().zip(layouts).map(|(shape, layout)| {
+        CubeTensor::new_contiguous(
+            like.client.clone(),
+            like.device.clone(),
+            Shape::from(shape),
+            layout.memory,
+            like.dtype,
+        )
+    });
+    std::array::from_fn(|_| tensors.next().expect("one layout per shape"))
+}
+
+/// An uninitialized contiguous tensor of `shape`, alone in its buffer.
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
-    empty_device_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        Shape::from(shape),
-        like.dtype,
-    )
+    let [tensor] = empty_group(like, [shape]);
+    tensor
+}
+
+/// Where a kernel writes an output of its input's shape.
+enum Output {
+    /// Over the input, which nothing else holds (an inference forward's
+    /// input, consumed by the layer): no allocation, and the output is
+    /// written where the input was read.
+    OverInput(CubeTensor),
+    /// A new buffer.
+    New(CubeTensor),
+}
+
+impl Output {
+    /// Over `input` where nothing else holds its buffer, else new. The
+    /// kernels read each value before they write it, in the same unit.
+    fn for_input(input: &CubeTensor) -> Self {
+        if input.can_mut() {
+            Output::OverInput(input.clone())
+        } else {
+            Output::New(empty(input, input.shape().to_vec()))
+        }
+    }
+
+    /// The launch argument, with the input at position `input` of the
+    /// kernel's inputs.
+    fn arg(&self, input: usize) -> TensorArg {
+        match self {
+            Output::OverInput(tensor) => tensor.as_tensor_alias(input),
+            Output::New(tensor) => tensor.clone().into_tensor_arg(),
+        }
+    }
+
+    fn into_tensor(self) -> CubeTensor {
+        match self {
+            Output::OverInput(tensor) | Output::New(tensor) => tensor,
+        }
+    }
 }
 
 /// How the kernels' teams add up their values: the plane size, where the
@@ -144,6 +209,13 @@ fn channels_in_blocks(
 ) -> CubeTensor {
     let Groups { c, s, .. } = *layout;
     let backward = dy.is_some();
+    // The backward's `dx` may go over `dy`: the block sums have read it
+    // when the last launch reads each value and writes its `dx`. The
+    // forward's `y` does not go over `x`, which is bound as `dy` too.
+    let out = match dy {
+        Some(dy) => Output::for_input(dy),
+        None => Output::New(empty(x, layout.shape())),
+    };
     let dy = dy.unwrap_or(x);
     let blocks = layout.size().div_ceil(BLOCK_VALUES);
     assert!(
@@ -152,7 +224,8 @@ fn channels_in_blocks(
         MAX_GRID * BLOCK_VALUES
     );
     let dtype = dtype_to_storage_type(x.dtype);
-    let partial = empty(x, vec![c * blocks * PARTIALS]);
+    let [partial, coefficients] =
+        empty_group(x, [vec![c * blocks * PARTIALS], vec![c * COEFFICIENTS]]);
     // A channel's runs of `s` values split into whole vectors.
     let vector = vector_for(s);
     cube_channels::channel_block_sums::launch(
@@ -169,7 +242,6 @@ fn channels_in_blocks(
         plane_for(x, MAX_CUBE_SIZE),
         dtype,
     );
-    let coefficients = empty(x, vec![c * COEFFICIENTS]);
     cube_channels::channel_merge::launch(
         &x.client,
         CubeCount::Static(c.div_ceil(MAX_CUBE_SIZE as usize) as u32, 1, 1),
@@ -193,7 +265,6 @@ fn channels_in_blocks(
         has_beta,
         dtype,
     );
-    let out = empty(x, layout.shape());
     cube_channels::channel_apply::launch(
         &x.client,
         elementwise(layout.shape().iter().product(), vector),
@@ -202,13 +273,13 @@ fn channels_in_blocks(
         x.clone().into_tensor_arg(),
         dy.clone().into_tensor_arg(),
         coefficients.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
+        out.arg(1),
         c as u32,
         (s / vector) as u32,
         backward,
         dtype,
     );
-    out
+    out.into_tensor()
 }
 
 /// [`NormOps::normalize`]'s launches.
@@ -234,14 +305,11 @@ fn launch_forward(
         into_contiguous(gamma),
         into_contiguous(beta),
     );
-    let y = empty(&x, layout.shape());
-    let (mean, var, rstd) = (
-        empty(&x, vec![groups]),
-        empty(&x, vec![groups]),
-        empty(&x, vec![groups]),
-    );
     if in_blocks(&layout) {
-        let unused = empty(&x, vec![1]);
+        // `unused` fills the backward's parameter-gradient slots: four
+        // bytes kept with the statistics.
+        let [mean, var, rstd, unused] =
+            empty_group(&x, [vec![groups], vec![groups], vec![groups], vec![1]]);
         let output = channels_in_blocks(
             &x,
             None,
@@ -259,6 +327,8 @@ fn launch_forward(
             rstd,
         };
     }
+    let [mean, var, rstd] = empty_group(&x, [vec![groups], vec![groups], vec![groups]]);
+    let y = Output::for_input(&x);
     cube_kernels::normalize_forward::launch(
         &x.client,
         cubes_for(groups, teams),
@@ -267,7 +337,7 @@ fn launch_forward(
         x.clone().into_tensor_arg(),
         gamma.into_tensor_arg(),
         beta.into_tensor_arg(),
-        y.clone().into_tensor_arg(),
+        y.arg(0),
         mean.clone().into_tensor_arg(),
         var.clone().into_tensor_arg(),
         rstd.clone().into_tensor_arg(),
@@ -286,7 +356,7 @@ fn launch_forward(
         dtype_to_storage_type(x.dtype),
     );
     Normalized {
-        output: y,
+        output: y.into_tensor(),
         mean,
         var,
         rstd,
@@ -318,20 +388,9 @@ fn launch_backward(
         into_contiguous(gamma),
         into_contiguous(dy),
     );
-    let dx = empty(&x, layout.shape());
-    // For BatchNorm's channels the kernel writes the parameter gradients
-    // itself; otherwise it leaves each group's centre for the sums below.
-    let (dgamma, dbeta, centers) = if per_channel {
-        (empty(&x, vec![c]), empty(&x, vec![c]), empty(&x, vec![1]))
-    } else {
-        (
-            empty(&x, vec![1]),
-            empty(&x, vec![1]),
-            empty(&x, vec![2 * groups]),
-        )
-    };
     if in_blocks(&layout) {
-        let unused = empty(&x, vec![1]);
+        // `unused` fills the forward's statistics slots.
+        let [dgamma, dbeta, unused] = empty_group(&x, [vec![c], vec![c], vec![1]]);
         let dx = channels_in_blocks(
             &x,
             Some(&dy),
@@ -344,6 +403,38 @@ fn launch_backward(
         );
         return NormGrads { dx, dgamma, dbeta };
     }
+    // For BatchNorm's channels `dx` may go over `dy`, which the kernel reads
+    // before it writes (each value in the same unit); otherwise the sums of
+    // the parameter gradients read `dy` after it.
+    let dx = if per_channel {
+        Output::for_input(&dy)
+    } else {
+        Output::New(empty(&x, layout.shape()))
+    };
+    // For BatchNorm's channels the kernel writes the parameter gradients
+    // itself. Otherwise it leaves each group's centre for their sums, taken
+    // in two stages (see `column_sums`): per channel and sample (GroupNorm,
+    // InstanceNorm) or per block of rows (LayerNorm, RMSNorm), then added.
+    // Slots that a path does not use hold one value.
+    let per_block = rows_per_block(groups);
+    let blocks = groups.div_ceil(per_block).max(1);
+    let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match norm.grouping {
+        Grouping::Channels => empty_group(&x, [vec![c], vec![c], vec![1], vec![1], vec![1]]),
+        Grouping::SampleChannels => empty_group(
+            &x,
+            [vec![1], vec![1], vec![2 * groups], vec![n, c], vec![n, c]],
+        ),
+        Grouping::Rows => empty_group(
+            &x,
+            [
+                vec![1],
+                vec![1],
+                vec![2 * groups],
+                vec![blocks, params],
+                vec![blocks, params],
+            ],
+        ),
+    };
     cube_kernels::normalize_backward::launch(
         &x.client,
         cubes_for(groups, teams),
@@ -353,7 +444,7 @@ fn launch_backward(
         rstd.clone().into_tensor_arg(),
         gamma.into_tensor_arg(),
         dy.clone().into_tensor_arg(),
-        dx.clone().into_tensor_arg(),
+        dx.arg(3),
         dgamma.clone().into_tensor_arg(),
         dbeta.clone().into_tensor_arg(),
         centers.clone().into_tensor_arg(),
@@ -369,27 +460,30 @@ fn launch_backward(
         plane_for(&x, teams.team),
         dtype_to_storage_type(x.dtype),
     );
+    let dx = dx.into_tensor();
     if per_channel {
         return NormGrads { dx, dgamma, dbeta };
     }
-    let total = |partial: CubeTensor, blocks: usize| {
-        let out = empty(&partial, vec![params]);
-        cube_kernels::column_sums::launch(
-            &partial.client,
-            CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
-            CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
-            partial.clone().into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            blocks as u32,
-            params as u32,
-            dtype_to_storage_type(partial.dtype),
-        );
-        out
+    // `column_sums` of the partial sums, both into one request.
+    let totals = |partial_gamma: CubeTensor, partial_beta: CubeTensor, rows: usize| {
+        let [dgamma, dbeta] = empty_group(&x, [vec![params], vec![params]]);
+        for (partial, total) in [(partial_gamma, &dgamma), (partial_beta, &dbeta)] {
+            cube_kernels::column_sums::launch(
+                &x.client,
+                CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
+                CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
+                partial.into_tensor_arg(),
+                total.clone().into_tensor_arg(),
+                rows as u32,
+                params as u32,
+                dtype_to_storage_type(x.dtype),
+            );
+        }
+        NormGrads { dx, dgamma, dbeta }
     };
     if norm.grouping == Grouping::SampleChannels {
         // One sum per channel and sample, then the samples added.
         let runs = n * c;
-        let (partial_gamma, partial_beta) = (empty(&x, vec![n, c]), empty(&x, vec![n, c]));
         let teams = Teams::new(runs, s / vector);
         cube_kernels::channel_parameter_grads::launch(
             &x.client,
@@ -410,19 +504,9 @@ fn launch_backward(
             plane_for(&x, teams.team),
             dtype_to_storage_type(x.dtype),
         );
-        return NormGrads {
-            dx,
-            dgamma: total(partial_gamma, n),
-            dbeta: total(partial_beta, n),
-        };
+        return totals(partial_gamma, partial_beta, n);
     }
     // Column sums in two stages: blocks of rows, then the blocks.
-    let per_block = rows_per_block(groups);
-    let blocks = groups.div_ceil(per_block).max(1);
-    let (partial_gamma, partial_beta) = (
-        empty(&x, vec![blocks, params]),
-        empty(&x, vec![blocks, params]),
-    );
     let row_vector = row_sum_vector(vector);
     cube_kernels::row_parameter_grads::launch(
         &x.client,
@@ -446,11 +530,7 @@ fn launch_backward(
         per_block as u32,
         dtype_to_storage_type(x.dtype),
     );
-    NormGrads {
-        dx,
-        dgamma: total(partial_gamma, blocks),
-        dbeta: total(partial_beta, blocks),
-    }
+    totals(partial_gamma, partial_beta, blocks)
 }
 
 impl NormOps for CubeBackend {

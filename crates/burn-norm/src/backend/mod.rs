@@ -199,11 +199,17 @@ pub(crate) fn normalize(
     layout: Layout,
     epsilon: f64,
 ) -> (Tensor<4>, GroupStatistics) {
-    // An absent parameter travels as a flat view of `x` (not read).
-    let stand_in = || x.clone().flatten::<1>(0, 3);
+    // An absent parameter travels as a stand-in that is never read: the
+    // other parameter, else a flat view of `x`. The other parameter where
+    // there is one, because a view keeps `x`'s buffer shared, and on wgpu
+    // an inference forward writes its output over an input it alone holds.
     let affine = [gamma.is_some(), beta.is_some()];
-    let gamma = gamma.unwrap_or_else(stand_in);
-    let beta = beta.unwrap_or_else(stand_in);
+    let stand_in = gamma
+        .clone()
+        .or_else(|| beta.clone())
+        .unwrap_or_else(|| x.clone().flatten::<1>(0, 3));
+    let gamma = gamma.unwrap_or_else(|| stand_in.clone());
+    let beta = beta.unwrap_or(stand_in);
     let out = Dispatch::normalize(
         x.into_dispatch(),
         gamma.into_dispatch(),
