@@ -15,7 +15,8 @@
 #   copy's through wgpu (benches/copy.rs): the ceiling on this runtime;
 # - probe: where LayerNorm's forward spends its time (`norm --probe`:
 #   chains of 10 and 100 layers, the host's enqueue time, without gamma and
-#   beta), also with CubeCL submitting every 4 tasks
+#   beta; with an older build, both builds alternated at 512 and 32768
+#   rows), also with CubeCL submitting every 4 tasks
 #   (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with burn-norm leaving its
 #   launches to CubeCL's batching (BURN_NORM_FLUSH=0; by default operations
 #   on 16 million values or more submit at once), and with teams of 8
@@ -74,6 +75,16 @@ if want probe; then
   echo "## burn-norm, BURN_NORM_FLUSH=0, then teams of 8 values per unit"
   BURN_NORM_FLUSH=0 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
   BURN_NORM_PER_UNIT=8 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  if [ -x "$bin/norm-before" ]; then
+    # The host's cost per operation: 512 rows keep the GPU's share small.
+    for round in 1 2; do
+      for build in norm-before norm; do
+        echo "## $build, burn-norm alone, round $round (512 rows, then 32768)"
+        BENCH_IMPL=burn-norm timeout 90 "$bin/$build" --device wgpu --probe --rows 512 | grep "burn-norm  "
+        BENCH_IMPL=burn-norm timeout 90 "$bin/$build" --device wgpu --probe | grep "burn-norm  "
+      done
+    done
+  fi
 fi
 if want suite && [ -x "$bin/suite" ]; then
   # The fixtures are found through the path the suite was built at.
