@@ -204,12 +204,15 @@ pub(crate) fn normalize(
     // there is one, because a view keeps `x`'s buffer shared, and on wgpu
     // an inference forward writes its output over an input it alone holds.
     let affine = [gamma.is_some(), beta.is_some()];
-    let stand_in = gamma
-        .clone()
-        .or_else(|| beta.clone())
-        .unwrap_or_else(|| x.clone().flatten::<1>(0, 3));
-    let gamma = gamma.unwrap_or_else(|| stand_in.clone());
-    let beta = beta.unwrap_or(stand_in);
+    let (gamma, beta) = match (gamma, beta) {
+        (Some(gamma), Some(beta)) => (gamma, beta),
+        (Some(gamma), None) => (gamma.clone(), gamma),
+        (None, Some(beta)) => (beta.clone(), beta),
+        (None, None) => {
+            let view = x.clone().flatten::<1>(0, 3);
+            (view.clone(), view)
+        }
+    };
     let out = Dispatch::normalize(
         x.into_dispatch(),
         gamma.into_dispatch(),
