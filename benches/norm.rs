@@ -333,7 +333,9 @@ fn memory(json: bool) {
 /// own time dominates where the host keeps ahead), the host's time to
 /// enqueue a chain of 100 (before the read-back), the same without gamma
 /// and beta (what loading the parameters costs), burn-nn's, and the
-/// harness alone (identity layers). `BENCH_IMPL=burn-norm` keeps ours.
+/// harness alone (identity layers); then the training step (forward and
+/// backward) per layer in chains of 10 and 100. `BENCH_IMPL=burn-norm`
+/// keeps ours.
 fn probe(device: &Device, rows: usize) {
     const D: usize = 768;
     let x = Tensor::<2>::random([rows, D], Distribution::Default, device);
@@ -376,6 +378,39 @@ fn probe(device: &Device, rows: usize) {
             ));
         }
         println!("  {name:<26} {}", cells.join("; "));
+    }
+    // The training step: the backward adds our second operation, and its
+    // launches and allocations, to the host's cost per layer.
+    let ad = device.clone().autodiff();
+    let ours = burn_norm::LayerNormConfig::new(D).init(&ad);
+    let theirs = burn::nn::LayerNormConfig::new(D).init(&ad);
+    let g = Tensor::<2>::random([rows, D], Distribution::Default, &ad);
+    let steps: [(&str, &dyn Fn(Tensor<2>) -> Tensor<2>); 3] = [
+        ("burn-norm", &|x| ours.forward(x)),
+        ("burn-nn", &|x| theirs.forward(x)),
+        ("identity", &|x| x),
+    ];
+    println!("LayerNorm [{rows}, {D}] training step (backward of sum(y * g)), per layer:");
+    for (name, layer) in steps {
+        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+            continue;
+        }
+        let cells: Vec<String> = [10, 100]
+            .into_iter()
+            .map(|chain| {
+                let total = median(|| {
+                    let mut input = x.clone();
+                    for _ in 0..chain {
+                        let x = input.autodiff().require_grad();
+                        let grads = (layer(x.clone()) * g.clone()).sum().backward();
+                        input = x.grad(&grads).unwrap();
+                    }
+                    std::hint::black_box(input.sum().into_scalar::<f32>());
+                }) / chain;
+                format!("chain {chain}: {:.1} us", total.as_secs_f64() * 1e6)
+            })
+            .collect();
+        println!("  {:<26} {}", format!("{name}, step"), cells.join("; "));
     }
 }
 
