@@ -3,7 +3,9 @@
 //! [`cube_kernels`](super::cube_kernels).
 
 use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
-use super::cube_kernels::{self, MAX_CUBE_SIZE, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block};
+use super::cube_kernels::{
+    self, MAX_CUBE_SIZE, ParameterSums, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
+};
 use super::layout::Groups;
 use super::layout::{Grouping, Layout};
 use super::{NormGrads, NormOps, Normalized};
@@ -20,8 +22,9 @@ use cubecl::server::MemoryLayoutDescriptor;
 use cubecl::{CubeCount, CubeDim};
 use std::sync::OnceLock;
 
-/// Values per vector of [`cube_kernels::row_parameter_grads`] for rows
-/// whose other passes take vectors of `vector`: 1, or `vector` where
+/// Values per vector of [`cube_kernels::row_parameter_grads`] (rows too
+/// long to hold in registers, or `BURN_NORM_ROW_SWEEP=0`) for rows whose
+/// other passes take vectors of `vector`: 1, or `vector` where
 /// `BURN_NORM_ROW_SUM_VECTORS=1`. On lavapipe vectors made LayerNorm's and
 /// RMSNorm's training steps 4-5% slower (it runs consecutive invocations as
 /// the lanes of one SIMD register, so single values are already a vector
@@ -37,6 +40,45 @@ fn row_sum_vector(vector: usize) -> usize {
     } else {
         1
     }
+}
+
+/// Whether the backward of rows held in registers sweeps them
+/// ([`ParameterSums::Swept`]: the parameter gradients' sums in the same
+/// pass as `dx`), unless `BURN_NORM_ROW_SWEEP=0` (the older two passes, for
+/// comparison: `benches/gpu.sh` times both).
+fn sweeps() -> bool {
+    static SWEEPS: OnceLock<bool> = OnceLock::new();
+    *SWEEPS.get_or_init(|| std::env::var_os("BURN_NORM_ROW_SWEEP").is_none_or(|v| v != "0"))
+}
+
+/// Units a swept backward aims to launch: enough to fill a large GPU (an
+/// H100 keeps 132 x 2,048 resident), so that a team takes several rows
+/// only where there are more. `BURN_NORM_SWEEP_UNITS` sets another (CI
+/// sets a small one, so that the tests' small shapes sweep many rows per
+/// team).
+fn sweep_units() -> usize {
+    static UNITS: OnceLock<usize> = OnceLock::new();
+    *UNITS.get_or_init(|| {
+        std::env::var("BURN_NORM_SWEEP_UNITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(SWEEP_UNITS)
+    })
+}
+
+/// [`sweep_units`] unless told otherwise.
+const SWEEP_UNITS: usize = 1 << 18;
+
+/// Most rows one team sweeps: the kernel is written out once per row
+/// (see `normalize_backward`), and lavapipe took 9x as long to compile the
+/// tests' kernels with 16 as with one.
+const MAX_SWEEP_STEPS: usize = 8;
+
+/// Rows per team of a swept backward of `groups` rows that aims at
+/// launching `units` units.
+fn sweep_steps(groups: usize, teams: Teams, units: usize) -> usize {
+    (groups * teams.team as usize / units).clamp(1, MAX_SWEEP_STEPS)
 }
 
 /// The largest cube count of one grid dimension that every runtime takes.
@@ -403,28 +445,58 @@ fn launch_backward(
         );
         return NormGrads { dx, dgamma, dbeta };
     }
-    // For BatchNorm's channels `dx` may go over `dy`, which the kernel reads
-    // before it writes (each value in the same unit); otherwise the sums of
-    // the parameter gradients read `dy` after it.
-    let dx = if per_channel {
-        Output::for_input(&dy)
+    let sums = if per_channel {
+        ParameterSums::PerGroup
+    } else if norm.grouping == Grouping::Rows && teams.held > 0 && sweeps() {
+        ParameterSums::Swept
     } else {
+        ParameterSums::Centers
+    };
+    // `dx` may go over `dy` where nothing reads `dy` after the kernel, which
+    // reads each value before it writes it, in the same unit; with
+    // `Centers` the sums of the parameter gradients read `dy` after it.
+    let dx = if sums == ParameterSums::Centers {
         Output::New(empty(&x, layout.shape()))
+    } else {
+        Output::for_input(&dy)
     };
     // For BatchNorm's channels the kernel writes the parameter gradients
-    // itself. Otherwise it leaves each group's centre for their sums, taken
-    // in two stages (see `column_sums`): per channel and sample (GroupNorm,
-    // InstanceNorm) or per block of rows (LayerNorm, RMSNorm), then added.
-    // Slots that a path does not use hold one value.
+    // itself. A sweep leaves one row of partial sums per cube. Otherwise it
+    // leaves each group's centre for their sums, taken in two stages (see
+    // `column_sums`): per channel and sample (GroupNorm, InstanceNorm) or
+    // per block of rows (LayerNorm, RMSNorm), then added. Slots that a path
+    // does not use hold one value.
+    let steps = if sums == ParameterSums::Swept {
+        sweep_steps(groups, teams, sweep_units())
+    } else {
+        1
+    };
+    let cubes = grid(groups.div_ceil(teams.per_cube as usize * steps));
+    let launched = match cubes {
+        CubeCount::Static(x, y, z) => (x * y * z) as usize,
+        CubeCount::Dynamic(_) => unreachable!("`grid` counts cubes on the host"),
+    };
     let per_block = rows_per_block(groups);
     let blocks = groups.div_ceil(per_block).max(1);
-    let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match norm.grouping {
-        Grouping::Channels => empty_group(&x, [vec![c], vec![c], vec![1], vec![1], vec![1]]),
-        Grouping::SampleChannels => empty_group(
+    let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match (sums, norm.grouping) {
+        (ParameterSums::PerGroup, _) => {
+            empty_group(&x, [vec![c], vec![c], vec![1], vec![1], vec![1]])
+        }
+        (ParameterSums::Swept, _) => empty_group(
+            &x,
+            [
+                vec![launched, params],
+                vec![launched, params],
+                vec![1],
+                vec![1],
+                vec![1],
+            ],
+        ),
+        (ParameterSums::Centers, Grouping::SampleChannels) => empty_group(
             &x,
             [vec![1], vec![1], vec![2 * groups], vec![n, c], vec![n, c]],
         ),
-        Grouping::Rows => empty_group(
+        (ParameterSums::Centers, _) => empty_group(
             &x,
             [
                 vec![1],
@@ -437,7 +509,7 @@ fn launch_backward(
     };
     cube_kernels::normalize_backward::launch(
         &x.client,
-        cubes_for(groups, teams),
+        cubes,
         CubeDim::new_1d(teams.units()),
         vector,
         x.clone().into_tensor_arg(),
@@ -454,6 +526,8 @@ fn launch_backward(
         (s / vector) as u32,
         norm,
         has_gamma,
+        sums,
+        steps as u32,
         teams.units(),
         teams.team,
         teams.held,
@@ -464,23 +538,27 @@ fn launch_backward(
     if per_channel {
         return NormGrads { dx, dgamma, dbeta };
     }
-    // `column_sums` of the partial sums, both into one request.
+    // `column_sums` of the partial sums: both totals in one request, and
+    // one launch.
     let totals = |partial_gamma: CubeTensor, partial_beta: CubeTensor, rows: usize| {
         let [dgamma, dbeta] = empty_group(&x, [vec![params], vec![params]]);
-        for (partial, total) in [(partial_gamma, &dgamma), (partial_beta, &dbeta)] {
-            cube_kernels::column_sums::launch(
-                &x.client,
-                CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 1, 1),
-                CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
-                partial.into_tensor_arg(),
-                total.clone().into_tensor_arg(),
-                rows as u32,
-                params as u32,
-                dtype_to_storage_type(x.dtype),
-            );
-        }
+        cube_kernels::column_sums::launch(
+            &x.client,
+            CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 2, 1),
+            CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
+            partial_gamma.into_tensor_arg(),
+            partial_beta.into_tensor_arg(),
+            dgamma.clone().into_tensor_arg(),
+            dbeta.clone().into_tensor_arg(),
+            rows as u32,
+            params as u32,
+            dtype_to_storage_type(x.dtype),
+        );
         NormGrads { dx, dgamma, dbeta }
     };
+    if sums == ParameterSums::Swept {
+        return totals(dgamma, dbeta, launched);
+    }
     if norm.grouping == Grouping::SampleChannels {
         // One sum per channel and sample, then the samples added.
         let runs = n * c;
@@ -622,7 +700,22 @@ fn submit(x: &CubeTensor) {
 
 #[cfg(test)]
 mod tests {
-    use super::{SUBMIT_VALUES, Submission};
+    use super::{SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, sweep_steps};
+
+    #[test]
+    fn a_team_sweeps_several_rows_only_where_the_gpu_would_be_full() {
+        let steps =
+            |rows, d: usize| sweep_steps(rows, Teams::aiming_at(rows, d / 4, 4), SWEEP_UNITS);
+        // The GPU shape: 8 rows per team of 64, 4,096 teams.
+        assert_eq!(steps(32768, 768), 8);
+        // The transformer's [4096, 128] and smaller: one row per team.
+        assert_eq!(steps(4096, 128), 1);
+        assert_eq!(steps(3, 768), 1);
+        // Past that, at most 8 (the kernel is written out once per row).
+        assert_eq!(steps(1 << 20, 768), 8);
+        assert_eq!(steps(65536, 128), 8);
+        assert_eq!(steps(32768, 128), 4);
+    }
 
     #[test]
     fn large_operations_submit_at_once_unless_told_otherwise() {

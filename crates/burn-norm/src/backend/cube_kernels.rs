@@ -12,12 +12,15 @@
 //!   per cube when groups are short (a transformer's 128-wide rows: eight
 //!   rows per 256-unit cube), so that short rows neither leave units idle
 //!   nor pay a whole cube's barriers each.
-//! - [`normalize_backward`]: the same teams compute `dx` (and, for
-//!   BatchNorm's channels, `dgamma`, `dbeta`); otherwise they record each
-//!   group's shift and mean for [`row_parameter_grads`] (rows: sums down the
-//!   columns in blocks of rows) or [`channel_parameter_grads`] (channel
-//!   groups: one team per channel and sample), and [`column_sums`] adds the
-//!   blocks or the samples.
+//! - [`normalize_backward`]: the same teams compute `dx` and what the
+//!   parameter gradients need ([`ParameterSums`]): for BatchNorm's channels
+//!   `dgamma`, `dbeta` themselves; for rows held in registers (LayerNorm,
+//!   RMSNorm up to 2,048 vectors: 8,192 values in vectors of 4) per-column sums over the rows each cube
+//!   sweeps; otherwise each group's shift and mean, for
+//!   [`row_parameter_grads`] (longer rows: sums down the columns in blocks
+//!   of rows) or [`channel_parameter_grads`] (channel groups: one team per
+//!   channel and sample). [`column_sums`] adds the cubes', blocks' or
+//!   samples' partial sums.
 //!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
 //!   sum of 70,007 ones down a column.)
 //!
@@ -570,13 +573,29 @@ fn weighted<F: Float, N: Size>(
     dw
 }
 
+/// Where [`normalize_backward`] leaves what the parameter gradients need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParameterSums {
+    /// Each group's `Σ dy * xhat` and `Σ dy` in `dgamma[g]`, `dbeta[g]`
+    /// (BatchNorm's channels: one parameter per group).
+    PerGroup,
+    /// Each group's shift and shifted mean in `centers` (`[2 * groups]`),
+    /// for [`row_parameter_grads`] or [`channel_parameter_grads`] to read
+    /// `x` and `dy` again.
+    Centers,
+    /// Rows held in registers: each team sweeps `steps` rows (the launch's
+    /// teams apart), keeps `Σ dy * xhat` and `Σ dy` per column for the
+    /// values it holds, and the cube's teams add theirs into row `cube` of
+    /// `dgamma` and `dbeta` (`[cubes, s]` partial sums for
+    /// [`column_sums`]). `x` and `dy` are read once, and one launch fewer.
+    Swept,
+}
+
 /// Backward of [`normalize_forward`], per group:
 /// `dx = rstd * (dy * gamma - mean(dy * gamma) - xhat * mean(dy * gamma * xhat))`
-/// (no `mean(dy * gamma)` term where the layout does not center). For
-/// BatchNorm's channels (`k = 1`) it also writes `dgamma[g] = Σ dy * xhat`,
-/// `dbeta[g] = Σ dy`; otherwise it writes each group's shift and shifted
-/// mean to `centers` (`[2 * groups]`) for [`row_parameter_grads`] or
-/// [`channel_parameter_grads`].
+/// (no `mean(dy * gamma)` term where the layout does not center), and what
+/// the parameter gradients need, as `sums` says. Each team takes `steps`
+/// groups (1 unless `sums` is [`ParameterSums::Swept`]).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_backward<F: Float, N: Size>(
@@ -594,18 +613,88 @@ pub fn normalize_backward<F: Float, N: Size>(
     s: u32,
     #[comptime] layout: Layout,
     #[comptime] has_gamma: bool,
+    #[comptime] sums: ParameterSums,
+    #[comptime] steps: u32,
     #[comptime] units: u32,
     #[comptime] team: u32,
     #[comptime] held: u32,
     #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let (g, lane) = team_position(team);
-    let active = g < groups as usize;
+    let (first, lane) = team_position(team);
     let e = extents(c, k, s);
     let size = group_size::<F, N>(x, &e, layout);
     let mut scratch = Shared::new_slice(2 * units as usize);
-    let shift = group_shift::<F, N>(x, g, &e, active, layout);
+    // A sweep's sums per column: `Σ dy * xhat` in slots `..held`, `Σ dy`
+    // in the next `held`.
+    let mut columns = Array::<Vector<F, N>>::new(comptime!(2 * held.max(1)) as usize);
+    #[unroll]
+    for i in 0..comptime!(2 * held.max(1)) as usize {
+        columns[i] = Vector::<F, N>::new(F::new(0.0_f32));
+    }
+    // Unrolled: lavapipe ran a swept backward 1.4x slower with a loop
+    // around the barriers than with its one pass written out.
+    let stride = (CUBE_COUNT_X * CUBE_COUNT_Y) as usize * comptime!(units / team) as usize;
+    #[unroll]
+    for step in 0..steps as usize {
+        group_backward::<F, N>(
+            x,
+            rstd,
+            gamma,
+            dy,
+            dx,
+            dgamma,
+            dbeta,
+            centers,
+            first + step * stride,
+            lane,
+            groups as usize,
+            size,
+            &e,
+            &mut scratch,
+            &mut columns,
+            layout,
+            has_gamma,
+            sums,
+            team,
+            held,
+            plane,
+        );
+    }
+    if comptime!(sums == ParameterSums::Swept) {
+        cube_columns::<F, N>(&columns, dgamma, dbeta, size, units, team, held);
+    }
+}
+
+/// [`normalize_backward`] of group `g` by its team; a team without a group
+/// (`g >= groups`) still takes part in the barriers, and adds zeros.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn group_backward<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    rstd: &Tensor<F>,
+    gamma: &Tensor<F>,
+    dy: &Tensor<Vector<F, N>>,
+    dx: &mut Tensor<Vector<F, N>>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    centers: &mut Tensor<F>,
+    g: usize,
+    lane: usize,
+    groups: usize,
+    size: usize,
+    e: &Extents,
+    scratch: &mut Shared<[F]>,
+    columns: &mut Array<Vector<F, N>>,
+    #[comptime] layout: Layout,
+    #[comptime] has_gamma: bool,
+    #[comptime] sums: ParameterSums,
+    #[comptime] team: u32,
+    #[comptime] held: u32,
+    #[comptime] plane: u32,
+) {
+    let active = g < groups;
+    let shift = group_shift::<F, N>(x, g, e, active, layout);
     let sv = Vector::<F, N>::new(shift);
     let mut r = F::new(0.0_f32);
     if active {
@@ -618,7 +707,7 @@ pub fn normalize_backward<F: Float, N: Size>(
         g,
         lane,
         size,
-        &e,
+        e,
         active,
         sv,
         layout,
@@ -633,7 +722,7 @@ pub fn normalize_backward<F: Float, N: Size>(
         g,
         lane,
         size,
-        &e,
+        e,
         active,
         Vector::<F, N>::new(F::new(0.0_f32)),
         layout,
@@ -641,19 +730,7 @@ pub fn normalize_backward<F: Float, N: Size>(
         held,
     );
     let m = shifted_mean::<F, N>(
-        x,
-        &values,
-        shift,
-        g,
-        lane,
-        size,
-        &e,
-        active,
-        &mut scratch,
-        layout,
-        team,
-        held,
-        plane,
+        x, &values, shift, g, lane, size, e, active, scratch, layout, team, held, plane,
     );
 
     // Σ dy·w, Σ dy·w·xhat, and per channel Σ dy·xhat, Σ dy.
@@ -670,19 +747,23 @@ pub fn normalize_backward<F: Float, N: Size>(
             let d = grads[i];
             let mut dw = d;
             if active && j < size {
-                dw = weighted::<F, N>(d, gamma, parameter(g, j, &e, layout), layout, has_gamma);
+                dw = weighted::<F, N>(d, gamma, parameter(g, j, e, layout), layout, has_gamma);
             }
             sum_g += dw;
             sum_gx += dw * h;
             sum_dx += d * h;
             sum_d += d;
+            if comptime!(sums == ParameterSums::Swept) {
+                columns[i] += d * h;
+                columns[held as usize + i] += d;
+            }
         }
     } else if active {
         for j in range_stepped(lane, size, team as usize) {
-            let index = value_index(j, g, &e, layout);
+            let index = value_index(j, g, e, layout);
             let h = ((x[index] - sv) - mv) * rv;
             let d = dy[index];
-            let dw = weighted::<F, N>(d, gamma, parameter(g, j, &e, layout), layout, has_gamma);
+            let dw = weighted::<F, N>(d, gamma, parameter(g, j, e, layout), layout, has_gamma);
             sum_g += dw;
             sum_gx += dw * h;
             sum_dx += d * h;
@@ -690,64 +771,107 @@ pub fn normalize_backward<F: Float, N: Size>(
         }
     }
     let size_f = F::cast_from((size * N::value()) as u32);
-    let (total_g, total_gx) = team_sum2::<F, N>(sum_g, sum_gx, &mut scratch, team, plane);
+    let (total_g, total_gx) = team_sum2::<F, N>(sum_g, sum_gx, scratch, team, plane);
     let mut mean_g = F::new(0.0_f32);
     if comptime!(layout.centering == Centering::Mean) {
         mean_g = total_g / size_f;
     }
     let mean_gx = total_gx / size_f;
-    if comptime!(layout.grouping == Grouping::Channels) {
-        let (total_dx, total_d) = team_sum2::<F, N>(sum_dx, sum_d, &mut scratch, team, plane);
+    if comptime!(sums == ParameterSums::PerGroup) {
+        let (total_dx, total_d) = team_sum2::<F, N>(sum_dx, sum_d, scratch, team, plane);
         if active && lane == 0 {
             dgamma[g] = total_dx;
             dbeta[g] = total_d;
         }
-    } else if active && lane == 0 {
+    } else if comptime!(sums == ParameterSums::Centers) && active && lane == 0 {
         centers[2 * g] = shift;
         centers[2 * g + 1] = m;
     }
-    if !active {
-        terminate!();
-    }
 
-    let (mean_gv, mean_gxv) = (Vector::<F, N>::new(mean_g), Vector::<F, N>::new(mean_gx));
-    // A centred group of one value has `xhat = 0` whatever `x`: its `dx` is
-    // exactly 0. The formula gives `r (dw - mean(dw))`, and a GPU compiler
-    // that fuses `dy * gamma - mean` into one FMA leaves the product's
-    // rounding there, times `r = 1 / sqrt(eps)` (seen on an H100).
-    let mut scale = rv;
-    if comptime!(layout.centering == Centering::Mean) && size * N::value() == 1 {
-        scale = Vector::<F, N>::new(F::new(0.0_f32));
-    }
-    if comptime!(held > 0) {
-        #[unroll]
-        for i in 0..held as usize {
-            let j = lane + i * team as usize;
-            if j < size {
-                let h = ((values[i] - sv) - mv) * rv;
+    if active {
+        let (mean_gv, mean_gxv) = (Vector::<F, N>::new(mean_g), Vector::<F, N>::new(mean_gx));
+        // A centred group of one value has `xhat = 0` whatever `x`: its
+        // `dx` is exactly 0. The formula gives `r (dw - mean(dw))`, and a
+        // GPU compiler that fuses `dy * gamma - mean` into one FMA leaves
+        // the product's rounding there, times `r = 1 / sqrt(eps)` (seen on
+        // an H100).
+        let mut scale = rv;
+        if comptime!(layout.centering == Centering::Mean) && size * N::value() == 1 {
+            scale = Vector::<F, N>::new(F::new(0.0_f32));
+        }
+        if comptime!(held > 0) {
+            #[unroll]
+            for i in 0..held as usize {
+                let j = lane + i * team as usize;
+                if j < size {
+                    let h = ((values[i] - sv) - mv) * rv;
+                    let dw = weighted::<F, N>(
+                        grads[i],
+                        gamma,
+                        parameter(g, j, e, layout),
+                        layout,
+                        has_gamma,
+                    );
+                    dx[value_index(j, g, e, layout)] = scale * ((dw - mean_gv) - h * mean_gxv);
+                }
+            }
+        } else {
+            for j in range_stepped(lane, size, team as usize) {
+                let index = value_index(j, g, e, layout);
+                let h = ((x[index] - sv) - mv) * rv;
                 let dw = weighted::<F, N>(
-                    grads[i],
+                    dy[index],
                     gamma,
-                    parameter(g, j, &e, layout),
+                    parameter(g, j, e, layout),
                     layout,
                     has_gamma,
                 );
-                dx[value_index(j, g, &e, layout)] = scale * ((dw - mean_gv) - h * mean_gxv);
+                dx[index] = scale * ((dw - mean_gv) - h * mean_gxv);
             }
         }
-    } else {
-        for j in range_stepped(lane, size, team as usize) {
-            let index = value_index(j, g, &e, layout);
-            let h = ((x[index] - sv) - mv) * rv;
-            let dw = weighted::<F, N>(
-                dy[index],
-                gamma,
-                parameter(g, j, &e, layout),
-                layout,
-                has_gamma,
-            );
-            dx[index] = scale * ((dw - mean_gv) - h * mean_gxv);
+    }
+}
+
+/// The end of a sweep ([`ParameterSums::Swept`]): the cube's teams hold
+/// per-column sums for the same columns (vector `lane + i * team` of a
+/// row in slot `i`); they meet in shared memory, and the first team writes
+/// their totals to row `cube` of `dgamma` and `dbeta` (`[cubes, s]`).
+#[cube]
+fn cube_columns<F: Float, N: Size>(
+    columns: &Array<Vector<F, N>>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    size: usize,
+    #[comptime] units: u32,
+    #[comptime] team: u32,
+    #[comptime] held: u32,
+) {
+    let unit = UNIT_POS_X as usize;
+    let cube = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let mut shared = Shared::<[Vector<F, N>]>::new_slice(comptime!(2 * units) as usize);
+    #[unroll]
+    for i in 0..held as usize {
+        shared[unit] = columns[i];
+        shared[units as usize + unit] = columns[held as usize + i];
+        sync_cube();
+        let j = unit + i * team as usize;
+        if unit < team as usize && j < size {
+            let mut total_gamma = shared[unit];
+            let mut total_beta = shared[units as usize + unit];
+            #[unroll]
+            for t in 1..comptime!(units / team) as usize {
+                total_gamma += shared[t * team as usize + unit];
+                total_beta += shared[units as usize + t * team as usize + unit];
+            }
+            let at = (cube * size + j) * N::value();
+            #[unroll]
+            for v in 0..N::value() {
+                dgamma[at + v] = total_gamma.extract(v);
+                dbeta[at + v] = total_beta.extract(v);
+            }
         }
+        // Everyone has read the slot before the next one is written.
+        sync_cube();
     }
 }
 
@@ -852,14 +976,20 @@ pub const SUM_COLUMNS: u32 = 32;
 /// `SUM_LANES`-th block.
 pub const SUM_LANES: u32 = 8;
 
-/// Stage two: `out[j] = Σ_b partial[b, j]` over the `blocks` rows of
-/// `partial` (`[blocks, s]`). A cube of `SUM_COLUMNS x SUM_LANES` units
-/// takes `SUM_COLUMNS` columns; its lanes split the blocks and meet in
-/// shared memory, so that no unit walks all the blocks alone.
+/// Stage two: `dgamma[j] = Σ_b partial_gamma[b, j]`, and `dbeta` from
+/// `partial_beta` the same way, over the `blocks` rows of the partial
+/// sums (`[blocks, s]`). One launch takes both (cubes `(x, 0)` gamma's,
+/// `(x, 1)` beta's): on wgpu every launch is a task for CubeCL's server
+/// thread, a fixed cost that small shapes measure. A cube of
+/// `SUM_COLUMNS x SUM_LANES` units takes `SUM_COLUMNS` columns; its lanes
+/// split the blocks and meet in shared memory, so that no unit walks all
+/// the blocks alone.
 #[cube(launch)]
 pub fn column_sums<F: Float>(
-    partial: &Tensor<F>,
-    out: &mut Tensor<F>,
+    partial_gamma: &Tensor<F>,
+    partial_beta: &Tensor<F>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
     blocks: u32,
     s: u32,
     #[define(F)] _dtype: ElemType,
@@ -868,11 +998,16 @@ pub fn column_sums<F: Float>(
     let (column, lane) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
     let j = CUBE_POS_X as usize * columns + column;
     let s = s as usize;
+    let beta = CUBE_POS_Y == 1;
     let mut scratch = Shared::new_slice(comptime!((SUM_COLUMNS * SUM_LANES) as usize));
     let mut total = F::new(0.0_f32);
     if j < s {
         for b in range_stepped(lane, blocks as usize, SUM_LANES as usize) {
-            total += partial[b * s + j];
+            if beta {
+                total += partial_beta[b * s + j];
+            } else {
+                total += partial_gamma[b * s + j];
+            }
         }
     }
     scratch[lane * columns + column] = total;
@@ -883,7 +1018,11 @@ pub fn column_sums<F: Float>(
         for l in 0..SUM_LANES as usize {
             sum += scratch[l * columns + column];
         }
-        out[j] = sum;
+        if beta {
+            dbeta[j] = sum;
+        } else {
+            dgamma[j] = sum;
+        }
     }
 }
 
