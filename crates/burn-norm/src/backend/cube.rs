@@ -445,7 +445,10 @@ fn launch_backward(
         );
         return NormGrads { dx, dgamma, dbeta };
     }
-    let sums = if per_channel {
+    // A group of one channel (BatchNorm's over the batch, InstanceNorm's of
+    // one sample) sums its parameter gradients itself.
+    let channel_groups = norm.grouping != Grouping::Rows && k == 1;
+    let sums = if channel_groups {
         ParameterSums::PerGroup
     } else if norm.grouping == Grouping::Rows && teams.held > 0 && sweeps() {
         ParameterSums::Swept
@@ -461,11 +464,12 @@ fn launch_backward(
         Output::for_input(&dy)
     };
     // For BatchNorm's channels the kernel writes the parameter gradients
-    // itself. A sweep leaves one row of partial sums per cube. Otherwise it
-    // leaves each group's centre for their sums, taken in two stages (see
-    // `column_sums`): per channel and sample (GroupNorm, InstanceNorm) or
-    // per block of rows (LayerNorm, RMSNorm), then added. Slots that a path
-    // does not use hold one value.
+    // themselves, for InstanceNorm's their sums per channel and sample. A
+    // sweep leaves one row of partial sums per cube. Otherwise it leaves
+    // each group's centre for their sums, taken in two stages (see
+    // `column_sums`): per channel and sample (GroupNorm) or per block of
+    // rows (LayerNorm, RMSNorm), then added. Slots that a path does not use
+    // hold one value.
     let steps = if sums == ParameterSums::Swept {
         sweep_steps(groups, teams, sweep_units())
     } else {
@@ -480,7 +484,7 @@ fn launch_backward(
     let blocks = groups.div_ceil(per_block).max(1);
     let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match (sums, norm.grouping) {
         (ParameterSums::PerGroup, _) => {
-            empty_group(&x, [vec![c], vec![c], vec![1], vec![1], vec![1]])
+            empty_group(&x, [vec![groups], vec![groups], vec![1], vec![1], vec![1]])
         }
         (ParameterSums::Swept, _) => empty_group(
             &x,
@@ -556,8 +560,11 @@ fn launch_backward(
         );
         NormGrads { dx, dgamma, dbeta }
     };
-    if sums == ParameterSums::Swept {
-        return totals(dgamma, dbeta, launched);
+    match sums {
+        ParameterSums::Swept => return totals(dgamma, dbeta, launched),
+        // InstanceNorm's `[n, c]` sums, one per group: the samples added.
+        ParameterSums::PerGroup => return totals(dgamma, dbeta, n),
+        ParameterSums::Centers => {}
     }
     if norm.grouping == Grouping::SampleChannels {
         // One sum per channel and sample, then the samples added.

@@ -13,12 +13,13 @@
 //!   rows per 256-unit cube), so that short rows neither leave units idle
 //!   nor pay a whole cube's barriers each.
 //! - [`normalize_backward`]: the same teams compute `dx` and what the
-//!   parameter gradients need ([`ParameterSums`]): for BatchNorm's channels
-//!   `dgamma`, `dbeta` themselves; for rows held in registers (LayerNorm,
+//!   parameter gradients need ([`ParameterSums`]): for groups of one
+//!   channel their sums (BatchNorm's `dgamma`, `dbeta` themselves,
+//!   InstanceNorm's per sample); for rows held in registers (LayerNorm,
 //!   RMSNorm up to 2,048 vectors: 8,192 values in vectors of 4) per-column sums over the rows each cube
 //!   sweeps; otherwise each group's shift and mean, for
 //!   [`row_parameter_grads`] (longer rows: sums down the columns in blocks
-//!   of rows) or [`channel_parameter_grads`] (channel groups: one team per
+//!   of rows) or [`channel_parameter_grads`] (GroupNorm: one team per
 //!   channel and sample). [`column_sums`] adds the cubes', blocks' or
 //!   samples' partial sums.
 //!   (Not Burn's `sum_dim`: on wgpu, Burn 0.22.1's returns 65,532 for the
@@ -576,8 +577,9 @@ fn weighted<F: Float, N: Size>(
 /// Where [`normalize_backward`] leaves what the parameter gradients need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParameterSums {
-    /// Each group's `Σ dy * xhat` and `Σ dy` in `dgamma[g]`, `dbeta[g]`
-    /// (BatchNorm's channels: one parameter per group).
+    /// Each group's `Σ dy * xhat` and `Σ dy` in `dgamma[g]`, `dbeta[g]`,
+    /// for groups of one channel: BatchNorm's (the gradients themselves)
+    /// and InstanceNorm's (`[n, c]` partial sums for [`column_sums`]).
     PerGroup,
     /// Each group's shift and shifted mean in `centers` (`[2 * groups]`),
     /// for [`row_parameter_grads`] or [`channel_parameter_grads`] to read
@@ -875,7 +877,7 @@ fn cube_columns<F: Float, N: Size>(
     }
 }
 
-/// For channel groups (GroupNorm, InstanceNorm): `dgamma`, `dbeta` of one
+/// For channel groups of several channels (GroupNorm): `dgamma`, `dbeta` of one
 /// channel of one sample, `Σ dy * xhat` and `Σ dy` over its `s` values, one
 /// team of units per channel and sample (consecutive units read consecutive
 /// vectors of `N` values; `s_vectors = s / N`), several teams per cube for
