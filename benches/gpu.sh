@@ -19,8 +19,8 @@
 #   every 4 tasks (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with
 #   burn-norm leaving its launches to CubeCL's batching (BURN_NORM_FLUSH=0;
 #   by default operations on 16 million values or more submit at once),
-#   with teams of 8 values per unit, and the training step with the older
-#   two-pass backward (BURN_NORM_ROW_SWEEP=0); with an older build, both
+#   with teams of 8 values per unit, and the training step with the
+#   backward's older second pass (BURN_NORM_ONE_PASS=0); with an older build, both
 #   builds alternated at 512 and 32768 rows;
 # - suite: the suite's wgpu tests twice (plane reductions where the card
 #   has them, then shared memory forced, with LayerNorm's backward sweeping
@@ -29,7 +29,7 @@
 #   chained layers per read-back (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
 #   submitting every operation's launches at once (BURN_NORM_FLUSH=1),
-#   LayerNorm's older two-pass backward (BURN_NORM_ROW_SWEEP=0), the
+#   the backward's older second pass (BURN_NORM_ONE_PASS=0), the
 #   older build (--before), PyTorch CUDA
 #   once for all; BatchNorm's training forward with one layer per read-back;
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
@@ -38,7 +38,7 @@
 #   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
 # - steady: the same tables with 100 layers per read-back (--chain 100),
 #   where the GPU's time dominates the host's and the read-back's, then
-#   burn-norm's two-pass backward, alone and with its row sums over
+#   burn-norm's backward with its second pass, alone and with its row sums over
 #   vectors (BURN_NORM_ROW_SUM_VECTORS=1), and the older build.
 # (Both reduction paths were timed on an H100 on 2026-11-27, level within
 # the spread: docs/benchmarks.md.)
@@ -78,8 +78,8 @@ if want probe; then
   echo "## burn-norm, BURN_NORM_FLUSH=0, then teams of 8 values per unit"
   BURN_NORM_FLUSH=0 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
   BURN_NORM_PER_UNIT=8 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
-  echo "## burn-norm's training step, the older two-pass backward (BURN_NORM_ROW_SWEEP=0)"
-  BURN_NORM_ROW_SWEEP=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
+  echo "## burn-norm's training step, the older two-pass backward (BURN_NORM_ONE_PASS=0)"
+  BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
   if [ -x "$bin/norm-before" ]; then
     # The host's cost per operation: 512 rows keep the GPU's share small.
     for round in 1 2; do
@@ -113,8 +113,8 @@ if want tables; then
   fi
   echo "## burn-norm, BURN_NORM_FLUSH=1"
   BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "every op submits"
-  echo "## burn-norm, BURN_NORM_ROW_SWEEP=0"
-  BURN_NORM_ROW_SWEEP=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
+  echo "## burn-norm, BURN_NORM_ONE_PASS=0"
+  BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
@@ -124,9 +124,9 @@ fi
 if want steady; then
   chain=100
   echo "## fusion + autotune, 100 layers per read-back"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
-  echo "## burn-norm, BURN_NORM_ROW_SWEEP=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
-  BURN_NORM_ROW_SWEEP=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
-  BURN_NORM_ROW_SWEEP=0 BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two passes, row sums in vectors"
+  echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
+  BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
+  BURN_NORM_ONE_PASS=0 BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two passes, row sums in vectors"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build, 100 layers per read-back"
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"

@@ -4,7 +4,8 @@
 
 use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
 use super::cube_kernels::{
-    self, MAX_CUBE_SIZE, ParameterSums, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
+    self, MAX_CUBE_SIZE, MAX_SUMMED_CHANNELS, ParameterSums, SUM_COLUMNS, SUM_LANES, Teams,
+    rows_per_block,
 };
 use super::layout::Groups;
 use super::layout::{Grouping, Layout};
@@ -23,7 +24,7 @@ use cubecl::{CubeCount, CubeDim};
 use std::sync::OnceLock;
 
 /// Values per vector of [`cube_kernels::row_parameter_grads`] (rows too
-/// long to hold in registers, or `BURN_NORM_ROW_SWEEP=0`) for rows whose
+/// long to hold in registers, or `BURN_NORM_ONE_PASS=0`) for rows whose
 /// other passes take vectors of `vector`: 1, or `vector` where
 /// `BURN_NORM_ROW_SUM_VECTORS=1`. On lavapipe vectors made LayerNorm's and
 /// RMSNorm's training steps 4-5% slower (it runs consecutive invocations as
@@ -42,13 +43,15 @@ fn row_sum_vector(vector: usize) -> usize {
     }
 }
 
-/// Whether the backward of rows held in registers sweeps them
-/// ([`ParameterSums::Swept`]: the parameter gradients' sums in the same
-/// pass as `dx`), unless `BURN_NORM_ROW_SWEEP=0` (the older two passes, for
-/// comparison: `benches/gpu.sh` times both).
-fn sweeps() -> bool {
-    static SWEEPS: OnceLock<bool> = OnceLock::new();
-    *SWEEPS.get_or_init(|| std::env::var_os("BURN_NORM_ROW_SWEEP").is_none_or(|v| v != "0"))
+/// Whether the backward takes the parameter gradients' sums in the same
+/// pass as `dx` where it can (rows held in registers sweep them,
+/// [`ParameterSums::Swept`]; GroupNorm's and InstanceNorm's groups of a
+/// few channels sum each channel, [`ParameterSums::PerChannel`]), unless
+/// `BURN_NORM_ONE_PASS=0`: the older second pass over `x` and `dy`, for
+/// comparison (`benches/gpu.sh` times both).
+fn one_pass() -> bool {
+    static ONE_PASS: OnceLock<bool> = OnceLock::new();
+    *ONE_PASS.get_or_init(|| std::env::var_os("BURN_NORM_ONE_PASS").is_none_or(|v| v != "0"))
 }
 
 /// Units a swept backward aims to launch: enough to fill a large GPU (an
@@ -445,12 +448,14 @@ fn launch_backward(
         );
         return NormGrads { dx, dgamma, dbeta };
     }
-    // A group of one channel (BatchNorm's over the batch, InstanceNorm's of
-    // one sample) sums its parameter gradients itself.
-    let channel_groups = norm.grouping != Grouping::Rows && k == 1;
-    let sums = if channel_groups {
-        ParameterSums::PerGroup
-    } else if norm.grouping == Grouping::Rows && teams.held > 0 && sweeps() {
+    // Channel groups of a few channels sum each channel's parameter
+    // gradients in the kernel (BatchNorm's channels always: they are the
+    // gradients); rows held in registers sweep.
+    let sums = if per_channel
+        || (norm.grouping == Grouping::SampleChannels && k <= MAX_SUMMED_CHANNELS && one_pass())
+    {
+        ParameterSums::PerChannel { channels: k as u32 }
+    } else if norm.grouping == Grouping::Rows && teams.held > 0 && one_pass() {
         ParameterSums::Swept
     } else {
         ParameterSums::Centers
@@ -483,9 +488,16 @@ fn launch_backward(
     let per_block = rows_per_block(groups);
     let blocks = groups.div_ceil(per_block).max(1);
     let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match (sums, norm.grouping) {
-        (ParameterSums::PerGroup, _) => {
-            empty_group(&x, [vec![groups], vec![groups], vec![1], vec![1], vec![1]])
-        }
+        (ParameterSums::PerChannel { .. }, _) => empty_group(
+            &x,
+            [
+                vec![groups * k],
+                vec![groups * k],
+                vec![1],
+                vec![1],
+                vec![1],
+            ],
+        ),
         (ParameterSums::Swept, _) => empty_group(
             &x,
             [
@@ -562,8 +574,8 @@ fn launch_backward(
     };
     match sums {
         ParameterSums::Swept => return totals(dgamma, dbeta, launched),
-        // InstanceNorm's `[n, c]` sums, one per group: the samples added.
-        ParameterSums::PerGroup => return totals(dgamma, dbeta, n),
+        // GroupNorm's and InstanceNorm's `[n, c]` sums: the samples added.
+        ParameterSums::PerChannel { .. } => return totals(dgamma, dbeta, n),
         ParameterSums::Centers => {}
     }
     if norm.grouping == Grouping::SampleChannels {

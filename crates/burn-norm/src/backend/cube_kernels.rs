@@ -574,13 +574,24 @@ fn weighted<F: Float, N: Size>(
     dw
 }
 
+/// Most channels per group whose sums [`normalize_backward`] takes itself
+/// ([`ParameterSums::PerChannel`]); groups of more take
+/// [`channel_parameter_grads`].
+pub const MAX_SUMMED_CHANNELS: usize = 16;
+
 /// Where [`normalize_backward`] leaves what the parameter gradients need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParameterSums {
-    /// Each group's `Σ dy * xhat` and `Σ dy` in `dgamma[g]`, `dbeta[g]`,
-    /// for groups of one channel: BatchNorm's (the gradients themselves)
-    /// and InstanceNorm's (`[n, c]` partial sums for [`column_sums`]).
-    PerGroup,
+    /// `Σ dy * xhat` and `Σ dy` of each of a group's `channels` channels
+    /// in `dgamma[g * channels + ch]`, `dbeta[..]`, as team sums:
+    /// BatchNorm's (one channel per group, the gradients themselves),
+    /// InstanceNorm's and GroupNorm's (`[n, c]` partial sums for
+    /// [`column_sums`]). One team sum per channel, written out
+    /// ([`MAX_SUMMED_CHANNELS`] at most).
+    PerChannel {
+        /// Channels per group, `k`.
+        channels: u32,
+    },
     /// Each group's shift and shifted mean in `centers` (`[2 * groups]`),
     /// for [`row_parameter_grads`] or [`channel_parameter_grads`] to read
     /// `x` and `dy` again.
@@ -696,6 +707,11 @@ fn group_backward<F: Float, N: Size>(
     #[comptime] plane: u32,
 ) {
     let active = g < groups;
+    // Channels whose sums this kernel takes (0: none).
+    let channels = comptime!(match sums {
+        ParameterSums::PerChannel { channels } => channels,
+        _ => 0,
+    });
     let shift = group_shift::<F, N>(x, g, e, active, layout);
     let sv = Vector::<F, N>::new(shift);
     let mut r = F::new(0.0_f32);
@@ -760,6 +776,51 @@ fn group_backward<F: Float, N: Size>(
                 columns[held as usize + i] += d;
             }
         }
+        if comptime!(channels > 1) {
+            // Each channel's sums over the slots that hold its values.
+            #[unroll]
+            for ch in 0..channels as usize {
+                let mut acc_dx = Vector::<F, N>::new(F::new(0.0_f32));
+                let mut acc_d = Vector::<F, N>::new(F::new(0.0_f32));
+                #[unroll]
+                for i in 0..held as usize {
+                    // Past the group's end `j / s >= k`: no channel's.
+                    if (lane + i * team as usize) / e.s == ch {
+                        let d = grads[i];
+                        acc_dx += d * (((values[i] - sv) - mv) * rv);
+                        acc_d += d;
+                    }
+                }
+                channel_sums::<F, N>(
+                    acc_dx, acc_d, dgamma, dbeta, g, ch, active, lane, scratch, channels, team,
+                    plane,
+                );
+            }
+        }
+    } else if comptime!(channels > 1) {
+        // Channel by channel, so that each channel's sums come from the
+        // same reads as the group's.
+        #[unroll]
+        for ch in 0..channels as usize {
+            let mut acc_dx = Vector::<F, N>::new(F::new(0.0_f32));
+            let mut acc_d = Vector::<F, N>::new(F::new(0.0_f32));
+            if active {
+                for j in range_stepped(ch * e.s + lane, (ch + 1) * e.s, team as usize) {
+                    let index = value_index(j, g, e, layout);
+                    let h = ((x[index] - sv) - mv) * rv;
+                    let d = dy[index];
+                    let dw =
+                        weighted::<F, N>(d, gamma, parameter(g, j, e, layout), layout, has_gamma);
+                    sum_g += dw;
+                    sum_gx += dw * h;
+                    acc_dx += d * h;
+                    acc_d += d;
+                }
+            }
+            channel_sums::<F, N>(
+                acc_dx, acc_d, dgamma, dbeta, g, ch, active, lane, scratch, channels, team, plane,
+            );
+        }
     } else if active {
         for j in range_stepped(lane, size, team as usize) {
             let index = value_index(j, g, e, layout);
@@ -779,12 +840,10 @@ fn group_backward<F: Float, N: Size>(
         mean_g = total_g / size_f;
     }
     let mean_gx = total_gx / size_f;
-    if comptime!(sums == ParameterSums::PerGroup) {
-        let (total_dx, total_d) = team_sum2::<F, N>(sum_dx, sum_d, scratch, team, plane);
-        if active && lane == 0 {
-            dgamma[g] = total_dx;
-            dbeta[g] = total_d;
-        }
+    if comptime!(channels == 1) {
+        channel_sums::<F, N>(
+            sum_dx, sum_d, dgamma, dbeta, g, 0, active, lane, scratch, 1u32, team, plane,
+        );
     } else if comptime!(sums == ParameterSums::Centers) && active && lane == 0 {
         centers[2 * g] = shift;
         centers[2 * g + 1] = m;
@@ -831,6 +890,32 @@ fn group_backward<F: Float, N: Size>(
                 dx[index] = scale * ((dw - mean_gv) - h * mean_gxv);
             }
         }
+    }
+}
+
+/// Channel `ch` of group `g`'s `Σ dy * xhat` and `Σ dy` from each unit's
+/// `dx_part` and `d_part`, summed over the team, to
+/// `dgamma[g * channels + ch]` and `dbeta[..]`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn channel_sums<F: Float, N: Size>(
+    dx_part: Vector<F, N>,
+    d_part: Vector<F, N>,
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    g: usize,
+    ch: usize,
+    active: bool,
+    lane: usize,
+    scratch: &mut Shared<[F]>,
+    #[comptime] channels: u32,
+    #[comptime] team: u32,
+    #[comptime] plane: u32,
+) {
+    let (total_dx, total_d) = team_sum2::<F, N>(dx_part, d_part, scratch, team, plane);
+    if active && lane == 0 {
+        dgamma[g * channels as usize + ch] = total_dx;
+        dbeta[g * channels as usize + ch] = total_d;
     }
 }
 
