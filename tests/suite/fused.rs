@@ -147,13 +147,20 @@ fn fused_layer_norm_matches_the_composed_path() {
         ("wide rows", LayerNormConfig::new(700), [2, 3, 700]),
         // Rows of 2,100 values: 525 vectors of 4, held on the GPU.
         ("long rows", LayerNormConfig::new(2100), [1, 2, 2100]),
-        // Rows too long for registers (more than 8 vectors per unit, or
-        // 8 single values for odd widths): streamed.
+        // Rows too long for the backward's registers (more than 8 vectors
+        // per unit, or 8 single values for odd widths): streamed there,
+        // held in the forward (up to 16).
         ("streamed rows", LayerNormConfig::new(8400), [1, 2, 8400]),
         (
             "streamed odd rows",
             LayerNormConfig::new(2101),
             [1, 2, 2101],
+        ),
+        // 4,100 vectors: streamed in the forward too.
+        (
+            "streamed forward",
+            LayerNormConfig::new(16_400),
+            [1, 2, 16_400],
         ),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
@@ -324,7 +331,8 @@ fn fused_group_norm_matches_the_composed_path() {
         // Groups of 2 x 1,600 values: 800 vectors, held on the GPU.
         ("long groups", GroupNormConfig::new(2, 4), [1, 4, 40, 40]),
         // Groups of 2 x 4,900 values (2,450 vectors), and of 2,115 single
-        // values (odd spatial size): streamed on the GPU.
+        // values (odd spatial size): streamed in the GPU's backward, held
+        // in its forward (up to 16 vectors per unit).
         (
             "streamed groups",
             GroupNormConfig::new(2, 4),
@@ -339,6 +347,13 @@ fn fused_group_norm_matches_the_composed_path() {
             "no affine",
             GroupNormConfig::new(3, 6).with_affine(false),
             [3, 6, 2, 5],
+        ),
+        // Groups of 2 x 8,464 values (4,232 vectors): streamed in the
+        // forward too.
+        (
+            "streamed forward",
+            GroupNormConfig::new(1, 2),
+            [1, 2, 92, 92],
         ),
         // No spatial axis: each group is `C / G` values.
         ("rank 2", GroupNormConfig::new(2, 10), [7, 10, 1, 1]),

@@ -4,8 +4,8 @@
 
 use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
 use super::cube_kernels::{
-    self, MAX_CUBE_SIZE, MAX_SUMMED_CHANNELS, ParameterSums, SUM_COLUMNS, SUM_LANES, Teams,
-    rows_per_block,
+    self, MAX_CUBE_SIZE, MAX_HELD, MAX_HELD_FORWARD, MAX_SUMMED_CHANNELS, ParameterSums,
+    SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
 };
 use super::layout::Groups;
 use super::layout::{Grouping, Layout};
@@ -344,7 +344,7 @@ fn launch_forward(
     // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
     // splits into whole vectors: none straddles two channels.
     let vector = vector_for(s);
-    let teams = Teams::new(groups, layout.size() / vector);
+    let teams = Teams::new(groups, layout.size() / vector, MAX_HELD_FORWARD);
     let (x, gamma, beta) = (
         into_contiguous(x),
         into_contiguous(gamma),
@@ -426,7 +426,7 @@ fn launch_backward(
     // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
     // splits into whole vectors: none straddles two channels.
     let vector = vector_for(s);
-    let teams = Teams::new(groups, layout.size() / vector);
+    let teams = Teams::new(groups, layout.size() / vector, MAX_HELD);
     let (x, rstd, gamma, dy) = (
         into_contiguous(x),
         into_contiguous(rstd),
@@ -581,7 +581,7 @@ fn launch_backward(
     if norm.grouping == Grouping::SampleChannels {
         // One sum per channel and sample, then the samples added.
         let runs = n * c;
-        let teams = Teams::new(runs, s / vector);
+        let teams = Teams::new(runs, s / vector, MAX_HELD);
         cube_kernels::channel_parameter_grads::launch(
             &x.client,
             cubes_for(runs, teams),
@@ -719,12 +719,17 @@ fn submit(x: &CubeTensor) {
 
 #[cfg(test)]
 mod tests {
-    use super::{SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, sweep_steps};
+    use super::{MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, sweep_steps};
 
     #[test]
     fn a_team_sweeps_several_rows_only_where_the_gpu_would_be_full() {
-        let steps =
-            |rows, d: usize| sweep_steps(rows, Teams::aiming_at(rows, d / 4, 4), SWEEP_UNITS);
+        let steps = |rows, d: usize| {
+            sweep_steps(
+                rows,
+                Teams::aiming_at(rows, d / 4, 4, MAX_HELD),
+                SWEEP_UNITS,
+            )
+        };
         // The GPU shape: 8 rows per team of 64, 4,096 teams.
         assert_eq!(steps(32768, 768), 8);
         // The transformer's [4096, 128] and smaller: one row per team.

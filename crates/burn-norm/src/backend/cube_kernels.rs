@@ -30,7 +30,8 @@
 //! two channels); `e.s` and every index count vectors.
 //!
 //! Two ways to walk a group, chosen when the kernel is compiled:
-//! - *held* (groups of at most [`MAX_HELD`] vectors per unit): each unit
+//! - *held* (groups of at most [`MAX_HELD_FORWARD`] vectors per unit in
+//!   the forward, [`MAX_HELD`] in the backward, which holds `dy` too): each unit
 //!   loads its values into registers once; the shifted mean, the variance
 //!   and the output (or the backward's sums and `dx`) are computed from the
 //!   registers, so the input is read from memory once.
@@ -52,8 +53,15 @@ use cubecl::prelude::*;
 /// Most units per cube.
 pub const MAX_CUBE_SIZE: u32 = 256;
 
-/// Most values per unit that the held path keeps in registers.
+/// Most values per unit that the held path keeps in registers: the
+/// backward's (it holds `x` and `dy`), and BatchNorm's channel blocks'.
 pub const MAX_HELD: usize = 8;
+
+/// Most values per unit that the forward holds in registers (`x` alone):
+/// groups of up to 4,096 vectors (GroupNorm [64, 128, 56, 56]'s 32 groups
+/// of 3,136 vectors of 4, LayerNorm's rows up to 16,384 values) are read
+/// from memory once instead of three times (mean, variance, output).
+pub const MAX_HELD_FORWARD: usize = 16;
 
 /// Values (or vectors) per unit that [`team_size`] aims at: enough loads in
 /// flight per unit, few idle units on short rows.
@@ -98,17 +106,19 @@ pub struct Teams {
 }
 
 impl Teams {
-    /// Teams aiming at [`per_unit`] values per unit.
-    pub fn new(groups: usize, size: usize) -> Self {
-        Self::aiming_at(groups, size, per_unit())
+    /// Teams aiming at [`per_unit`] values per unit, holding up to
+    /// `max_held` ([`MAX_HELD`] or [`MAX_HELD_FORWARD`]).
+    pub fn new(groups: usize, size: usize, max_held: usize) -> Self {
+        Self::aiming_at(groups, size, per_unit(), max_held)
     }
 
-    /// Teams aiming at `per_unit` values per unit.
-    pub fn aiming_at(groups: usize, size: usize, per_unit: usize) -> Self {
+    /// Teams aiming at `per_unit` values per unit, holding up to
+    /// `max_held`.
+    pub fn aiming_at(groups: usize, size: usize, per_unit: usize, max_held: usize) -> Self {
         let team = team_size(size, per_unit);
         let per_cube = ((MAX_CUBE_SIZE / team) as usize).min(groups.max(1)) as u32;
         let per_unit = size.div_ceil(team as usize);
-        let held = if per_unit <= MAX_HELD {
+        let held = if per_unit <= max_held {
             per_unit as u32
         } else {
             0
@@ -1115,15 +1125,16 @@ pub fn column_sums<F: Float>(
 
 #[cfg(test)]
 mod tests {
-    use super::{PER_UNIT, Teams};
+    use super::{MAX_HELD, MAX_HELD_FORWARD, PER_UNIT, Teams};
 
-    /// `(team, per_cube, held)` for `groups` groups of `size` vectors.
+    /// `(team, per_cube, held)` for `groups` groups of `size` vectors, in
+    /// the backward.
     fn teams(groups: usize, size: usize, per_unit: usize) -> (u32, u32, u32) {
         let Teams {
             team,
             per_cube,
             held,
-        } = Teams::aiming_at(groups, size, per_unit);
+        } = Teams::aiming_at(groups, size, per_unit, MAX_HELD);
         (team, per_cube, held)
     }
 
@@ -1143,6 +1154,21 @@ mod tests {
         // Past that the group is streamed.
         assert_eq!(teams(6, 2049), (256, 1, 0));
         assert_eq!(teams(128, 25_088), (256, 1, 0));
+    }
+
+    /// The forward holds `x` alone: up to 16 vectors per unit.
+    #[test]
+    fn the_forward_holds_groups_twice_as_long() {
+        let forward = |groups, size| {
+            let Teams { team, held, .. } =
+                Teams::aiming_at(groups, size, PER_UNIT, MAX_HELD_FORWARD);
+            (team, held)
+        };
+        assert_eq!(forward(6, 192), (64, 3));
+        // GroupNorm [64, 128, 56, 56], 32 groups: 3,136 vectors of 4.
+        assert_eq!(forward(2048, 3136), (256, 13));
+        assert_eq!(forward(6, 4096), (256, 16));
+        assert_eq!(forward(6, 4097), (256, 0));
     }
 
     /// `BURN_NORM_PER_UNIT=8`: 768-wide rows get one plane of 32 units
