@@ -469,11 +469,12 @@ fn launch_backward(
         Output::for_input(&dy)
     };
     // For BatchNorm's channels the kernel writes the parameter gradients
-    // themselves, for InstanceNorm's their sums per channel and sample. A
-    // sweep leaves one row of partial sums per cube. Otherwise it leaves
-    // each group's centre for their sums, taken in two stages (see
-    // `column_sums`): per channel and sample (GroupNorm) or per block of
-    // rows (LayerNorm, RMSNorm), then added. Slots that a path does not use
+    // themselves, for GroupNorm's and InstanceNorm's their sums per channel
+    // and sample. A sweep leaves one row of partial sums per cube.
+    // Otherwise it leaves each group's centre for their sums, taken in two
+    // stages (see `column_sums`): per channel and sample (GroupNorm's
+    // groups of more than 16 channels) or per block of rows (LayerNorm's,
+    // RMSNorm's longest rows), then added. Slots that a path does not use
     // hold one value.
     let steps = if sums == ParameterSums::Swept {
         sweep_steps(groups, teams, sweep_units())
