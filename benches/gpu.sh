@@ -28,8 +28,7 @@
 # - tables: benches/compare.py on the GPU shapes (--large), 10
 #   chained layers per read-back (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
-#   submitting every operation's launches at once (BURN_NORM_FLUSH=1),
-#   the backward's older second pass (BURN_NORM_ONE_PASS=0), the
+#   submitting every operation's launches at once (BURN_NORM_FLUSH=1), the
 #   older build (--before), PyTorch CUDA
 #   once for all; BatchNorm's training forward with one layer per read-back;
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
@@ -38,8 +37,10 @@
 #   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
 # - steady: the same tables with 100 layers per read-back (--chain 100),
 #   where the GPU's time dominates the host's and the read-back's, then
-#   burn-norm's backward with its second pass, alone and with its row sums over
-#   vectors (BURN_NORM_ROW_SUM_VECTORS=1), and the older build.
+#   burn-norm's backward with its second pass (BURN_NORM_ONE_PASS=0),
+#   alone and with its row sums over vectors (BURN_NORM_ROW_SUM_VECTORS=1),
+#   holding 8 vectors per unit instead of 16 (BURN_NORM_BACKWARD_HELD=8),
+#   and the older build.
 # (Both reduction paths were timed on an H100 on 2026-11-27, level within
 # the spread: docs/benchmarks.md.)
 set -uo pipefail
@@ -113,8 +114,6 @@ if want tables; then
   fi
   echo "## burn-norm, BURN_NORM_FLUSH=1"
   BURN_NORM_FLUSH=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "every op submits"
-  echo "## burn-norm, BURN_NORM_ONE_PASS=0"
-  BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
@@ -127,6 +126,8 @@ if want steady; then
   echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
   BURN_NORM_ONE_PASS=0 BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two passes, row sums in vectors"
+  echo "## burn-norm, BURN_NORM_BACKWARD_HELD=8, 100 layers per read-back"
+  BURN_NORM_BACKWARD_HELD=8 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "backward holds 8"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build, 100 layers per read-back"
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"

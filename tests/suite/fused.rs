@@ -147,18 +147,22 @@ fn fused_layer_norm_matches_the_composed_path() {
         ("wide rows", LayerNormConfig::new(700), [2, 3, 700]),
         // Rows of 2,100 values: 525 vectors of 4, held on the GPU.
         ("long rows", LayerNormConfig::new(2100), [1, 2, 2100]),
-        // Rows too long for the backward's registers (more than 8 vectors
-        // per unit, or 8 single values for odd widths): streamed there,
-        // held in the forward (up to 16).
-        ("streamed rows", LayerNormConfig::new(8400), [1, 2, 8400]),
+        // Rows of 9 vectors per unit on the GPU (or 9 single values for
+        // odd widths): held, but more than a sweep takes, so the
+        // backward's parameter sums take their second pass.
         (
-            "streamed odd rows",
+            "rows past a sweep",
+            LayerNormConfig::new(8400),
+            [1, 2, 8400],
+        ),
+        (
+            "odd rows past a sweep",
             LayerNormConfig::new(2101),
             [1, 2, 2101],
         ),
-        // 4,100 vectors: streamed in the forward too.
+        // 4,100 vectors: streamed.
         (
-            "streamed forward",
+            "streamed rows",
             LayerNormConfig::new(16_400),
             [1, 2, 16_400],
         ),
@@ -293,8 +297,13 @@ fn fused_rms_norm_matches_the_composed_path() {
         ),
         ("wide rows", RmsNormConfig::new(700), [2, 3, 700]),
         ("long rows", RmsNormConfig::new(2100), [1, 2, 2100]),
-        ("streamed rows", RmsNormConfig::new(8400), [1, 2, 8400]),
-        ("streamed odd rows", RmsNormConfig::new(2101), [1, 2, 2101]),
+        ("rows past a sweep", RmsNormConfig::new(8400), [1, 2, 8400]),
+        (
+            "odd rows past a sweep",
+            RmsNormConfig::new(2101),
+            [1, 2, 2101],
+        ),
+        ("streamed rows", RmsNormConfig::new(16_400), [1, 2, 16_400]),
         ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
     ];
     for (name, config, shape) in cases {
@@ -331,15 +340,15 @@ fn fused_group_norm_matches_the_composed_path() {
         // Groups of 2 x 1,600 values: 800 vectors, held on the GPU.
         ("long groups", GroupNormConfig::new(2, 4), [1, 4, 40, 40]),
         // Groups of 2 x 4,900 values (2,450 vectors), and of 2,115 single
-        // values (odd spatial size): streamed in the GPU's backward, held
-        // in its forward (up to 16 vectors per unit).
+        // values (odd spatial size): 10 and 9 per unit on the GPU, held
+        // (up to 16).
         (
-            "streamed groups",
+            "groups of 10 per unit",
             GroupNormConfig::new(2, 4),
             [1, 4, 70, 70],
         ),
         (
-            "streamed odd groups",
+            "odd groups of 9 per unit",
             GroupNormConfig::new(2, 2),
             [1, 2, 45, 47],
         ),
@@ -348,10 +357,9 @@ fn fused_group_norm_matches_the_composed_path() {
             GroupNormConfig::new(3, 6).with_affine(false),
             [3, 6, 2, 5],
         ),
-        // Groups of 2 x 8,464 values (4,232 vectors): streamed in the
-        // forward too.
+        // Groups of 2 x 8,464 values (4,232 vectors): streamed.
         (
-            "streamed forward",
+            "streamed groups",
             GroupNormConfig::new(1, 2),
             [1, 2, 92, 92],
         ),

@@ -4,8 +4,8 @@
 
 use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
 use super::cube_kernels::{
-    self, MAX_CUBE_SIZE, MAX_HELD, MAX_HELD_FORWARD, MAX_SUMMED_CHANNELS, ParameterSums,
-    SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
+    self, MAX_CUBE_SIZE, MAX_HELD, MAX_HELD_BACKWARD, MAX_HELD_FORWARD, MAX_SUMMED_CHANNELS,
+    ParameterSums, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
 };
 use super::layout::Groups;
 use super::layout::{Grouping, Layout};
@@ -52,6 +52,21 @@ fn row_sum_vector(vector: usize) -> usize {
 fn one_pass() -> bool {
     static ONE_PASS: OnceLock<bool> = OnceLock::new();
     *ONE_PASS.get_or_init(|| std::env::var_os("BURN_NORM_ONE_PASS").is_none_or(|v| v != "0"))
+}
+
+/// Most vectors per unit of `x` and of `dy` that the backward holds in
+/// registers: [`MAX_HELD_BACKWARD`], or `BURN_NORM_BACKWARD_HELD` (1 to
+/// it) where set, for comparison on a GPU (8 was the limit before
+/// 2026-11-27's thirteenth session; `benches/gpu.sh` times both).
+fn backward_held() -> usize {
+    static HELD: OnceLock<usize> = OnceLock::new();
+    *HELD.get_or_init(|| {
+        std::env::var("BURN_NORM_BACKWARD_HELD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=MAX_HELD_BACKWARD).contains(n))
+            .unwrap_or(MAX_HELD_BACKWARD)
+    })
 }
 
 /// Units a swept backward aims to launch: enough to fill a large GPU (an
@@ -426,7 +441,7 @@ fn launch_backward(
     // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
     // splits into whole vectors: none straddles two channels.
     let vector = vector_for(s);
-    let teams = Teams::new(groups, layout.size() / vector, MAX_HELD);
+    let teams = Teams::new(groups, layout.size() / vector, backward_held());
     let (x, rstd, gamma, dy) = (
         into_contiguous(x),
         into_contiguous(rstd),
@@ -455,7 +470,10 @@ fn launch_backward(
         || (norm.grouping == Grouping::SampleChannels && k <= MAX_SUMMED_CHANNELS && one_pass())
     {
         ParameterSums::PerChannel { channels: k as u32 }
-    } else if norm.grouping == Grouping::Rows && teams.held > 0 && one_pass() {
+    } else if norm.grouping == Grouping::Rows
+        && (1..=MAX_HELD as u32).contains(&teams.held)
+        && one_pass()
+    {
         ParameterSums::Swept
     } else {
         ParameterSums::Centers

@@ -31,7 +31,8 @@
 //!
 //! Two ways to walk a group, chosen when the kernel is compiled:
 //! - *held* (groups of at most [`MAX_HELD_FORWARD`] vectors per unit in
-//!   the forward, [`MAX_HELD`] in the backward, which holds `dy` too): each unit
+//!   the forward, [`MAX_HELD_BACKWARD`] of each of `x` and `dy` in the
+//!   backward): each unit
 //!   loads its values into registers once; the shifted mean, the variance
 //!   and the output (or the backward's sums and `dx`) are computed from the
 //!   registers, so the input is read from memory once.
@@ -53,8 +54,9 @@ use cubecl::prelude::*;
 /// Most units per cube.
 pub const MAX_CUBE_SIZE: u32 = 256;
 
-/// Most values per unit that the held path keeps in registers: the
-/// backward's (it holds `x` and `dy`), and BatchNorm's channel blocks'.
+/// Most values per unit that BatchNorm's channel blocks hold in registers,
+/// and a swept backward ([`ParameterSums::Swept`], which keeps two sums
+/// per held vector besides `x` and `dy`).
 pub const MAX_HELD: usize = 8;
 
 /// Most values per unit that the forward holds in registers (`x` alone):
@@ -62,6 +64,11 @@ pub const MAX_HELD: usize = 8;
 /// of 3,136 vectors of 4, LayerNorm's rows up to 16,384 values) are read
 /// from memory once instead of three times (mean, variance, output).
 pub const MAX_HELD_FORWARD: usize = 16;
+
+/// Most vectors per unit that the backward holds in registers, of `x` and
+/// of `dy` each: the same groups read once instead of three times (the
+/// mean, the sums, `dx`), for twice the registers of the forward's.
+pub const MAX_HELD_BACKWARD: usize = 16;
 
 /// Values (or vectors) per unit that [`team_size`] aims at: enough loads in
 /// flight per unit, few idle units on short rows.
