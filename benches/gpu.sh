@@ -77,8 +77,8 @@ if want probe; then
   echo "## the same, CUBECL_WGPU_MAX_TASKS=4"
   CUBECL_WGPU_MAX_TASKS=4 timeout 90 "$bin/norm" --device wgpu --probe | grep -v "^device"
   echo "## burn-norm, BURN_NORM_FLUSH=0, then teams of 8 values per unit"
-  BURN_NORM_FLUSH=0 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
-  BURN_NORM_PER_UNIT=8 timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  BURN_NORM_FLUSH=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  BURN_NORM_PER_UNIT=8 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
   echo "## burn-norm's training step, the older two-pass backward (BURN_NORM_ONE_PASS=0)"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
   if [ -x "$bin/norm-before" ]; then
