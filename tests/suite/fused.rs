@@ -209,6 +209,12 @@ fn fused_batch_norm_matches_the_composed_path() {
         // blocks, merged, applied by vectors of 4, 2 or 1 values.
         ("channel blocks", BatchNormConfig::new(2), [8, 2, 20, 20]),
         ("many blocks", BatchNormConfig::new(2), [16, 2, 30, 30]),
+        // 11 blocks per channel: the merge's team adds them together.
+        (
+            "blocks added by a team",
+            BatchNormConfig::new(2),
+            [24, 2, 30, 30],
+        ),
         ("blocks, pairs", BatchNormConfig::new(2), [6, 2, 19, 22]),
         (
             "blocks, single values, no affine",
@@ -357,11 +363,32 @@ fn fused_group_norm_matches_the_composed_path() {
             GroupNormConfig::new(3, 6).with_affine(false),
             [3, 6, 2, 5],
         ),
-        // Groups of 2 x 8,464 values (4,232 vectors): streamed.
+        // Groups of 2 x 8,464 values (4,232 vectors), too long to hold:
+        // on the GPU each channel in blocks of 2,048 values (5, the last
+        // partial), merged per group.
         (
-            "streamed groups",
+            "groups in blocks",
             GroupNormConfig::new(1, 2),
             [1, 2, 92, 92],
+        ),
+        // The same with two samples and single values (4,355 per channel:
+        // 3 blocks), and with vectors of 2 (8,190 per channel).
+        (
+            "groups in blocks, single values",
+            GroupNormConfig::new(2, 4),
+            [2, 4, 65, 67],
+        ),
+        (
+            "groups in blocks, pairs",
+            GroupNormConfig::new(1, 2),
+            [1, 2, 90, 91],
+        ),
+        // Groups of 32 channels of 576 values (4,608 vectors): channels
+        // too short for blocks, streamed.
+        (
+            "streamed groups",
+            GroupNormConfig::new(1, 32),
+            [1, 32, 24, 24],
         ),
         // No spatial axis: each group is `C / G` values.
         ("rank 2", GroupNormConfig::new(2, 10), [7, 10, 1, 1]),
@@ -403,6 +430,14 @@ fn fused_instance_norm_matches_the_composed_path() {
         ("short instances", affine_running.clone(), [3, 5, 7, 1]),
         ("2d", affine_running, [2, 5, 6, 6]),
         ("defaults", InstanceNormConfig::new(3), [2, 3, 50, 50]),
+        // Instances of 16,900 values (4,225 vectors): in blocks on the GPU.
+        (
+            "instances in blocks",
+            InstanceNormConfig::new(3)
+                .with_affine(true)
+                .with_track_running_stats(true),
+            [2, 3, 130, 130],
+        ),
     ];
     for (name, config, shape) in cases {
         let mut names = vec!["output", "input grad"];

@@ -144,7 +144,14 @@ fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
 }
 
 fn group_norm_is_stable_on_large_mean_small_spread(device: &Device) {
-    let (n, c, hw, g) = (2, 6, 32, 3);
+    // Groups held by one GPU team, then groups the GPU cuts into blocks
+    // (2 channels of 4,501 values: 3 blocks each, single values).
+    for (n, c, hw, g) in [(2, 6, 32, 3), (2, 4, 4501, 2)] {
+        group_norm_is_stable_on(device, n, c, hw, g);
+    }
+}
+
+fn group_norm_is_stable_on(device: &Device, n: usize, c: usize, hw: usize, g: usize) {
     let x = hostile(n * c * hw);
     // Group `j` of sample `b` holds channels `2j, 2j + 1`: contiguous.
     let size = c / g * hw;
@@ -157,7 +164,14 @@ fn group_norm_is_stable_on_large_mean_small_spread(device: &Device) {
 }
 
 fn instance_norm_is_stable_on_large_mean_small_spread(device: &Device) {
-    let (n, c, hw) = (2, 3, 64);
+    // Instances held by one GPU team, then instances in blocks (16,900
+    // values: 9 blocks, the last partial).
+    for (n, c, hw) in [(2, 3, 64), (2, 2, 16_900)] {
+        instance_norm_is_stable_on(device, n, c, hw);
+    }
+}
+
+fn instance_norm_is_stable_on(device: &Device, n: usize, c: usize, hw: usize) {
     let x = hostile(n * c * hw);
     let groups: Vec<Vec<usize>> = (0..n * c)
         .map(|k| (k * hw..(k + 1) * hw).collect())

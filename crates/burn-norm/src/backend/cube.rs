@@ -2,13 +2,13 @@
 //! runtime the application compiles in): launches the kernels of
 //! [`cube_kernels`](super::cube_kernels).
 
-use super::cube_channels::{self, BLOCK_VALUES, COEFFICIENTS, PARTIALS};
+use super::cube_blocks::{self, BLOCK_VALUES, COEFFICIENTS, MERGE_UNITS, PARTIALS};
 use super::cube_kernels::{
     self, MAX_CUBE_SIZE, MAX_HELD, MAX_HELD_BACKWARD, MAX_HELD_FORWARD, MAX_SUMMED_CHANNELS,
     ParameterSums, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
 };
 use super::layout::Groups;
-use super::layout::{Grouping, Layout};
+use super::layout::{Centering, Grouping, Layout};
 use super::{NormGrads, NormOps, Normalized};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
@@ -246,18 +246,89 @@ fn elementwise(values: usize, vector: usize) -> CubeCount {
     grid((values / vector).div_ceil(MAX_CUBE_SIZE as usize))
 }
 
-/// Whether a training BatchNorm's channels go through
-/// [`cube_channels`] (blocks of a channel in parallel): when a channel has
-/// more values than one cube holds in registers.
-fn in_blocks(layout: &Groups) -> bool {
-    layout.layout.grouping == Grouping::Channels && layout.size() > BLOCK_VALUES
+/// Whether groups go through [`cube_blocks`] (blocks of a group in
+/// parallel, merged): a training BatchNorm's channels of more values than
+/// one cube holds in registers, and GroupNorm's and InstanceNorm's groups
+/// that `teams` would stream, where their channels have at least
+/// [`MIN_RUN_VALUES`] values (unless `BURN_NORM_GROUP_BLOCKS=0`).
+fn in_blocks(layout: &Groups, teams: Teams) -> bool {
+    match layout.layout.grouping {
+        Grouping::Channels => layout.size() > BLOCK_VALUES,
+        Grouping::SampleChannels => {
+            layout.layout.centering == Centering::Mean
+                && teams.held == 0
+                && layout.s >= MIN_RUN_VALUES
+                && layout.n * layout.c <= MAX_GRID
+                && group_blocks()
+        }
+        Grouping::Rows => false,
+    }
 }
 
-/// The three launches of [`cube_channels`]: block sums, merge, apply.
+/// Fewest values per channel for GroupNorm's and InstanceNorm's long groups
+/// to go in blocks: a block lies in one channel, so shorter channels would
+/// leave most of a block's units idle (a group of many short channels
+/// streams instead).
+const MIN_RUN_VALUES: usize = BLOCK_VALUES / 2;
+
+/// Whether GroupNorm's and InstanceNorm's long groups go in blocks
+/// ([`in_blocks`]): yes unless `BURN_NORM_GROUP_BLOCKS=0`, which streams
+/// them as before 2026-11-27's fourteenth session (`benches/gpu.sh` times
+/// both).
+fn group_blocks() -> bool {
+    static BLOCKS: OnceLock<bool> = OnceLock::new();
+    *BLOCKS.get_or_init(|| std::env::var_os("BURN_NORM_GROUP_BLOCKS").is_none_or(|v| v != "0"))
+}
+
+/// Vectors per unit of [`cube_blocks`]' blocks for `runs` runs of
+/// `run_values` values in vectors of `vector`: the most, up to
+/// [`MAX_BLOCK_HELD`], that still gives `cubes` blocks ([`block_cubes`]); at least
+/// [`MAX_HELD`] values. Each block costs its cube two team sums (a barrier
+/// per level of a tree on lavapipe, where BatchNorm [8, 128, 56, 56]'s
+/// forward took 28.7 ms with 8 values per unit and 16.0 with 64), so
+/// large blocks where the GPU stays full.
+fn block_held(vector: usize, runs: usize, run_values: usize, cubes: usize) -> usize {
+    let least = (MAX_HELD / vector).max(1);
+    let mut held = MAX_BLOCK_HELD;
+    while held > least {
+        let blocks = run_values.div_ceil(MAX_CUBE_SIZE as usize * held * vector);
+        if runs * blocks >= cubes {
+            break;
+        }
+        held /= 2;
+    }
+    held.max(least)
+}
+
+/// Most vectors per unit of a block.
+const MAX_BLOCK_HELD: usize = 16;
+
+/// Blocks that [`block_held`] aims at: about two cubes per multiprocessor
+/// of a large GPU (an H100 has 132), each unit with up to 16 loads in
+/// flight, or `BURN_NORM_BLOCK_CUBES` where set (CI sets 1, so that the
+/// tests' small shapes take the largest blocks too; `benches/gpu.sh`
+/// times 1,024, smaller blocks).
+fn block_cubes() -> usize {
+    static CUBES: OnceLock<usize> = OnceLock::new();
+    *CUBES.get_or_init(|| {
+        std::env::var("BURN_NORM_BLOCK_CUBES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(BLOCK_CUBES)
+    })
+}
+
+/// [`block_cubes`] unless told otherwise.
+const BLOCK_CUBES: usize = 256;
+
+/// The three launches of [`cube_blocks`]: block sums, merge, apply.
 /// Forward (`dy` is `None`): returns `y` and fills `mean`, `var`, `rstd`.
-/// Backward: returns `dx` and fills `dgamma`, `dbeta`, reading `rstd`.
+/// Backward: returns `dx` and fills `dgamma`, `dbeta` (BatchNorm's
+/// gradients; GroupNorm's and InstanceNorm's `[n, c]` partial sums),
+/// reading `rstd`.
 #[allow(clippy::too_many_arguments)]
-fn channels_in_blocks(
+fn groups_in_blocks(
     x: &CubeTensor,
     dy: Option<&CubeTensor>,
     gamma: CubeTensor,
@@ -267,7 +338,8 @@ fn channels_in_blocks(
     epsilon: f32,
     [mean, var, rstd, dgamma, dbeta]: [&CubeTensor; 5],
 ) -> CubeTensor {
-    let Groups { c, s, .. } = *layout;
+    let Groups { n, c, k, s, .. } = *layout;
+    let grouping = layout.layout.grouping;
     let backward = dy.is_some();
     // The backward's `dx` may go over `dy`: the block sums have read it
     // when the last launch reads each value and writes its `dx`. The
@@ -277,35 +349,49 @@ fn channels_in_blocks(
         None => Output::New(empty(x, layout.shape())),
     };
     let dy = dy.unwrap_or(x);
-    let blocks = layout.size().div_ceil(BLOCK_VALUES);
-    assert!(
-        blocks <= MAX_GRID && c <= MAX_GRID,
-        "burn-norm's CubeCL BatchNorm takes at most {MAX_GRID} channels of at most {} values",
-        MAX_GRID * BLOCK_VALUES
-    );
-    let dtype = dtype_to_storage_type(x.dtype);
-    let [partial, coefficients] =
-        empty_group(x, [vec![c * blocks * PARTIALS], vec![c * COEFFICIENTS]]);
+    // BatchNorm: a channel's `n * s` values, one run; GroupNorm and
+    // InstanceNorm: each channel of each sample.
+    let (runs, run_values) = match grouping {
+        Grouping::Channels => (c, n * s),
+        _ => (n * c, s),
+    };
     // A channel's runs of `s` values split into whole vectors.
     let vector = vector_for(s);
-    cube_channels::channel_block_sums::launch(
+    let held = block_held(vector, runs, run_values, block_cubes());
+    let block_values = MAX_CUBE_SIZE as usize * held * vector;
+    let blocks = run_values.div_ceil(block_values);
+    assert!(
+        blocks <= MAX_GRID && runs <= MAX_GRID,
+        "burn-norm's CubeCL kernels take at most {MAX_GRID} runs of at most {} values in blocks, got {runs} of {run_values}",
+        MAX_GRID * block_values
+    );
+    let dtype = dtype_to_storage_type(x.dtype);
+    let [partial, coefficients] = empty_group(
+        x,
+        [vec![runs * blocks * PARTIALS], vec![runs * COEFFICIENTS]],
+    );
+    cube_blocks::block_sums::launch(
         &x.client,
-        CubeCount::Static(blocks as u32, c as u32, 1),
+        CubeCount::Static(blocks as u32, runs as u32, 1),
         CubeDim::new_1d(MAX_CUBE_SIZE),
         vector,
         x.clone().into_tensor_arg(),
         dy.clone().into_tensor_arg(),
         partial.clone().into_tensor_arg(),
         c as u32,
+        k as u32,
         (s / vector) as u32,
+        grouping,
         backward,
+        held as u32,
         plane_for(x, MAX_CUBE_SIZE),
         dtype,
     );
-    cube_channels::channel_merge::launch(
+    let groups = layout.count();
+    cube_blocks::block_merge::launch(
         &x.client,
-        CubeCount::Static(c.div_ceil(MAX_CUBE_SIZE as usize) as u32, 1, 1),
-        CubeDim::new_1d(MAX_CUBE_SIZE),
+        grid(groups),
+        CubeDim::new_1d(MERGE_UNITS),
         x.clone().into_tensor_arg(),
         partial.into_tensor_arg(),
         gamma.into_tensor_arg(),
@@ -316,16 +402,22 @@ fn channels_in_blocks(
         dgamma.clone().into_tensor_arg(),
         dbeta.clone().into_tensor_arg(),
         coefficients.clone().into_tensor_arg(),
+        groups as u32,
         c as u32,
+        k as u32,
         s as u32,
         blocks as u32,
+        block_values as u32,
+        run_values as u32,
         epsilon,
+        grouping,
         backward,
         has_gamma,
         has_beta,
+        plane_for(x, MERGE_UNITS),
         dtype,
     );
-    cube_channels::channel_apply::launch(
+    cube_blocks::block_apply::launch(
         &x.client,
         elementwise(layout.shape().iter().product(), vector),
         CubeDim::new_1d(MAX_CUBE_SIZE),
@@ -336,6 +428,7 @@ fn channels_in_blocks(
         out.arg(1),
         c as u32,
         (s / vector) as u32,
+        grouping,
         backward,
         dtype,
     );
@@ -365,12 +458,12 @@ fn launch_forward(
         into_contiguous(gamma),
         into_contiguous(beta),
     );
-    if in_blocks(&layout) {
+    if in_blocks(&layout, teams) {
         // `unused` fills the backward's parameter-gradient slots: four
         // bytes kept with the statistics.
         let [mean, var, rstd, unused] =
             empty_group(&x, [vec![groups], vec![groups], vec![groups], vec![1]]);
-        let output = channels_in_blocks(
+        let output = groups_in_blocks(
             &x,
             None,
             gamma,
@@ -448,10 +541,13 @@ fn launch_backward(
         into_contiguous(gamma),
         into_contiguous(dy),
     );
-    if in_blocks(&layout) {
-        // `unused` fills the forward's statistics slots.
-        let [dgamma, dbeta, unused] = empty_group(&x, [vec![c], vec![c], vec![1]]);
-        let dx = channels_in_blocks(
+    if in_blocks(&layout, teams) {
+        // `unused` fills the forward's statistics slots. Per run: a
+        // channel (BatchNorm), a channel of a sample (GroupNorm,
+        // InstanceNorm: `[n, c]` sums, the samples added below).
+        let runs = if per_channel { c } else { n * c };
+        let [dgamma, dbeta, unused] = empty_group(&x, [vec![runs], vec![runs], vec![1]]);
+        let dx = groups_in_blocks(
             &x,
             Some(&dy),
             gamma.clone(),
@@ -461,7 +557,10 @@ fn launch_backward(
             0.0,
             [&unused, &unused, &rstd, &dgamma, &dbeta],
         );
-        return NormGrads { dx, dgamma, dbeta };
+        if per_channel {
+            return NormGrads { dx, dgamma, dbeta };
+        }
+        return parameter_totals(&x, dx, [dgamma, dbeta], n, params);
     }
     // Channel groups of a few channels sum each channel's parameter
     // gradients in the kernel (BatchNorm's channels always: they are the
@@ -573,23 +672,8 @@ fn launch_backward(
     if per_channel {
         return NormGrads { dx, dgamma, dbeta };
     }
-    // `column_sums` of the partial sums: both totals in one request, and
-    // one launch.
-    let totals = |partial_gamma: CubeTensor, partial_beta: CubeTensor, rows: usize| {
-        let [dgamma, dbeta] = empty_group(&x, [vec![params], vec![params]]);
-        cube_kernels::column_sums::launch(
-            &x.client,
-            CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 2, 1),
-            CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
-            partial_gamma.into_tensor_arg(),
-            partial_beta.into_tensor_arg(),
-            dgamma.clone().into_tensor_arg(),
-            dbeta.clone().into_tensor_arg(),
-            rows as u32,
-            params as u32,
-            dtype_to_storage_type(x.dtype),
-        );
-        NormGrads { dx, dgamma, dbeta }
+    let totals = |partial_gamma, partial_beta, rows| {
+        parameter_totals(&x, dx, [partial_gamma, partial_beta], rows, params)
     };
     match sums {
         ParameterSums::Swept => return totals(dgamma, dbeta, launched),
@@ -647,6 +731,31 @@ fn launch_backward(
         dtype_to_storage_type(x.dtype),
     );
     totals(partial_gamma, partial_beta, blocks)
+}
+
+/// The parameter gradients from `[rows, params]` partial sums of each
+/// (`column_sums`: both totals in one request, and one launch), with `dx`.
+fn parameter_totals(
+    x: &CubeTensor,
+    dx: CubeTensor,
+    [partial_gamma, partial_beta]: [CubeTensor; 2],
+    rows: usize,
+    params: usize,
+) -> NormGrads<CubeBackend> {
+    let [dgamma, dbeta] = empty_group(x, [vec![params], vec![params]]);
+    cube_kernels::column_sums::launch(
+        &x.client,
+        CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 2, 1),
+        CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
+        partial_gamma.into_tensor_arg(),
+        partial_beta.into_tensor_arg(),
+        dgamma.clone().into_tensor_arg(),
+        dbeta.clone().into_tensor_arg(),
+        rows as u32,
+        params as u32,
+        dtype_to_storage_type(x.dtype),
+    );
+    NormGrads { dx, dgamma, dbeta }
 }
 
 impl NormOps for CubeBackend {
@@ -738,7 +847,30 @@ fn submit(x: &CubeTensor) {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, sweep_steps};
+    use super::{
+        BLOCK_CUBES, MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, block_held,
+        sweep_steps,
+    };
+
+    #[test]
+    fn blocks_are_as_large_as_a_full_gpu_allows() {
+        // BatchNorm [64, 128, 56, 56]: 128 channels of 200,704 values, 13
+        // blocks each of 16 vectors of 4 per unit.
+        assert_eq!(block_held(4, 128, 64 * 3136, BLOCK_CUBES), 16);
+        // [8, 128, 56, 56]: 2 such blocks per channel are still 256 cubes.
+        assert_eq!(block_held(4, 128, 8 * 3136, BLOCK_CUBES), 16);
+        // [128, 16, 28, 28]: 16 channels need 25 blocks each (4 vectors).
+        assert_eq!(block_held(4, 16, 128 * 784, BLOCK_CUBES), 4);
+        // GroupNorm [1, 128, 128, 128]: 128 runs of 16,384 values, 2 blocks.
+        assert_eq!(block_held(4, 128, 16384, BLOCK_CUBES), 8);
+        // Few short runs: the smallest blocks, 8 values per unit.
+        assert_eq!(block_held(1, 8, 4355, BLOCK_CUBES), 8);
+        assert_eq!(block_held(2, 2, 4095, BLOCK_CUBES), 4);
+        assert_eq!(block_held(4, 2, 8464, BLOCK_CUBES), 2);
+        // Aiming at one cube: the largest.
+        assert_eq!(block_held(4, 2, 8464, 1), 16);
+        assert_eq!(block_held(1, 2, 8464, 1), 16);
+    }
 
     #[test]
     fn a_team_sweeps_several_rows_only_where_the_gpu_would_be_full() {

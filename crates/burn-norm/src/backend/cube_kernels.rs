@@ -6,7 +6,8 @@
 //! channel's `n` rows of `s` values, `c * s` apart (training BatchNorm,
 //! `k = 1`), or `k` channels of one sample (GroupNorm, InstanceNorm).
 //! BatchNorm's channels longer than a cube holds go to
-//! [`cube_channels`](super::cube_channels) instead (blocks in parallel).
+//! [`cube_blocks`](super::cube_blocks) instead (blocks in parallel), as do
+//! GroupNorm's and InstanceNorm's groups too long to hold.
 //!
 //! - [`normalize_forward`]: one *team* of units per group, several teams
 //!   per cube when groups are short (a transformer's 128-wide rows: eight

@@ -32,7 +32,7 @@ pub(crate) mod cpu;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
-mod cube_channels;
+mod cube_blocks;
 #[cfg(feature = "wgpu")]
 mod cube_kernels;
 #[cfg(feature = "flex")]
