@@ -8,6 +8,8 @@ prints one Markdown table with the ratios.
 
     python3 benches/compare.py --label "wgpu, fusion" ...  # the column title
     python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
+    python3 benches/compare.py --long-groups ...        # also groups too long to hold
+    python3 benches/compare.py --only TEXT ...          # the cases whose name and shape contain TEXT
     python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
     python3 benches/compare.py --runs 5 ...             # medians of 5 alternating runs
     python3 benches/compare.py --phase ...              # whether the cores shared a cache,
@@ -62,8 +64,11 @@ def main():
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else "flex"
     large = ["--large"] if "--large" in args else []
-    if "--chain" in args:
-        large += ["--chain", args[args.index("--chain") + 1]]
+    for flag in ("--chain", "--only"):
+        if flag in args:
+            large += [flag, args[args.index(flag) + 1]]
+    if "--long-groups" in args:
+        large.append("--long-groups")
     label = args[args.index("--label") + 1] if "--label" in args else device
     if "--bin" in args:
         burn_cmd = [args[args.index("--bin") + 1]]

@@ -8,6 +8,7 @@
 //! cargo bench --bench norm -- --chain 10            # 10 chained layers per read-back
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! cargo bench --bench norm -- --device wgpu --probe # where a GPU forward's time goes
+//! cargo bench --bench norm -- --long-groups         # also groups too long to hold
 //! ```
 //!
 //! Prints the median of 20 timed runs after 3 warm-up runs.
@@ -463,6 +464,13 @@ fn main() {
     rms_norm(&bench, &device, 4096 * scale, 768);
     group_norm(&bench, &device, 32, [8 * scale, 128, 56, 56]);
     instance_norm(&bench, &device, [8 * scale, 64, 56, 56]);
+    // Groups longer than a GPU team holds (65,536 values: a diffusion
+    // model's GroupNorm at 128 x 128, a style-transfer InstanceNorm at
+    // 256 x 256), which the GPU cuts into blocks.
+    if args.iter().any(|a| a == "--long-groups") {
+        group_norm(&bench, &device, 32, [scale, 128, 128, 128]);
+        instance_norm(&bench, &device, [scale, 32, 256, 256]);
+    }
     if name.is_none_or(|n| n == "flex") && bench.only.is_none() {
         memory(bench.json);
     }

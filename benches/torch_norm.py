@@ -5,6 +5,8 @@
     python3 benches/torch_norm.py --cuda --large    # GPU shapes, where there is one
     python3 benches/torch_norm.py --json            # one JSON object per line
     python3 benches/torch_norm.py --chain 10        # 10 chained layers per read-back
+    python3 benches/torch_norm.py --long-groups     # also groups too long to hold
+    python3 benches/torch_norm.py --only TEXT       # the cases whose name and shape contain TEXT
 
 Median of 20 timed runs after 3 warm-ups; each timed call ends by reading
 back a sum (as the Rust bench does, which also synchronizes the GPU).
@@ -66,6 +68,7 @@ def main():
     as_json = "--json" in sys.argv
     scale = 8 if "--large" in sys.argv else 1
     chain = int(sys.argv[sys.argv.index("--chain") + 1]) if "--chain" in sys.argv else 1
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if not as_json:
         print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     ln = lambda d: torch.nn.LayerNorm(d).to(device)
@@ -79,7 +82,13 @@ def main():
         ("RMSNorm", torch.nn.RMSNorm(768, eps=1e-5).to(device), [4096 * scale, 768]),
         ("GroupNorm 32 groups", torch.nn.GroupNorm(32, 128).to(device), [8 * scale, 128, 56, 56]),
         ("InstanceNorm2d", torch.nn.InstanceNorm2d(64, affine=True).to(device), [8 * scale, 64, 56, 56]),
-    ]:
+    ] + ([
+        # Groups longer than a GPU team holds, as benches/norm.rs.
+        ("GroupNorm 32 groups", torch.nn.GroupNorm(32, 128).to(device), [scale, 128, 128, 128]),
+        ("InstanceNorm2d", torch.nn.InstanceNorm2d(32, affine=True).to(device), [scale, 32, 256, 256]),
+    ] if "--long-groups" in sys.argv else []):
+        if only is not None and only not in f"{op} [{', '.join(str(s) for s in shape)}]":
+            continue
         bench(op, layer, shape, device, as_json, chain=chain)
         # What the harness itself costs, as the Rust bench's identity row.
         bench(op, identity, shape, device, as_json, name="pytorch-identity", chain=chain)
