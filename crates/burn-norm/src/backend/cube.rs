@@ -322,7 +322,65 @@ fn block_cubes() -> usize {
 /// [`block_cubes`] unless told otherwise.
 const BLOCK_CUBES: usize = 256;
 
-/// The three launches of [`cube_blocks`]: block sums, merge, apply.
+/// How [`cube_blocks`] cuts an input's groups.
+#[derive(Clone, Copy, Debug)]
+struct Blocks {
+    /// Runs: BatchNorm's channels (each its `n * s` values), or
+    /// GroupNorm's and InstanceNorm's channels of each sample.
+    runs: usize,
+    /// Values per run.
+    run_values: usize,
+    /// Values per vector.
+    vector: usize,
+    /// Vectors per unit of a block.
+    held: usize,
+    /// Values per block (the last of a run may have fewer).
+    block_values: usize,
+    /// Blocks per run.
+    blocks: usize,
+}
+
+impl Blocks {
+    /// The blocks of `layout`'s groups.
+    fn of(layout: &Groups) -> Self {
+        let Groups { n, c, s, .. } = *layout;
+        let (runs, run_values) = match layout.layout.grouping {
+            Grouping::Channels => (c, n * s),
+            _ => (n * c, s),
+        };
+        // A channel's runs of `s` values split into whole vectors.
+        let vector = vector_for(s);
+        let held = block_held(vector, runs, run_values, block_cubes());
+        let block_values = MAX_CUBE_SIZE as usize * held * vector;
+        let blocks = run_values.div_ceil(block_values);
+        assert!(
+            blocks <= MAX_GRID && runs <= MAX_GRID,
+            "burn-norm's CubeCL kernels take at most {MAX_GRID} runs of at most {} values in blocks, got {runs} of {run_values}",
+            MAX_GRID * block_values
+        );
+        Blocks {
+            runs,
+            run_values,
+            vector,
+            held,
+            block_values,
+            blocks,
+        }
+    }
+
+    /// The shapes of the launches' temporaries: the blocks' partial sums
+    /// and the runs' coefficients. They go in one request with the
+    /// operation's other small outputs, whose lifetime they share.
+    fn temporaries(&self) -> [Vec<usize>; 2] {
+        [
+            vec![self.runs * self.blocks * PARTIALS],
+            vec![self.runs * COEFFICIENTS],
+        ]
+    }
+}
+
+/// The three launches of [`cube_blocks`]: block sums, merge, apply, with
+/// `partial` and `coefficients` of [`Blocks::temporaries`]' shapes.
 /// Forward (`dy` is `None`): returns `y` and fills `mean`, `var`, `rstd`.
 /// Backward: returns `dx` and fills `dgamma`, `dbeta` (BatchNorm's
 /// gradients; GroupNorm's and InstanceNorm's `[n, c]` partial sums),
@@ -335,10 +393,20 @@ fn groups_in_blocks(
     beta: CubeTensor,
     [has_gamma, has_beta]: [bool; 2],
     layout: &Groups,
+    plan: Blocks,
     epsilon: f32,
     [mean, var, rstd, dgamma, dbeta]: [&CubeTensor; 5],
+    [partial, coefficients]: [CubeTensor; 2],
 ) -> CubeTensor {
-    let Groups { n, c, k, s, .. } = *layout;
+    let Groups { c, k, s, .. } = *layout;
+    let Blocks {
+        runs,
+        run_values,
+        vector,
+        held,
+        block_values,
+        blocks,
+    } = plan;
     let grouping = layout.layout.grouping;
     let backward = dy.is_some();
     // The backward's `dx` may go over `dy`: the block sums have read it
@@ -349,27 +417,7 @@ fn groups_in_blocks(
         None => Output::New(empty(x, layout.shape())),
     };
     let dy = dy.unwrap_or(x);
-    // BatchNorm: a channel's `n * s` values, one run; GroupNorm and
-    // InstanceNorm: each channel of each sample.
-    let (runs, run_values) = match grouping {
-        Grouping::Channels => (c, n * s),
-        _ => (n * c, s),
-    };
-    // A channel's runs of `s` values split into whole vectors.
-    let vector = vector_for(s);
-    let held = block_held(vector, runs, run_values, block_cubes());
-    let block_values = MAX_CUBE_SIZE as usize * held * vector;
-    let blocks = run_values.div_ceil(block_values);
-    assert!(
-        blocks <= MAX_GRID && runs <= MAX_GRID,
-        "burn-norm's CubeCL kernels take at most {MAX_GRID} runs of at most {} values in blocks, got {runs} of {run_values}",
-        MAX_GRID * block_values
-    );
     let dtype = dtype_to_storage_type(x.dtype);
-    let [partial, coefficients] = empty_group(
-        x,
-        [vec![runs * blocks * PARTIALS], vec![runs * COEFFICIENTS]],
-    );
     cube_blocks::block_sums::launch(
         &x.client,
         CubeCount::Static(blocks as u32, runs as u32, 1),
@@ -460,9 +508,21 @@ fn launch_forward(
     );
     if in_blocks(&layout, teams) {
         // `unused` fills the backward's parameter-gradient slots: four
-        // bytes kept with the statistics.
-        let [mean, var, rstd, unused] =
-            empty_group(&x, [vec![groups], vec![groups], vec![groups], vec![1]]);
+        // bytes kept with the statistics, as are the temporaries (one
+        // request fewer: a few kilobytes, freed with `rstd`).
+        let plan = Blocks::of(&layout);
+        let [partial, coefficients] = plan.temporaries();
+        let [mean, var, rstd, unused, partial, coefficients] = empty_group(
+            &x,
+            [
+                vec![groups],
+                vec![groups],
+                vec![groups],
+                vec![1],
+                partial,
+                coefficients,
+            ],
+        );
         let output = groups_in_blocks(
             &x,
             None,
@@ -470,8 +530,10 @@ fn launch_forward(
             beta,
             [has_gamma, has_beta],
             &layout,
+            plan,
             epsilon as f32,
             [&mean, &var, &rstd, &unused, &unused],
+            [partial, coefficients],
         );
         return Normalized {
             output,
@@ -542,11 +604,22 @@ fn launch_backward(
         into_contiguous(dy),
     );
     if in_blocks(&layout, teams) {
-        // `unused` fills the forward's statistics slots. Per run: a
-        // channel (BatchNorm), a channel of a sample (GroupNorm,
-        // InstanceNorm: `[n, c]` sums, the samples added below).
-        let runs = if per_channel { c } else { n * c };
-        let [dgamma, dbeta, unused] = empty_group(&x, [vec![runs], vec![runs], vec![1]]);
+        // The parameter gradients' sums per run: a channel (BatchNorm), a
+        // channel of a sample (GroupNorm, InstanceNorm: `[n, c]`, the
+        // samples added below). `unused` fills the forward's statistics
+        // slots; the temporaries go in the same request.
+        let plan = Blocks::of(&layout);
+        let [partial, coefficients] = plan.temporaries();
+        let [dgamma, dbeta, unused, partial, coefficients] = empty_group(
+            &x,
+            [
+                vec![plan.runs],
+                vec![plan.runs],
+                vec![1],
+                partial,
+                coefficients,
+            ],
+        );
         let dx = groups_in_blocks(
             &x,
             Some(&dy),
@@ -554,8 +627,10 @@ fn launch_backward(
             gamma,
             [has_gamma, false],
             &layout,
+            plan,
             0.0,
             [&unused, &unused, &rstd, &dgamma, &dbeta],
+            [partial, coefficients],
         );
         if per_channel {
             return NormGrads { dx, dgamma, dbeta };
