@@ -135,7 +135,7 @@ if want steady; then
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
   echo "## groups too long to hold, in blocks (as built, then BURN_NORM_BLOCK_CUBES=1024), then streamed, 100 layers per read-back"
-  long() { timeout 150 python3 benches/compare.py --device wgpu --large --long-groups --only "[8, " --chain 100 "$@"; }
+  long() { timeout 150 python3 benches/compare.py --device wgpu --large --long-groups --only "[8, " --torch-rows /tmp/torch-rows-long.json --chain 100 "$@"; }
   long --bin "$bin/norm" --label "blocks"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
   BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "streamed"
