@@ -246,22 +246,27 @@ fn elementwise(values: usize, vector: usize) -> CubeCount {
     grid((values / vector).div_ceil(MAX_CUBE_SIZE as usize))
 }
 
-/// Whether groups go through [`cube_blocks`] (blocks of a group in
-/// parallel, merged): a training BatchNorm's channels of more values than
-/// one cube holds in registers, and GroupNorm's and InstanceNorm's groups
-/// that `teams` would stream, where their channels have at least
-/// [`MIN_RUN_VALUES`] values (unless `BURN_NORM_GROUP_BLOCKS=0`).
-fn in_blocks(layout: &Groups, teams: Teams) -> bool {
-    match layout.layout.grouping {
+/// How groups go through [`cube_blocks`] (blocks of a group in parallel,
+/// merged), where they do: a training BatchNorm's channels of more values
+/// than one cube holds in registers, and GroupNorm's and InstanceNorm's
+/// groups that `teams` would stream, where their channels have at least
+/// [`MIN_RUN_VALUES`] values; not past one launch's grid (more than 65,535
+/// runs, as BatchNorm1d over 100,000 features, or of blocks per run), nor
+/// with `BURN_NORM_GROUP_BLOCKS=0`. Those groups take one team each.
+fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
+    let wanted = match layout.layout.grouping {
         Grouping::Channels => layout.size() > BLOCK_VALUES,
         Grouping::SampleChannels => {
             layout.layout.centering == Centering::Mean
                 && teams.held == 0
                 && layout.s >= MIN_RUN_VALUES
-                && layout.n * layout.c <= MAX_GRID
-                && group_blocks()
         }
         Grouping::Rows => false,
+    };
+    if wanted && group_blocks() {
+        Blocks::of(layout, block_cubes())
+    } else {
+        None
     }
 }
 
@@ -271,10 +276,11 @@ fn in_blocks(layout: &Groups, teams: Teams) -> bool {
 /// streams instead).
 const MIN_RUN_VALUES: usize = BLOCK_VALUES / 2;
 
-/// Whether GroupNorm's and InstanceNorm's long groups go in blocks
-/// ([`in_blocks`]): yes unless `BURN_NORM_GROUP_BLOCKS=0`, which streams
-/// them as before 2026-11-27's fourteenth session (`benches/gpu.sh` times
-/// both).
+/// Whether long groups go in blocks ([`blocks_for`]): yes unless
+/// `BURN_NORM_GROUP_BLOCKS=0`, which gives each group one team, as
+/// GroupNorm's and InstanceNorm's had before 2026-11-27's fourteenth
+/// session (`benches/gpu.sh` times both; CI tests it, BatchNorm's long
+/// channels streamed included).
 fn group_blocks() -> bool {
     static BLOCKS: OnceLock<bool> = OnceLock::new();
     *BLOCKS.get_or_init(|| std::env::var_os("BURN_NORM_GROUP_BLOCKS").is_none_or(|v| v != "0"))
@@ -341,8 +347,9 @@ struct Blocks {
 }
 
 impl Blocks {
-    /// The blocks of `layout`'s groups.
-    fn of(layout: &Groups) -> Self {
+    /// The blocks of `layout`'s groups, aiming at `cubes` blocks
+    /// ([`block_held`]), or `None` past one launch's grid.
+    fn of(layout: &Groups, cubes: usize) -> Option<Self> {
         let Groups { n, c, s, .. } = *layout;
         let (runs, run_values) = match layout.layout.grouping {
             Grouping::Channels => (c, n * s),
@@ -350,22 +357,17 @@ impl Blocks {
         };
         // A channel's runs of `s` values split into whole vectors.
         let vector = vector_for(s);
-        let held = block_held(vector, runs, run_values, block_cubes());
+        let held = block_held(vector, runs, run_values, cubes);
         let block_values = MAX_CUBE_SIZE as usize * held * vector;
         let blocks = run_values.div_ceil(block_values);
-        assert!(
-            blocks <= MAX_GRID && runs <= MAX_GRID,
-            "burn-norm's CubeCL kernels take at most {MAX_GRID} runs of at most {} values in blocks, got {runs} of {run_values}",
-            MAX_GRID * block_values
-        );
-        Blocks {
+        (blocks <= MAX_GRID && runs <= MAX_GRID).then_some(Blocks {
             runs,
             run_values,
             vector,
             held,
             block_values,
             blocks,
-        }
+        })
     }
 
     /// The shapes of the launches' temporaries: the blocks' partial sums
@@ -506,11 +508,10 @@ fn launch_forward(
         into_contiguous(gamma),
         into_contiguous(beta),
     );
-    if in_blocks(&layout, teams) {
+    if let Some(plan) = blocks_for(&layout, teams) {
         // `unused` fills the backward's parameter-gradient slots: four
         // bytes kept with the statistics, as are the temporaries (one
         // request fewer: a few kilobytes, freed with `rstd`).
-        let plan = Blocks::of(&layout);
         let [partial, coefficients] = plan.temporaries();
         let [mean, var, rstd, unused, partial, coefficients] = empty_group(
             &x,
@@ -603,12 +604,11 @@ fn launch_backward(
         into_contiguous(gamma),
         into_contiguous(dy),
     );
-    if in_blocks(&layout, teams) {
+    if let Some(plan) = blocks_for(&layout, teams) {
         // The parameter gradients' sums per run: a channel (BatchNorm), a
         // channel of a sample (GroupNorm, InstanceNorm: `[n, c]`, the
         // samples added below). `unused` fills the forward's statistics
         // slots; the temporaries go in the same request.
-        let plan = Blocks::of(&layout);
         let [partial, coefficients] = plan.temporaries();
         let [dgamma, dbeta, unused, partial, coefficients] = empty_group(
             &x,
@@ -923,9 +923,26 @@ fn submit(x: &CubeTensor) {
 #[cfg(test)]
 mod tests {
     use super::{
-        BLOCK_CUBES, MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission, Teams, block_held,
-        sweep_steps,
+        BLOCK_CUBES, Blocks, Groups, Layout, MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission,
+        Teams, block_held, sweep_steps,
     };
+
+    #[test]
+    fn blocks_stay_within_one_launch_grid() {
+        let batch = |shape: [usize; 4]| Groups::of(&shape, Layout::BATCH);
+        let plan = Blocks::of(&batch([64, 128, 1, 3136]), BLOCK_CUBES).unwrap();
+        assert_eq!((plan.runs, plan.blocks, plan.vector), (128, 13, 4));
+        // BatchNorm1d over 100,000 features of a batch of 4,096: more runs
+        // than one grid dimension holds, so one team per channel instead.
+        assert!(Blocks::of(&batch([4096, 100_000, 1, 1]), BLOCK_CUBES).is_none());
+        assert!(Blocks::of(&batch([4096, 65_535, 1, 1]), BLOCK_CUBES).is_some());
+        // GroupNorm: a run per channel and sample.
+        let group = Groups::of(&[2, 32, 4, 16384], Layout::GROUP);
+        let plan = Blocks::of(&group, BLOCK_CUBES).unwrap();
+        assert_eq!((plan.runs, plan.run_values), (256, 16384));
+        let group = Groups::of(&[600, 32, 4, 16384], Layout::GROUP);
+        assert!(Blocks::of(&group, BLOCK_CUBES).is_none());
+    }
 
     #[test]
     fn blocks_are_as_large_as_a_full_gpu_allows() {
