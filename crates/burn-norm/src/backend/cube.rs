@@ -9,7 +9,7 @@ use super::cube_kernels::{
 };
 use super::layout::Groups;
 use super::layout::{Centering, Grouping, Layout};
-use super::{NormGrads, NormOps, Normalized};
+use super::{NormGrads, NormOps, Normalized, settings};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
@@ -34,9 +34,7 @@ use std::sync::OnceLock;
 /// `benches/gpu.sh` times both (docs/benchmarks.md, eighth session).
 fn row_sum_vector(vector: usize) -> usize {
     static VECTORS: OnceLock<bool> = OnceLock::new();
-    if *VECTORS
-        .get_or_init(|| std::env::var_os("BURN_NORM_ROW_SUM_VECTORS").is_some_and(|v| v != "0"))
-    {
+    if *VECTORS.get_or_init(|| settings::on("BURN_NORM_ROW_SUM_VECTORS")) {
         vector
     } else {
         1
@@ -51,7 +49,7 @@ fn row_sum_vector(vector: usize) -> usize {
 /// comparison (`benches/gpu.sh` times both).
 fn one_pass() -> bool {
     static ONE_PASS: OnceLock<bool> = OnceLock::new();
-    *ONE_PASS.get_or_init(|| std::env::var_os("BURN_NORM_ONE_PASS").is_none_or(|v| v != "0"))
+    *ONE_PASS.get_or_init(|| !settings::off("BURN_NORM_ONE_PASS"))
 }
 
 /// Most vectors per unit of `x` and of `dy` that the backward holds in
@@ -61,10 +59,7 @@ fn one_pass() -> bool {
 fn backward_held() -> usize {
     static HELD: OnceLock<usize> = OnceLock::new();
     *HELD.get_or_init(|| {
-        std::env::var("BURN_NORM_BACKWARD_HELD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=MAX_HELD_BACKWARD).contains(n))
+        settings::count("BURN_NORM_BACKWARD_HELD", 1..=MAX_HELD_BACKWARD)
             .unwrap_or(MAX_HELD_BACKWARD)
     })
 }
@@ -77,11 +72,7 @@ fn backward_held() -> usize {
 fn sweep_units() -> usize {
     static UNITS: OnceLock<usize> = OnceLock::new();
     *UNITS.get_or_init(|| {
-        std::env::var("BURN_NORM_SWEEP_UNITS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(SWEEP_UNITS)
+        settings::count("BURN_NORM_SWEEP_UNITS", 1..=usize::MAX).unwrap_or(SWEEP_UNITS)
     })
 }
 
@@ -212,8 +203,7 @@ impl Output {
 /// both paths can be tested and timed on one GPU.
 fn plane_for(x: &CubeTensor, team: u32) -> u32 {
     static SHARED: OnceLock<bool> = OnceLock::new();
-    if *SHARED.get_or_init(|| std::env::var_os("BURN_NORM_SHARED_REDUCE").is_some_and(|v| v != "0"))
-    {
+    if *SHARED.get_or_init(|| settings::on("BURN_NORM_SHARED_REDUCE")) {
         return 0;
     }
     let properties = x.client.properties();
@@ -283,7 +273,7 @@ const MIN_RUN_VALUES: usize = BLOCK_VALUES / 2;
 /// channels streamed included).
 fn group_blocks() -> bool {
     static BLOCKS: OnceLock<bool> = OnceLock::new();
-    *BLOCKS.get_or_init(|| std::env::var_os("BURN_NORM_GROUP_BLOCKS").is_none_or(|v| v != "0"))
+    *BLOCKS.get_or_init(|| !settings::off("BURN_NORM_GROUP_BLOCKS"))
 }
 
 /// Vectors per unit of [`cube_blocks`]' blocks for `runs` runs of
@@ -317,11 +307,7 @@ const MAX_BLOCK_HELD: usize = 16;
 fn block_cubes() -> usize {
     static CUBES: OnceLock<usize> = OnceLock::new();
     *CUBES.get_or_init(|| {
-        std::env::var("BURN_NORM_BLOCK_CUBES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(BLOCK_CUBES)
+        settings::count("BURN_NORM_BLOCK_CUBES", 1..=usize::MAX).unwrap_or(BLOCK_CUBES)
     })
 }
 

@@ -83,11 +83,7 @@ pub const PER_UNIT: usize = 4;
 pub fn per_unit() -> usize {
     static PER_UNIT_SET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *PER_UNIT_SET.get_or_init(|| {
-        std::env::var("BURN_NORM_PER_UNIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=MAX_HELD).contains(n))
-            .unwrap_or(PER_UNIT)
+        super::settings::count("BURN_NORM_PER_UNIT", 1..=MAX_HELD).unwrap_or(PER_UNIT)
     })
 }
 

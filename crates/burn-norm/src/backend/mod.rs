@@ -42,6 +42,7 @@ mod fusion;
 pub mod layout;
 #[cfg(feature = "ndarray")]
 mod ndarray;
+mod settings;
 
 // With `wgpu`, `burn` below names the shim in `fusion`, which gives the
 // code that `#[backend_extension]` generates for `Fusion` the
@@ -134,9 +135,7 @@ pub trait NormOps: Backend {
 /// kernels off, to compare them with the composed path.
 pub fn has_fused_kernel(device: &Device, dtype: DType) -> bool {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *DISABLED.get_or_init(|| std::env::var_os("BURN_NORM_COMPOSED").is_some_and(|v| v != "0"))
-        || COMPOSED.get()
-    {
+    if *DISABLED.get_or_init(|| settings::on("BURN_NORM_COMPOSED")) || COMPOSED.get() {
         return false;
     }
     match device.clone().inner().as_dispatch() {

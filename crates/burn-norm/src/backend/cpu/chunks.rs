@@ -75,11 +75,8 @@ struct Team {
 fn spin() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
     *SPIN.get_or_init(|| {
-        let micros = std::env::var("BURN_NORM_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2_000);
-        Duration::from_micros(micros)
+        let micros = crate::backend::settings::count("BURN_NORM_SPIN_US", 0..=usize::MAX);
+        Duration::from_micros(micros.unwrap_or(2_000) as u64)
     })
 }
 

@@ -28,7 +28,9 @@ mod shares;
 mod sums;
 mod sums_x86;
 
-pub use backward::{backward, backward_in_place};
+pub use backward::backward;
+#[cfg(feature = "flex")]
+pub use backward::backward_in_place;
 pub use forward::forward;
 pub use real::Real;
 
