@@ -223,6 +223,49 @@ fn run_gamma<F: Float>(
     w
 }
 
+/// Run `run`'s `Σ dy` and `Σ dy xc` (around the group's shifted mean `m`,
+/// Chan's correction per block) over its blocks `first, first + step, ..`.
+#[cube]
+fn run_sums<F: Float>(
+    partial: &Tensor<F>,
+    run: usize,
+    blocks: usize,
+    m: F,
+    first: usize,
+    step: usize,
+) -> (F, F) {
+    let mut sum_d = F::new(0.0_f32);
+    let mut sum_p = F::new(0.0_f32);
+    for b in range_stepped(first, blocks, step) {
+        let at = (run * blocks + b) * PARTIALS;
+        sum_d += partial[at + 1];
+        sum_p += partial[at + 2] + (partial[at] - m) * partial[at + 1];
+    }
+    (sum_d, sum_p)
+}
+
+/// Writes run `run`'s parameter gradient sums from its `Σ dy` and
+/// `Σ dy xc`, and returns them weighted by its gamma, for the group's sums.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn record_run<F: Float>(
+    dgamma: &mut Tensor<F>,
+    dbeta: &mut Tensor<F>,
+    gamma: &Tensor<F>,
+    run: usize,
+    c: usize,
+    r: F,
+    sum_d: F,
+    sum_p: F,
+    #[comptime] grouping: Grouping,
+    #[comptime] has_gamma: bool,
+) -> (F, F) {
+    dgamma[run] = r * sum_p;
+    dbeta[run] = sum_d;
+    let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
+    (w * sum_d, w * sum_p)
+}
+
 /// Blocks per run past which [`block_merge`]'s backward adds a run's
 /// blocks with the whole team (a team sum per run) rather than with one
 /// unit per run: for BatchNorm's 98 blocks per channel one unit would wait
@@ -303,40 +346,31 @@ pub fn block_merge<F: Float>(
         if blocks > COOPERATIVE_BLOCKS * k {
             for i in 0..k {
                 let run = first_run + i;
-                let mut part_d = zero;
-                let mut part_p = zero;
-                for b in range_stepped(unit, blocks, team as usize) {
-                    let at = (run * blocks + b) * PARTIALS;
-                    part_d += Vector::<F, Const<1>>::new(partial[at + 1]);
-                    part_p += Vector::<F, Const<1>>::new(
-                        partial[at + 2] + (partial[at] - m) * partial[at + 1],
-                    );
-                }
-                let (sum_d, sum_p) =
-                    team_sum2::<F, Const<1>>(part_d, part_p, &mut scratch, team, plane);
+                let (part_d, part_p) = run_sums::<F>(partial, run, blocks, m, unit, team as usize);
+                let (sum_d, sum_p) = team_sum2::<F, Const<1>>(
+                    Vector::new(part_d),
+                    Vector::new(part_p),
+                    &mut scratch,
+                    team,
+                    plane,
+                );
                 if unit == 0 {
-                    dgamma[run] = r * sum_p;
-                    dbeta[run] = sum_d;
-                    let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
-                    acc_d += Vector::<F, Const<1>>::new(w * sum_d);
-                    acc_p += Vector::<F, Const<1>>::new(w * sum_p);
+                    let (d, p) = record_run::<F>(
+                        dgamma, dbeta, gamma, run, c, r, sum_d, sum_p, grouping, has_gamma,
+                    );
+                    acc_d += Vector::new(d);
+                    acc_p += Vector::new(p);
                 }
             }
         } else {
             for i in range_stepped(unit, k, team as usize) {
                 let run = first_run + i;
-                let mut sum_d = F::new(0.0_f32);
-                let mut sum_p = F::new(0.0_f32);
-                for b in 0..blocks {
-                    let at = (run * blocks + b) * PARTIALS;
-                    sum_d += partial[at + 1];
-                    sum_p += partial[at + 2] + (partial[at] - m) * partial[at + 1];
-                }
-                dgamma[run] = r * sum_p;
-                dbeta[run] = sum_d;
-                let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
-                acc_d += Vector::<F, Const<1>>::new(w * sum_d);
-                acc_p += Vector::<F, Const<1>>::new(w * sum_p);
+                let (sum_d, sum_p) = run_sums::<F>(partial, run, blocks, m, 0, 1);
+                let (d, p) = record_run::<F>(
+                    dgamma, dbeta, gamma, run, c, r, sum_d, sum_p, grouping, has_gamma,
+                );
+                acc_d += Vector::new(d);
+                acc_p += Vector::new(p);
             }
         }
         let (sum_d, sum_p) = team_sum2::<F, Const<1>>(acc_d, acc_p, &mut scratch, team, plane);
