@@ -466,10 +466,13 @@ fn main() {
     instance_norm(&bench, &device, [8 * scale, 64, 56, 56]);
     // Groups longer than a GPU team holds (65,536 values: a diffusion
     // model's GroupNorm at 128 x 128, a style-transfer InstanceNorm at
-    // 256 x 256), which the GPU cuts into blocks.
+    // 256 x 256; the GroupNorm's input normalized per sample by a
+    // LayerNorm over [128, 128, 128], rows of 2,097,152), which the GPU
+    // cuts into blocks.
     if args.iter().any(|a| a == "--long-groups") {
         group_norm(&bench, &device, 32, [scale, 128, 128, 128]);
         instance_norm(&bench, &device, [scale, 32, 256, 256]);
+        layer_norm(&bench, &device, scale, 128 * 128 * 128);
     }
     if name.is_none_or(|n| n == "flex") && bench.only.is_none() {
         memory(bench.json);

@@ -86,6 +86,7 @@ def main():
         # Groups longer than a GPU team holds, as benches/norm.rs.
         ("GroupNorm 32 groups", torch.nn.GroupNorm(32, 128).to(device), [scale, 128, 128, 128]),
         ("InstanceNorm2d", torch.nn.InstanceNorm2d(32, affine=True).to(device), [scale, 32, 256, 256]),
+        ("LayerNorm", ln(128 * 128 * 128), [scale, 128 * 128 * 128]),
     ] if "--long-groups" in sys.argv else []):
         if only is not None and only not in f"{op} [{', '.join(str(s) for s in shape)}]":
             continue

@@ -160,11 +160,28 @@ fn fused_layer_norm_matches_the_composed_path() {
             LayerNormConfig::new(2101),
             [1, 2, 2101],
         ),
-        // 4,100 vectors: streamed.
+        // Rows of 4,100 vectors, more than a cube holds: on the GPU, few
+        // such rows go in blocks of 2,048 values (the last of 16), and
+        // with `BURN_NORM_GROUP_BLOCKS=0` (CI) one team streams each.
         (
-            "streamed rows",
+            "rows in blocks",
             LayerNormConfig::new(16_400),
             [1, 2, 16_400],
+        ),
+        (
+            "rows in blocks, single values",
+            LayerNormConfig::new(16_401),
+            [1, 3, 16_401],
+        ),
+        (
+            "rows in blocks, pairs, no bias",
+            LayerNormConfig::new(16_402).with_bias(false),
+            [2, 1, 16_402],
+        ),
+        (
+            "rows in blocks, no affine",
+            LayerNormConfig::new(16_404).with_elementwise_affine(false),
+            [1, 2, 16_404],
         ),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
@@ -309,7 +326,18 @@ fn fused_rms_norm_matches_the_composed_path() {
             RmsNormConfig::new(2101),
             [1, 2, 2101],
         ),
-        ("streamed rows", RmsNormConfig::new(16_400), [1, 2, 16_400]),
+        // In blocks on the GPU (see LayerNorm's).
+        ("rows in blocks", RmsNormConfig::new(16_400), [1, 2, 16_400]),
+        (
+            "rows in blocks, single values",
+            RmsNormConfig::new(16_401),
+            [1, 3, 16_401],
+        ),
+        (
+            "rows in blocks, no affine",
+            RmsNormConfig::new(16_402).with_elementwise_affine(false),
+            [2, 1, 16_402],
+        ),
         ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
     ];
     for (name, config, shape) in cases {

@@ -135,12 +135,15 @@ fn batch_norm_is_stable_on(device: &Device, n: usize, c: usize, hw: usize) {
 }
 
 fn layer_norm_is_stable_on_large_mean_small_spread(device: &Device) {
-    let (rows, d) = (8, 256);
-    let x = hostile(rows * d);
-    let groups: Vec<Vec<usize>> = (0..rows).map(|r| (r * d..(r + 1) * d).collect()).collect();
-    let ln = LayerNormConfig::new(d).init(device);
-    let y = ln.forward(tensor::<2>(&x, &[rows, d], device));
-    check("LayerNorm", &x, &groups, values(y));
+    // Rows held by one GPU team, then rows the GPU cuts into blocks (2 rows
+    // of 16,404 values: 9 blocks each).
+    for (rows, d) in [(8, 256), (2, 16_404)] {
+        let x = hostile(rows * d);
+        let groups: Vec<Vec<usize>> = (0..rows).map(|r| (r * d..(r + 1) * d).collect()).collect();
+        let ln = LayerNormConfig::new(d).init(device);
+        let y = ln.forward(tensor::<2>(&x, &[rows, d], device));
+        check(&format!("LayerNorm [{rows}, {d}]"), &x, &groups, values(y));
+    }
 }
 
 fn group_norm_is_stable_on_large_mean_small_spread(device: &Device) {
@@ -203,20 +206,25 @@ fn instance_norm_is_stable_on(device: &Device, n: usize, c: usize, hw: usize) {
 /// values at 1e4 (1e8 each, thousands of them) must still keep f32
 /// precision: against an f64 reference, 1e-5.
 fn rms_norm_is_accurate_on_large_values(device: &Device) {
-    let (rows, d) = (8, 256);
-    let x = hostile(rows * d);
-    let rms = RmsNormConfig::new(d).with_epsilon(1e-5).init(device);
-    let y = rms.forward(tensor::<2>(&x, &[rows, d], device));
-    let expected: Vec<f64> = x
-        .chunks(d)
-        .flat_map(|row| {
-            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
-            row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
-        })
-        .collect();
-    let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
-    let err = worst_error(&actual, &expected);
-    assert!(err <= 1e-5, "RMSNorm: relative error {err:.3e}");
+    // Held rows, and rows in blocks on the GPU (as LayerNorm's above).
+    for (rows, d) in [(8, 256), (2, 16_404)] {
+        let x = hostile(rows * d);
+        let rms = RmsNormConfig::new(d).with_epsilon(1e-5).init(device);
+        let y = rms.forward(tensor::<2>(&x, &[rows, d], device));
+        let expected: Vec<f64> = x
+            .chunks(d)
+            .flat_map(|row| {
+                let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+                row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
+            })
+            .collect();
+        let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
+        let err = worst_error(&actual, &expected);
+        assert!(
+            err <= 1e-5,
+            "RMSNorm [{rows}, {d}]: relative error {err:.3e}"
+        );
+    }
 }
 
 /// f16 activations of +-300: their squares overflow f16 (max 65504),

@@ -5,7 +5,7 @@
 use super::cube_blocks::{self, BLOCK_VALUES, COEFFICIENTS, MERGE_UNITS, PARTIALS};
 use super::cube_kernels::{
     self, MAX_CUBE_SIZE, MAX_HELD, MAX_HELD_BACKWARD, MAX_HELD_FORWARD, MAX_SUMMED_CHANNELS,
-    ParameterSums, SUM_COLUMNS, SUM_LANES, Teams, rows_per_block,
+    ParameterSums, Teams, rows_per_block, sum_lanes,
 };
 use super::layout::Groups;
 use super::layout::{Centering, Grouping, Layout};
@@ -96,8 +96,17 @@ const MAX_GRID: usize = 65_535;
 /// `cubes` cubes, over two grid dimensions when there are many (the
 /// kernels number them `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X`).
 fn grid(cubes: usize) -> CubeCount {
+    layered_grid(cubes, 1)
+}
+
+/// [`grid`]'s cubes in each of `layers` layers (`CUBE_POS_Z`).
+fn layered_grid(cubes: usize, layers: usize) -> CubeCount {
     let x = cubes.clamp(1, MAX_GRID);
-    CubeCount::Static(x as u32, cubes.div_ceil(x).max(1) as u32, 1)
+    CubeCount::Static(
+        x as u32,
+        cubes.div_ceil(x).max(1) as u32,
+        layers.max(1) as u32,
+    )
 }
 
 /// One cube per `per_cube` groups.
@@ -238,11 +247,13 @@ fn elementwise(values: usize, vector: usize) -> CubeCount {
 
 /// How groups go through [`cube_blocks`] (blocks of a group in parallel,
 /// merged), where they do: a training BatchNorm's channels of more values
-/// than one cube holds in registers, and GroupNorm's and InstanceNorm's
+/// than one cube holds in registers, GroupNorm's and InstanceNorm's
 /// groups that `teams` would stream, where their channels have at least
-/// [`MIN_RUN_VALUES`] values; not past one launch's grid (more than 65,535
-/// runs, as BatchNorm1d over 100,000 features, or of blocks per run), nor
-/// with `BURN_NORM_GROUP_BLOCKS=0`. Those groups take one team each.
+/// [`MIN_RUN_VALUES`] values, and LayerNorm's and RMSNorm's rows that
+/// `teams` would stream, where they are fewer than [`ROW_BLOCKS_BELOW`];
+/// not past one launch's grid (more than 65,535 runs, as BatchNorm1d over
+/// 100,000 features, or of blocks per run), nor with
+/// `BURN_NORM_GROUP_BLOCKS=0`. Those groups take one team each.
 fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
     let wanted = match layout.layout.grouping {
         Grouping::Channels => layout.size() > BLOCK_VALUES,
@@ -251,7 +262,7 @@ fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
                 && teams.held == 0
                 && layout.s >= MIN_RUN_VALUES
         }
-        Grouping::Rows => false,
+        Grouping::Rows => teams.held == 0 && layout.count() < ROW_BLOCKS_BELOW,
     };
     if wanted && group_blocks() {
         Blocks::of(layout, block_cubes())
@@ -259,6 +270,16 @@ fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
         None
     }
 }
+
+/// Rows from which LayerNorm's and RMSNorm's streamed rows take one team
+/// each rather than blocks: as many teams as [`BLOCK_CUBES`] blocks, which
+/// keep a GPU busy alone, and their passes after the first re-read a
+/// row that one cube streams (at most a few hundred kilobytes) while the
+/// blocks' apply stage reads the input again from memory. A LayerNorm over
+/// a whole `[C, H, W]` sample of a small batch (one row of 262,144 values
+/// per sample for `[64, 64, 64]`) was a handful of cubes on a GPU of a
+/// hundred multiprocessors.
+const ROW_BLOCKS_BELOW: usize = BLOCK_CUBES;
 
 /// Fewest values per channel for GroupNorm's and InstanceNorm's long groups
 /// to go in blocks: a block lies in one channel, so shorter channels would
@@ -395,14 +416,15 @@ fn groups_in_blocks(
         block_values,
         blocks,
     } = plan;
-    let grouping = layout.layout.grouping;
+    let norm = layout.layout;
     let backward = dy.is_some();
     // The backward's `dx` may go over `dy`: the block sums have read it
-    // when the last launch reads each value and writes its `dx`. The
-    // forward's `y` does not go over `x`, which is bound as `dy` too.
+    // when the last launch reads each value and writes its `dx`; not for
+    // rows, whose parameter gradients read `dy` after. The forward's `y`
+    // does not go over `x`, which is bound as `dy` too.
     let out = match dy {
-        Some(dy) => Output::for_input(dy),
-        None => Output::New(empty(x, layout.shape())),
+        Some(dy) if norm.grouping != Grouping::Rows => Output::for_input(dy),
+        _ => Output::New(empty(x, layout.shape())),
     };
     let dy = dy.unwrap_or(x);
     let dtype = dtype_to_storage_type(x.dtype);
@@ -413,12 +435,14 @@ fn groups_in_blocks(
         vector,
         x.clone().into_tensor_arg(),
         dy.clone().into_tensor_arg(),
+        gamma.clone().into_tensor_arg(),
         partial.clone().into_tensor_arg(),
         c as u32,
         k as u32,
         (s / vector) as u32,
-        grouping,
+        norm,
         backward,
+        has_gamma,
         held as u32,
         plane_for(x, MAX_CUBE_SIZE),
         dtype,
@@ -430,8 +454,8 @@ fn groups_in_blocks(
         CubeDim::new_1d(MERGE_UNITS),
         x.clone().into_tensor_arg(),
         partial.into_tensor_arg(),
-        gamma.into_tensor_arg(),
-        beta.into_tensor_arg(),
+        gamma.clone().into_tensor_arg(),
+        beta.clone().into_tensor_arg(),
         mean.clone().into_tensor_arg(),
         var.clone().into_tensor_arg(),
         rstd.clone().into_tensor_arg(),
@@ -446,7 +470,7 @@ fn groups_in_blocks(
         block_values as u32,
         run_values as u32,
         epsilon,
-        grouping,
+        norm,
         backward,
         has_gamma,
         has_beta,
@@ -460,12 +484,16 @@ fn groups_in_blocks(
         vector,
         x.clone().into_tensor_arg(),
         dy.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
         coefficients.into_tensor_arg(),
         out.arg(1),
         c as u32,
         (s / vector) as u32,
-        grouping,
+        norm,
         backward,
+        has_gamma,
+        has_beta,
         dtype,
     );
     out.into_tensor()
@@ -590,22 +618,23 @@ fn launch_backward(
         into_contiguous(gamma),
         into_contiguous(dy),
     );
+    let per_block = rows_per_block(groups);
+    let blocks = groups.div_ceil(per_block).max(1);
     if let Some(plan) = blocks_for(&layout, teams) {
         // The parameter gradients' sums per run: a channel (BatchNorm), a
         // channel of a sample (GroupNorm, InstanceNorm: `[n, c]`, the
-        // samples added below). `unused` fills the forward's statistics
-        // slots; the temporaries go in the same request.
+        // samples added below), or per block of rows (LayerNorm, RMSNorm:
+        // taken after, from the runs' coefficients). `unused` fills the
+        // forward's statistics slots; the temporaries go in the same
+        // request.
+        let sums = if norm.grouping == Grouping::Rows {
+            vec![blocks, params]
+        } else {
+            vec![plan.runs]
+        };
         let [partial, coefficients] = plan.temporaries();
-        let [dgamma, dbeta, unused, partial, coefficients] = empty_group(
-            &x,
-            [
-                vec![plan.runs],
-                vec![plan.runs],
-                vec![1],
-                partial,
-                coefficients,
-            ],
-        );
+        let [dgamma, dbeta, unused, partial, coefficients] =
+            empty_group(&x, [sums.clone(), sums, vec![1], partial, coefficients]);
         let dx = groups_in_blocks(
             &x,
             Some(&dy),
@@ -616,10 +645,18 @@ fn launch_backward(
             plan,
             0.0,
             [&unused, &unused, &rstd, &dgamma, &dbeta],
-            [partial, coefficients],
+            [partial, coefficients.clone()],
         );
         if per_channel {
             return NormGrads { dx, dgamma, dbeta };
+        }
+        if norm.grouping == Grouping::Rows {
+            let centers = Centers {
+                tensor: coefficients,
+                stride: COEFFICIENTS,
+            };
+            row_column_sums(&x, &dy, rstd, centers, [&dgamma, &dbeta], layout);
+            return parameter_totals(&x, dx, [dgamma, dbeta], blocks, params);
         }
         return parameter_totals(&x, dx, [dgamma, dbeta], n, params);
     }
@@ -664,8 +701,6 @@ fn launch_backward(
         CubeCount::Static(x, y, z) => (x * y * z) as usize,
         CubeCount::Dynamic(_) => unreachable!("`grid` counts cubes on the host"),
     };
-    let per_block = rows_per_block(groups);
-    let blocks = groups.div_ceil(per_block).max(1);
     let [dgamma, dbeta, centers, partial_gamma, partial_beta] = match (sums, norm.grouping) {
         (ParameterSums::PerChannel { .. }, _) => empty_group(
             &x,
@@ -767,31 +802,62 @@ fn launch_backward(
         );
         return totals(partial_gamma, partial_beta, n);
     }
-    // Column sums in two stages: blocks of rows, then the blocks.
-    let row_vector = row_sum_vector(vector);
+    let centers = Centers {
+        tensor: centers,
+        stride: 2,
+    };
+    row_column_sums(
+        &x,
+        &dy,
+        rstd,
+        centers,
+        [&partial_gamma, &partial_beta],
+        layout,
+    );
+    totals(partial_gamma, partial_beta, blocks)
+}
+
+/// Each row's shift and shifted mean, at `tensor[r * stride]` and the
+/// value after it.
+struct Centers {
+    tensor: CubeTensor,
+    stride: usize,
+}
+
+/// Stage one of LayerNorm's and RMSNorm's parameter gradients, column sums
+/// over blocks of rows ([`rows_per_block`]): `[blocks, s]` partial sums of
+/// `dy * xhat` into `partial_gamma` and of `dy` into `partial_beta`.
+fn row_column_sums(
+    x: &CubeTensor,
+    dy: &CubeTensor,
+    rstd: CubeTensor,
+    centers: Centers,
+    [partial_gamma, partial_beta]: [&CubeTensor; 2],
+    layout: Groups,
+) {
+    let (rows, params) = (layout.count(), layout.params());
+    let per_block = rows_per_block(rows);
+    let row_vector = row_sum_vector(vector_for(layout.s));
     cube_kernels::row_parameter_grads::launch(
         &x.client,
-        CubeCount::Static(
-            (params / row_vector)
-                .div_ceil(MAX_CUBE_SIZE as usize)
-                .max(1) as u32,
-            blocks as u32,
-            1,
+        layered_grid(
+            (params / row_vector).div_ceil(MAX_CUBE_SIZE as usize),
+            rows.div_ceil(per_block),
         ),
         CubeDim::new_1d(MAX_CUBE_SIZE),
         row_vector,
         x.clone().into_tensor_arg(),
         rstd.into_tensor_arg(),
-        centers.into_tensor_arg(),
-        dy.into_tensor_arg(),
+        centers.tensor.into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
         partial_gamma.clone().into_tensor_arg(),
         partial_beta.clone().into_tensor_arg(),
-        groups as u32,
+        rows as u32,
         (params / row_vector) as u32,
         per_block as u32,
+        centers.stride as u32,
         dtype_to_storage_type(x.dtype),
     );
-    totals(partial_gamma, partial_beta, blocks)
 }
 
 /// The parameter gradients from `[rows, params]` partial sums of each
@@ -804,16 +870,18 @@ fn parameter_totals(
     params: usize,
 ) -> NormGrads<CubeBackend> {
     let [dgamma, dbeta] = empty_group(x, [vec![params], vec![params]]);
+    let lanes = sum_lanes(rows);
     cube_kernels::column_sums::launch(
         &x.client,
-        CubeCount::Static(params.div_ceil(SUM_COLUMNS as usize).max(1) as u32, 2, 1),
-        CubeDim::new_2d(SUM_COLUMNS, SUM_LANES),
+        layered_grid(params.div_ceil((MAX_CUBE_SIZE / lanes) as usize), 2),
+        CubeDim::new_2d(MAX_CUBE_SIZE / lanes, lanes),
         partial_gamma.into_tensor_arg(),
         partial_beta.into_tensor_arg(),
         dgamma.clone().into_tensor_arg(),
         dbeta.clone().into_tensor_arg(),
         rows as u32,
         params as u32,
+        lanes,
         dtype_to_storage_type(x.dtype),
     );
     NormGrads { dx, dgamma, dbeta }
@@ -928,6 +996,11 @@ mod tests {
         assert_eq!((plan.runs, plan.run_values), (256, 16384));
         let group = Groups::of(&[600, 32, 4, 16384], Layout::GROUP);
         assert!(Blocks::of(&group, BLOCK_CUBES).is_none());
+        // LayerNorm over [128, 128, 128] samples, 8 of them: a run per row,
+        // 128 blocks of 16 vectors of 4 per unit.
+        let rows = Groups::of(&[8, 1, 1, 128 * 128 * 128], Layout::LAYER);
+        let plan = Blocks::of(&rows, BLOCK_CUBES).unwrap();
+        assert_eq!((plan.runs, plan.blocks, plan.held), (8, 128, 16));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Groups too long for one cube's registers, in blocks: the GPU path for
-//! a training BatchNorm's channels and for GroupNorm's and InstanceNorm's
-//! long groups.
+//! a training BatchNorm's channels, for GroupNorm's and InstanceNorm's
+//! long groups, and for LayerNorm's and RMSNorm's long rows where they are
+//! few.
 //!
 //! One team per group (what [`normalize_forward`] does) would leave a GPU
 //! mostly idle on these shapes and stream the group from memory once per
@@ -18,6 +19,12 @@
 //!   `k` channels of one sample, and each channel of it a run of `s`
 //!   contiguous values, so that a block lies in one channel and its sums
 //!   are that channel's (the parameter gradients are per channel).
+//! - LayerNorm and RMSNorm ([`Grouping::Rows`]): a group is a row, and its
+//!   one run the row. `gamma` and `beta` vary along it, so the backward's
+//!   block sums weigh `dy` by `gamma` there and the apply stage scales by
+//!   them; their gradients are column sums over the rows, which the
+//!   launch takes after the three stages. RMSNorm's statistics are taken
+//!   around 0 (no shift, no mean), the merge's formulas unchanged.
 //!
 //! Three launches:
 //!
@@ -43,8 +50,8 @@
 //!
 //! [`normalize_forward`]: super::cube_kernels::normalize_forward
 
-use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, team_sum, team_sum2};
-use super::layout::Grouping;
+use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, affine, team_sum, team_sum2, weighted};
+use super::layout::{Centering, Grouping, Layout};
 use cubecl::prelude::*;
 
 /// Values of the smallest block, 8 per unit.
@@ -99,26 +106,50 @@ fn group_start(run: usize, k: usize, s: usize, #[comptime] grouping: Grouping) -
     }
 }
 
+/// The shift of run `run`'s group: its first value, or 0 where the layout
+/// does not center (RMSNorm's mean square is taken around 0).
+#[cube]
+fn group_shift<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    run: usize,
+    k: usize,
+    s: usize,
+    #[comptime] layout: Layout,
+) -> F {
+    let mut shift = F::new(0.0_f32);
+    if comptime!(layout.centering == Centering::Mean) {
+        shift = x[group_start(run, k, s, layout.grouping)].extract(0usize);
+    }
+    shift
+}
+
 /// Stage one: block `CUBE_POS_X` of run `CUBE_POS_Y`; writes
 /// `partial[(run * blocks + b) * PARTIALS ..]`. With `backward`, `dy` is
-/// read and the gradient sums written; else `dy` is not read. Values move
-/// as vectors of `N` (a channel's runs of `s` values split into whole
+/// read and the gradient sums written (of `dy gamma` along rows, where
+/// `gamma` is read); else `dy` and `gamma` are not read. Values move as
+/// vectors of `N` (a channel's runs of `s` values split into whole
 /// vectors, `s_vectors = s / N`), each unit holding `held` vectors.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn block_sums<F: Float, N: Size>(
     x: &Tensor<Vector<F, N>>,
     dy: &Tensor<Vector<F, N>>,
+    gamma: &Tensor<F>,
     partial: &mut Tensor<F>,
     c: u32,
     k: u32,
     s_vectors: u32,
-    #[comptime] grouping: Grouping,
+    #[comptime] layout: Layout,
     #[comptime] backward: bool,
+    #[comptime] has_gamma: bool,
     #[comptime] held: u32,
     #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
+    let grouping = comptime!(layout.grouping);
+    // Per channel, gamma factors out of a run's sums (the merge applies
+    // it); along a row it does not.
+    let row_gamma = comptime!(has_gamma && grouping == Grouping::Rows);
     let (c, k, s) = (c as usize, k as usize, s_vectors as usize);
     let size = run_size::<F, N>(x, c, s, grouping);
     let vector = N::value().comptime();
@@ -134,7 +165,7 @@ pub fn block_sums<F: Float, N: Size>(
     }
     let team = comptime!(MAX_CUBE_SIZE);
     let mut scratch = Shared::new_slice(2 * MAX_CUBE_SIZE as usize);
-    let shift = x[group_start(run, k, s, grouping)].extract(0usize);
+    let shift = group_shift::<F, N>(x, run, k, s, layout);
     let sv = Vector::<F, N>::new(shift);
     let zero = Vector::<F, N>::new(F::new(0.0_f32));
     // Slots past the block's end hold `shift` (and `dy = 0`): they add
@@ -150,7 +181,7 @@ pub fn block_sums<F: Float, N: Size>(
             let index = run_index(first + j, run, c, s, grouping);
             v = x[index];
             if comptime!(backward) {
-                d = dy[index];
+                d = weighted::<F, N>(dy[index], gamma, first + j, layout, row_gamma);
             }
         }
         values[i] = v - sv;
@@ -207,7 +238,8 @@ fn run_channel(run: usize, c: usize, #[comptime] grouping: Grouping) -> usize {
     }
 }
 
-/// Gamma of run `run`'s channel, or 1 without gamma.
+/// Gamma of run `run`'s channel, or 1 without gamma, and along rows
+/// (whose gamma the block sums and the apply stage take).
 #[cube]
 fn run_gamma<F: Float>(
     gamma: &Tensor<F>,
@@ -217,7 +249,7 @@ fn run_gamma<F: Float>(
     #[comptime] has_gamma: bool,
 ) -> F {
     let mut w = F::new(1.0_f32);
-    if comptime!(has_gamma) {
+    if comptime!(has_gamma && grouping != Grouping::Rows) {
         w = gamma[run_channel(run, c, grouping)];
     }
     w
@@ -245,7 +277,8 @@ fn run_sums<F: Float>(
 }
 
 /// Writes run `run`'s parameter gradient sums from its `Σ dy` and
-/// `Σ dy xc`, and returns them weighted by its gamma, for the group's sums.
+/// `Σ dy xc` (not for rows: theirs are column sums, taken after), and
+/// returns them weighted by its gamma, for the group's sums.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn record_run<F: Float>(
@@ -260,8 +293,10 @@ fn record_run<F: Float>(
     #[comptime] grouping: Grouping,
     #[comptime] has_gamma: bool,
 ) -> (F, F) {
-    dgamma[run] = r * sum_p;
-    dbeta[run] = sum_d;
+    if comptime!(grouping != Grouping::Rows) {
+        dgamma[run] = r * sum_p;
+        dbeta[run] = sum_d;
+    }
     let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
     (w * sum_d, w * sum_p)
 }
@@ -278,10 +313,13 @@ const COOPERATIVE_BLOCKS: usize = 8;
 /// coefficients of `y = rstd gamma (x - shift - mean') + beta`. Backward
 /// (`rstd` read, not written): writes each run's `dgamma = rstd Σ dy xc`
 /// and `dbeta = Σ dy` (BatchNorm's gradients; GroupNorm's and
-/// InstanceNorm's per sample and channel, `[n, c]`) and the coefficients
-/// of `dx = A dy + B + C (x - shift - mean')`, with `A = rstd gamma`,
-/// `B = -rstd Σ gamma dy / N`, `C = -rstd³ Σ gamma dy xc / N` over the
-/// group's `N` values.
+/// InstanceNorm's per sample and channel, `[n, c]`; nothing for rows)
+/// and the coefficients of `dx = A dy + B + C (x - shift - mean')`, with
+/// `A = rstd gamma`, `B = -rstd Σ gamma dy / N`,
+/// `C = -rstd³ Σ gamma dy xc / N` over the group's `N` values (along rows
+/// `A = rstd`, the apply stage multiplying by gamma). Where the layout
+/// does not center, `shift = mean' = B = 0`: Chan's formulas around 0 give
+/// the mean square and `Σ gamma dy x`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn block_merge<F: Float>(
@@ -303,13 +341,15 @@ pub fn block_merge<F: Float>(
     block_values: u32,
     run_values: u32,
     epsilon: f32,
-    #[comptime] grouping: Grouping,
+    #[comptime] layout: Layout,
     #[comptime] backward: bool,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
     #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
+    let grouping = comptime!(layout.grouping);
+    let centered = comptime!(layout.centering == Centering::Mean);
     let g = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     // The whole cube has the same group: it leaves together.
     if g >= groups as usize {
@@ -321,20 +361,26 @@ pub fn block_merge<F: Float>(
     let team = comptime!(MERGE_UNITS);
     let mut scratch = Shared::<[F]>::new_slice(2 * MERGE_UNITS as usize);
     let first_run = g * k;
-    let shift = x[group_start(first_run, k, s, grouping)];
+    let mut shift = F::new(0.0_f32);
+    if comptime!(centered) {
+        shift = x[group_start(first_run, k, s, grouping)];
+    }
     let full = F::cast_from(block_values);
     let run_values = run_values as usize;
     let last = F::cast_from((run_values - (blocks - 1) * block_values as usize) as u32);
     let n = F::cast_from((k * run_values) as u32);
     let base = first_run * blocks * PARTIALS;
     let zero = Vector::<F, Const<1>>::new(F::new(0.0_f32));
-    let mut weighted = zero;
-    for p in range_stepped(unit, k * blocks, team as usize) {
-        weighted += Vector::<F, Const<1>>::new(
-            block_count::<F>(p, blocks, full, last) * partial[base + p * PARTIALS],
-        );
+    let mut m = F::new(0.0_f32);
+    if comptime!(centered) {
+        let mut counted = zero;
+        for p in range_stepped(unit, k * blocks, team as usize) {
+            counted += Vector::<F, Const<1>>::new(
+                block_count::<F>(p, blocks, full, last) * partial[base + p * PARTIALS],
+            );
+        }
+        m = team_sum::<F, Const<1>>(counted, &mut scratch, team, plane) / n;
     }
-    let m = team_sum::<F, Const<1>>(weighted, &mut scratch, team, plane) / n;
     if comptime!(backward) {
         let r = rstd[g];
         // Each run's `Σ dy` and `Σ dy xc`: with many blocks per run (a
@@ -374,6 +420,10 @@ pub fn block_merge<F: Float>(
             }
         }
         let (sum_d, sum_p) = team_sum2::<F, Const<1>>(acc_d, acc_p, &mut scratch, team, plane);
+        let mut b = F::new(0.0_f32);
+        if comptime!(centered) {
+            b = -r * sum_d / n;
+        }
         for i in range_stepped(unit, k, team as usize) {
             let run = first_run + i;
             let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
@@ -381,7 +431,7 @@ pub fn block_merge<F: Float>(
             coefficients[at] = shift;
             coefficients[at + 1] = m;
             coefficients[at + 2] = r * w;
-            coefficients[at + 3] = -r * sum_d / n;
+            coefficients[at + 3] = b;
             coefficients[at + 4] = -r * r * r * sum_p / n;
         }
     } else {
@@ -404,7 +454,7 @@ pub fn block_merge<F: Float>(
             let run = first_run + i;
             let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
             let mut b0 = F::new(0.0_f32);
-            if comptime!(has_beta) {
+            if comptime!(has_beta && grouping != Grouping::Rows) {
                 b0 = beta[run_channel(run, c, grouping)];
             }
             let at = run * COEFFICIENTS;
@@ -419,20 +469,28 @@ pub fn block_merge<F: Float>(
 
 /// Stage three: `out = C (x - shift - mean') + B`, plus `A dy` with
 /// `backward`, over vectors of `N` values, with the coefficients of the
-/// vector's run; `s_vectors = s / N`.
+/// vector's run; `s_vectors = s / N`. Along rows, `gamma` and `beta` at
+/// the vector's position too: `out = C gamma (..) + B + beta` forward,
+/// `A gamma dy` backward (`gamma`, `beta` are not read otherwise).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn block_apply<F: Float, N: Size>(
     x: &Tensor<Vector<F, N>>,
     dy: &Tensor<Vector<F, N>>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
     coefficients: &Tensor<F>,
     out: &mut Tensor<Vector<F, N>>,
     c: u32,
     s_vectors: u32,
-    #[comptime] grouping: Grouping,
+    #[comptime] layout: Layout,
     #[comptime] backward: bool,
+    #[comptime] has_gamma: bool,
+    #[comptime] has_beta: bool,
     #[define(F)] _dtype: ElemType,
 ) {
+    let grouping = comptime!(layout.grouping);
+    let rows = comptime!(grouping == Grouping::Rows);
     let i = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
     if i >= out.len() {
         terminate!();
@@ -443,9 +501,19 @@ pub fn block_apply<F: Float, N: Size>(
     }
     let at = run * COEFFICIENTS;
     let centred = (x[i] - Vector::new(coefficients[at])) - Vector::new(coefficients[at + 1]);
-    let mut value = centred * Vector::new(coefficients[at + 4]) + Vector::new(coefficients[at + 3]);
+    let scaled = centred * Vector::new(coefficients[at + 4]);
+    let bias = Vector::new(coefficients[at + 3]);
+    let mut value = scaled + bias;
+    // Along a row, the parameters at the vector's position.
     if comptime!(backward) {
-        value += dy[i] * Vector::new(coefficients[at + 2]);
+        let mut a = dy[i] * Vector::new(coefficients[at + 2]);
+        if comptime!(rows && has_gamma) {
+            a = weighted::<F, N>(a, gamma, i % s_vectors as usize, layout, true);
+        }
+        value += a;
+    } else if comptime!(rows) {
+        let p = i % s_vectors as usize;
+        value = affine::<F, N>(scaled, gamma, beta, p, layout, has_gamma, has_beta) + bias;
     }
     out[i] = value;
 }

@@ -534,7 +534,7 @@ fn parameter(g: usize, j: usize, e: &Extents, #[comptime] layout: Layout) -> usi
 /// The parameters of vector `p` (as [`parameter`] numbers them): the `N`
 /// values from `N * p` along a row, or channel `p`'s value broadcast.
 #[cube]
-fn parameters<F: Float, N: Size>(
+pub fn parameters<F: Float, N: Size>(
     params: &Tensor<F>,
     p: usize,
     #[comptime] layout: Layout,
@@ -553,7 +553,7 @@ fn parameters<F: Float, N: Size>(
 
 /// `xhat * gamma + beta` with the parameters of vector `p`.
 #[cube]
-fn affine<F: Float, N: Size>(
+pub fn affine<F: Float, N: Size>(
     xhat: Vector<F, N>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
@@ -574,7 +574,7 @@ fn affine<F: Float, N: Size>(
 
 /// `dy * gamma` with the parameters of vector `p` (`dy` without gamma).
 #[cube]
-fn weighted<F: Float, N: Size>(
+pub fn weighted<F: Float, N: Size>(
     d: Vector<F, N>,
     gamma: &Tensor<F>,
     p: usize,
@@ -1025,12 +1025,15 @@ pub fn channel_parameter_grads<F: Float, N: Size>(
 }
 
 /// Stage one of the row-wise `dgamma = Σ dy * xhat`, `dbeta = Σ dy` (sums
-/// over rows, one value per column): unit `j` of block `b` sums the `N`
+/// over rows, one value per column): unit `j` (of the cubes numbered
+/// `y * CUBE_COUNT_X + x`) of block `b` (cube `z`) sums the `N`
 /// columns of vector `j` over rows `b * rows_per_block ..`, reading
 /// consecutive vectors across units (coalesced); cubes of
-/// [`MAX_CUBE_SIZE`] units; `s_vectors = s / N`. Writes `[blocks, s]`
-/// partial sums. The launch takes `N = 1` unless told otherwise (see
-/// `row_sum_vector` in `cube.rs`).
+/// [`MAX_CUBE_SIZE`] units; `s_vectors = s / N`. Row `r`'s shift and
+/// shifted mean are `centers[r * stride]` and the value after it
+/// ([`normalize_backward`]'s centres, or the blocks' coefficients). Writes
+/// `[blocks, s]` partial sums. The launch takes `N = 1` unless told
+/// otherwise (see `row_sum_vector` in `cube.rs`).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn row_parameter_grads<F: Float, N: Size>(
@@ -1043,14 +1046,15 @@ pub fn row_parameter_grads<F: Float, N: Size>(
     rows: u32,
     s_vectors: u32,
     rows_per_block: u32,
+    stride: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let j = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
     let s = s_vectors as usize;
     if j >= s {
         terminate!();
     }
-    let block = CUBE_POS_Y as usize;
+    let block = CUBE_POS_Z as usize;
     let first = block * rows_per_block as usize;
     let mut last = first + rows_per_block as usize;
     if last > rows as usize {
@@ -1061,7 +1065,8 @@ pub fn row_parameter_grads<F: Float, N: Size>(
     for row in first..last {
         let i = row * s + j;
         let d = dy[i];
-        let centred = (x[i] - Vector::new(centers[2 * row])) - Vector::new(centers[2 * row + 1]);
+        let at = row * stride as usize;
+        let centred = (x[i] - Vector::new(centers[at])) - Vector::new(centers[at + 1]);
         acc_gamma += d * (centred * Vector::new(rstd[row]));
         acc_beta += d;
     }
@@ -1069,23 +1074,34 @@ pub fn row_parameter_grads<F: Float, N: Size>(
     dbeta[block * s + j] = acc_beta;
 }
 
-/// Columns per cube of [`column_sums`] (a plane's width of consecutive
-/// columns, so that each row of a tile is one coalesced read).
-pub const SUM_COLUMNS: u32 = 32;
-
-/// Units per column of [`column_sums`], each over every
-/// `SUM_LANES`-th block.
+/// Units per column of [`column_sums`] where the partial sums have more
+/// rows than this, each over every `SUM_LANES`-th row.
 pub const SUM_LANES: u32 = 8;
+
+/// Units per column of [`column_sums`] for `rows` rows of partial sums:
+/// [`SUM_LANES`], or one where no lane would add more than one row (a
+/// LayerNorm over rows of 2,097,152 values has one row of partial sums
+/// per 64 rows; lanes and a barrier for each 32 columns made 131,072
+/// cubes, and lavapipe took 350 ms for the backward).
+pub fn sum_lanes(rows: usize) -> u32 {
+    if rows <= SUM_LANES as usize {
+        1
+    } else {
+        SUM_LANES
+    }
+}
 
 /// Stage two: `dgamma[j] = Σ_b partial_gamma[b, j]`, and `dbeta` from
 /// `partial_beta` the same way, over the `blocks` rows of the partial
-/// sums (`[blocks, s]`). One launch takes both (cubes `(x, 0)` gamma's,
-/// `(x, 1)` beta's): on wgpu every launch is a task for CubeCL's server
-/// thread, a fixed cost that small shapes measure. A cube of
-/// `SUM_COLUMNS x SUM_LANES` units takes `SUM_COLUMNS` columns; its lanes
-/// split the blocks and meet in shared memory, so that no unit walks all
-/// the blocks alone.
+/// sums (`[blocks, s]`). One launch takes both (cubes `(x, y, 0)` gamma's,
+/// `(x, y, 1)` beta's, tile `y * CUBE_COUNT_X + x` of columns): on wgpu
+/// every launch is a task for CubeCL's server thread, a fixed cost that
+/// small shapes measure. A cube of [`MAX_CUBE_SIZE`] units takes
+/// `MAX_CUBE_SIZE / lanes` consecutive columns (a coalesced read per row);
+/// with `lanes` ([`sum_lanes`]) units per column they split the rows and
+/// meet in shared memory, so that no unit walks all the rows alone.
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 pub fn column_sums<F: Float>(
     partial_gamma: &Tensor<F>,
     partial_beta: &Tensor<F>,
@@ -1093,17 +1109,18 @@ pub fn column_sums<F: Float>(
     dbeta: &mut Tensor<F>,
     blocks: u32,
     s: u32,
+    #[comptime] lanes: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let columns = SUM_COLUMNS as usize;
+    let columns = comptime!((MAX_CUBE_SIZE / lanes) as usize);
     let (column, lane) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
-    let j = CUBE_POS_X as usize * columns + column;
+    let tile = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let j = tile * columns + column;
     let s = s as usize;
-    let beta = CUBE_POS_Y == 1;
-    let mut scratch = Shared::new_slice(comptime!((SUM_COLUMNS * SUM_LANES) as usize));
+    let beta = CUBE_POS_Z == 1;
     let mut total = F::new(0.0_f32);
     if j < s {
-        for b in range_stepped(lane, blocks as usize, SUM_LANES as usize) {
+        for b in range_stepped(lane, blocks as usize, lanes as usize) {
             if beta {
                 total += partial_beta[b * s + j];
             } else {
@@ -1111,18 +1128,23 @@ pub fn column_sums<F: Float>(
             }
         }
     }
-    scratch[lane * columns + column] = total;
-    sync_cube();
-    if lane == 0 && j < s {
-        let mut sum = F::new(0.0_f32);
-        #[unroll]
-        for l in 0..SUM_LANES as usize {
-            sum += scratch[l * columns + column];
+    if comptime!(lanes > 1) {
+        let mut scratch = Shared::new_slice(comptime!(MAX_CUBE_SIZE as usize));
+        scratch[lane * columns + column] = total;
+        sync_cube();
+        if lane == 0 {
+            total = F::new(0.0_f32);
+            #[unroll]
+            for l in 0..lanes as usize {
+                total += scratch[l * columns + column];
+            }
         }
+    }
+    if lane == 0 && j < s {
         if beta {
-            dbeta[j] = sum;
+            dbeta[j] = total;
         } else {
-            dgamma[j] = sum;
+            dgamma[j] = total;
         }
     }
 }
