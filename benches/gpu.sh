@@ -40,7 +40,8 @@
 #   burn-norm's backward with its second pass (BURN_NORM_ONE_PASS=0),
 #   alone and with its row sums over vectors (BURN_NORM_ROW_SUM_VECTORS=1),
 #   holding 8 vectors per unit instead of 16 (BURN_NORM_BACKWARD_HELD=8),
-#   and the older build; then groups too long to hold (--long-groups) in
+#   and the older build; then groups too long to hold (--long-groups:
+#   GroupNorm, InstanceNorm, and LayerNorm over rows of 2,097,152 values) in
 #   blocks as built, in smaller blocks (BURN_NORM_BLOCK_CUBES=1024) and
 #   streamed (BURN_NORM_GROUP_BLOCKS=0), with PyTorch.
 # (Both reduction paths were timed on an H100 on 2026-11-27, level within
@@ -134,7 +135,7 @@ if want steady; then
     echo "## burn-norm, the older build, 100 layers per read-back"
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
-  echo "## groups too long to hold, in blocks (as built, then BURN_NORM_BLOCK_CUBES=1024), then streamed, 100 layers per read-back"
+  echo "## groups and rows too long to hold, in blocks (as built, then BURN_NORM_BLOCK_CUBES=1024), then streamed, 100 layers per read-back"
   long() { timeout 150 python3 benches/compare.py --device wgpu --large --long-groups --only "[8, " --torch-rows /tmp/torch-rows-long.json --chain 100 "$@"; }
   long --bin "$bin/norm" --label "blocks"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
