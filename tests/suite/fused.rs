@@ -183,6 +183,13 @@ fn fused_layer_norm_matches_the_composed_path() {
             LayerNormConfig::new(16_404).with_elementwise_affine(false),
             [1, 2, 16_404],
         ),
+        // On the CPU, rows of 32,768 values or more go backward by tiles of
+        // columns (the last tile here partial).
+        (
+            "rows by columns",
+            LayerNormConfig::new(40_000),
+            [1, 3, 40_000],
+        ),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
         ("many rows", LayerNormConfig::new(3), [7, 10_001, 3]),
@@ -337,6 +344,11 @@ fn fused_rms_norm_matches_the_composed_path() {
             "rows in blocks, no affine",
             RmsNormConfig::new(16_402).with_elementwise_affine(false),
             [2, 1, 16_402],
+        ),
+        (
+            "rows by columns",
+            RmsNormConfig::new(40_000),
+            [1, 3, 40_000],
         ),
         ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
     ];

@@ -1,6 +1,7 @@
 //! The backward pass: each group's sums and parameter gradients, then `dx`.
 
 use super::chunks::for_each_chunk;
+use super::long_rows;
 use super::real::Real;
 use super::shared::{Shared, written};
 use super::sums::{RowTerms, sum, sum2};
@@ -41,21 +42,42 @@ struct Partials<T> {
 
 /// What the first pass over a group leaves for the second.
 #[derive(Clone, Copy)]
-struct GroupSums<T> {
+pub(super) struct GroupSums<T> {
     /// The group's shift and mean of `x - shift` ([`group_mean`]).
-    shift: T,
-    m: T,
+    pub shift: T,
+    pub m: T,
     /// The group's `rstd`.
-    r: T,
+    pub r: T,
     /// `mean(g)` (0 without centering) and `mean(g * xhat)`.
     mean_g: T,
     mean_gx: T,
 }
 
 impl<T: Real> GroupSums<T> {
+    /// A group's sums from `Σ g` and `Σ g * xhat` over its `size` values.
+    #[inline(always)]
+    pub(super) fn new(
+        (shift, m, r): (T, T, T),
+        (sum_g, sum_gx): (T, T),
+        size: T,
+        centering: Centering,
+    ) -> Self {
+        GroupSums {
+            shift,
+            m,
+            r,
+            mean_g: match centering {
+                Centering::Mean => sum_g / size,
+                // Without centering the output does not depend on the mean.
+                Centering::None => T::ZERO,
+            },
+            mean_gx: sum_gx / size,
+        }
+    }
+
     /// `dx` of value `v` with upstream gradient `d` and weight `w`.
     #[inline(always)]
-    fn dx(&self, v: T, d: T, w: T) -> T {
+    pub(super) fn dx(&self, v: T, d: T, w: T) -> T {
         let h = ((v - self.shift) - self.m) * self.r;
         self.r * ((d * w - self.mean_g) - h * self.mean_gx)
     }
@@ -140,7 +162,7 @@ impl<T: Real> GroupPass for Backward<'_, T> {
 
 /// Adds a block's sums to the f64 sums and clears them for the next block.
 #[inline(always)]
-fn drain<T: Real>(block: &mut [T], total: &mut [f64]) {
+pub(super) fn drain<T: Real>(block: &mut [T], total: &mut [f64]) {
     for (part, total) in block.iter_mut().zip(total) {
         *total += part.to_f64();
         *part = T::ZERO;
@@ -218,17 +240,12 @@ impl<T: Real> Backward<'_, T> {
     /// A group's [`GroupSums`] from `Σ g` and `Σ g * xhat`.
     #[inline(always)]
     fn group_sums(&self, shift: T, m: T, r: T, sum_g: T, sum_gx: T) -> GroupSums<T> {
-        GroupSums {
-            shift,
-            m,
-            r,
-            mean_g: match self.groups.layout.centering {
-                Centering::Mean => sum_g / self.size,
-                // Without centering the output does not depend on the mean.
-                Centering::None => T::ZERO,
-            },
-            mean_gx: sum_gx / self.size,
-        }
+        GroupSums::new(
+            (shift, m, r),
+            (sum_g, sum_gx),
+            self.size,
+            self.groups.layout.centering,
+        )
     }
 
     /// Pass 2 over row `g`: `dx`, each value written after its `dy` was
@@ -350,6 +367,9 @@ pub fn backward_in_place<T: Real>(
     unsafe { backward_raw(x, groups, rstd, gamma, ptr as *const T, ptr) }
 }
 
+/// The backward's schedule: rows long enough for [`long_rows`] by tiles of
+/// columns, every other layout by groups.
+///
 /// # Safety
 /// `dy` and `dx` point to `x.len()` values each; they are either the same
 /// buffer or disjoint.
@@ -364,6 +384,27 @@ unsafe fn backward_raw<T: Real>(
     let Groups { n, c, s, .. } = groups;
     assert!(x.len() == n * c * s && rstd.len() == groups.count());
     assert!(gamma.is_none_or(|v| v.len() == groups.params()));
+    // SAFETY (both): the caller's promise, passed on.
+    if along_row(&groups) && long_rows::takes(&groups) {
+        unsafe { long_rows::backward(x, groups, rstd, gamma, dy, dx) }
+    } else {
+        unsafe { by_groups(x, groups, rstd, gamma, dy, dx) }
+    }
+}
+
+/// [`backward_raw`] with each group in one task, its parameter-gradient
+/// terms added to that task's sums.
+///
+/// # Safety
+/// As [`backward_raw`].
+unsafe fn by_groups<T: Real>(
+    x: &[T],
+    groups: Groups,
+    rstd: &[T],
+    gamma: Option<&[T]>,
+    dy: *const T,
+    dx: *mut T,
+) -> (Vec<T>, Vec<T>) {
     let pass = Backward {
         x,
         groups,
@@ -387,8 +428,12 @@ unsafe fn backward_raw<T: Real>(
         },
         |state, chunk| simd(&pass, state, chunk),
     );
-    let (mut dgamma, mut dbeta) = (vec![0.0f64; p], vec![0.0f64; p]);
-    for part in partial {
+    // Added into the first task's sums: no new buffers (fresh pages cost
+    // more than the additions for long rows' parameters).
+    let mut parts = partial.into_iter();
+    let first = parts.next().expect("the calling thread's sums");
+    let (mut dgamma, mut dbeta) = (first.dgamma, first.dbeta);
+    for part in parts {
         dgamma
             .iter_mut()
             .zip(part.dgamma)
@@ -571,12 +616,13 @@ mod tests {
     }
 
     /// The parameter gradients of many short rows (blocks of eight, and a
-    /// last one of three) and of a few long ones (each row straight into
-    /// the f64 sums), against f64 sums of the same terms; and the same bits
-    /// on every run, whichever thread takes which rows.
+    /// last one of three), of a few long ones (each row straight into the
+    /// f64 sums) and of rows long enough to go by tiles of columns (the
+    /// last tile partial), against f64 sums of the same terms; and the same
+    /// bits on every run, whichever thread takes which rows or tiles.
     #[test]
     fn parameter_gradients_match_f64_and_do_not_depend_on_the_schedule() {
-        for (rows, d) in [(4099usize, 64usize), (5, 4096)] {
+        for (rows, d) in [(4099usize, 64usize), (5, 4096), (3, 40_000)] {
             let groups = groups([1, 1, rows, d], Layout::LAYER);
             let x: Vec<f32> = (0..rows * d)
                 .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 20.0)
@@ -681,6 +727,58 @@ mod tests {
                     "{layout:?} {shape:?}: {isa:?} differs from {:?}",
                     results[0].0
                 );
+            }
+        }
+    }
+
+    /// Long rows by tiles of columns against the same rows by groups: the
+    /// same formulas, summed in another order (a row's mean and sums over
+    /// its tiles), so within f32 rounding; with and without centering and
+    /// gamma, one row and several, a partial last tile, and `dx` written
+    /// over `dy` giving the same bits.
+    #[test]
+    fn long_rows_by_columns_match_them_by_groups() {
+        for (rows, d) in [(1usize, 70_001usize), (3, 40_000)] {
+            for layout in [Layout::LAYER, Layout::RMS] {
+                let groups = groups([1, 1, rows, d], layout);
+                assert!(long_rows::takes(&groups));
+                let x: Vec<f32> = (0..rows * d)
+                    .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 20.0)
+                    .collect();
+                let dy: Vec<f32> = (0..rows * d).map(|i| ((i as f32) * 1.3).cos()).collect();
+                let w: Vec<f32> = (0..d).map(|i| 0.5 + (i % 97) as f32 * 0.01).collect();
+                for gamma in [Some(&w[..]), None] {
+                    let (_, stats) = forward(&x, groups, gamma, None, 1e-5);
+                    let (dx, dgamma, dbeta) = backward(&x, groups, &stats.rstd, gamma, &dy);
+                    let mut by_rows = vec![0.0f32; x.len()];
+                    // SAFETY: `dy` and `by_rows` are disjoint, `x.len()` each.
+                    let (want_g, want_b) = unsafe {
+                        by_groups(
+                            &x,
+                            groups,
+                            &stats.rstd,
+                            gamma,
+                            dy.as_ptr(),
+                            by_rows.as_mut_ptr(),
+                        )
+                    };
+                    let what = format!("{rows}x{d} {layout:?} gamma {}", gamma.is_some());
+                    let close = |a: &[f32], b: &[f32], tol: f32, name: &str| {
+                        for (j, (a, b)) in a.iter().zip(b).enumerate() {
+                            assert!(
+                                (a - b).abs() <= tol * (1.0 + b.abs()),
+                                "{what} {name}[{j}]: {a} vs {b}"
+                            );
+                        }
+                    };
+                    close(&dx, &by_rows, 2e-5, "dx");
+                    close(&dgamma, &want_g, 1e-5, "dgamma");
+                    close(&dbeta, &want_b, 1e-6, "dbeta");
+                    let mut dy_dx = dy.clone();
+                    let in_place = backward_in_place(&x, groups, &stats.rstd, gamma, &mut dy_dx);
+                    assert_eq!(dx, dy_dx, "{what}");
+                    assert_eq!((dgamma, dbeta), in_place, "{what}");
+                }
             }
         }
     }

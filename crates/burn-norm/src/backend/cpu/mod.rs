@@ -15,12 +15,14 @@
 //! sets ([`isa`]), the sums (generic in [`sums`], AVX2 and AVX-512 in
 //! [`sums_x86`]), the forward over whole rows in AVX2 and AVX-512
 //! ([`rows_x86`]), the buffers that many tasks write ([`shared`]), the
-//! [`forward`] and the [`backward`] passes.
+//! [`forward`] and the [`backward`] passes, and the backward of long rows
+//! by columns ([`long_rows`]).
 
 mod backward;
 mod chunks;
 mod forward;
 mod isa;
+mod long_rows;
 mod real;
 mod rows_x86;
 mod shared;
