@@ -184,11 +184,17 @@ fn fused_layer_norm_matches_the_composed_path() {
             [1, 2, 16_404],
         ),
         // On the CPU, rows of 32,768 values or more go backward by tiles of
-        // columns (the last tile here partial).
+        // columns (the last tile here partial), and forward too where they
+        // are fewer than the threads (one row).
         (
             "rows by columns",
             LayerNormConfig::new(40_000),
             [1, 3, 40_000],
+        ),
+        (
+            "one row by columns",
+            LayerNormConfig::new(40_000),
+            [1, 1, 40_000],
         ),
         // More than 65,535 rows: a second grid dimension on the GPU, and
         // more than one block of the column sums.
@@ -349,6 +355,11 @@ fn fused_rms_norm_matches_the_composed_path() {
             "rows by columns",
             RmsNormConfig::new(40_000),
             [1, 3, 40_000],
+        ),
+        (
+            "one row by columns",
+            RmsNormConfig::new(40_000),
+            [1, 1, 40_000],
         ),
         ("many rows", RmsNormConfig::new(3), [7, 10_001, 3]),
     ];

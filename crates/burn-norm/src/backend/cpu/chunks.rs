@@ -220,6 +220,11 @@ pub struct Chunking {
     pub align: usize,
 }
 
+/// Threads a call may use: the calling thread and its helpers.
+pub fn threads() -> usize {
+    Team::get().size + 1
+}
+
 /// Runs `work(state, chunk)` for consecutive chunks covering `0..count` as
 /// `chunking` says, each index once, on the calling thread and on the
 /// helpers that join before the work runs out. Each participating thread

@@ -1,6 +1,7 @@
 //! The forward pass: each group's statistics, then its output.
 
 use super::chunks::for_each_chunk;
+use super::long_rows;
 use super::real::Real;
 use super::rows_x86::SHORT;
 use super::shared::{Shared, written};
@@ -333,6 +334,9 @@ fn forward_into<T: Real>(
         gamma.is_none_or(|v| v.len() == groups.params())
             && beta.is_none_or(|v| v.len() == groups.params())
     );
+    if along_row(&groups) && long_rows::forward_takes(&groups) {
+        return long_rows::forward(x, groups, gamma, beta, epsilon, y);
+    }
     let k = groups.count();
     let (mut mean, mut var, mut rstd) = (
         Vec::with_capacity(k),

@@ -1,4 +1,5 @@
-//! The backward of LayerNorm's and RMSNorm's long rows, split by columns.
+//! LayerNorm's and RMSNorm's long rows, split by columns: their backward,
+//! and their forward where they are fewer than the threads.
 //!
 //! Split by rows ([`backward`](super::backward)'s schedule), each thread
 //! keeps sums of the parameter gradients as long as a row, and the threads'
@@ -10,18 +11,24 @@
 //! a tile's parameter gradients are that task's alone to write, and each
 //! row's sums are added over its tiles in tile order, whatever the schedule.
 //!
-//! The passes are the row schedule's three, over tiles: the rows' means
-//! (where the layout centers), the rows' `Σ g` and `Σ g xhat` together with
-//! the parameter gradients' terms (each row's added to f64 sums, as long
-//! rows' are), then `dx`.
+//! The passes are the row schedule's three, over tiles: backward, the
+//! rows' means (where the layout centers), the rows' `Σ g` and `Σ g xhat`
+//! together with the parameter gradients' terms (each row's added to f64
+//! sums, as long rows' are), then `dx`; forward, the means, the sums of
+//! squares around them, then `y`. A forward by groups reads a row three
+//! times from L2 where a thread has one; by tiles it streams the input from
+//! memory for each pass, so it goes by tiles only where rows are too few to
+//! give every thread one.
 
 use super::backward::{GroupSums, drain};
-use super::chunks::{Chunking, for_each_chunk};
+use super::chunks::{Chunking, for_each_chunk, threads};
+use super::forward::{RowOutput, Statistics, write_values};
 use super::real::Real;
 use super::shared::Shared;
 use super::sums::RowTerms;
 use super::{CHUNK_VALUES, GroupPass, simd};
 use crate::backend::layout::{Centering, Groups};
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Values per row of a tile: the tile's `x`, `dy`, `dx` and weights of one
@@ -37,11 +44,21 @@ pub fn takes(groups: &Groups) -> bool {
     groups.s >= LONG_ROW_VALUES
 }
 
+/// Whether `groups` (rows) take [`forward`]: long rows, fewer than the
+/// threads.
+pub fn forward_takes(groups: &Groups) -> bool {
+    takes(groups) && groups.count() < threads()
+}
+
 /// Which pass a [`Tiles`] runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// Each row's `Σ (x - shift)` over the tile.
     Means,
+    /// Each row's `Σ ((x - shift) - m)²` over the tile.
+    Squares,
+    /// `y`.
+    Outputs,
     /// Each row's `Σ g`, `Σ g xhat` over the tile, and the tile's
     /// parameter gradients.
     Sums,
@@ -56,14 +73,15 @@ struct Tiles<'a, T> {
     x: &'a [T],
     groups: Groups,
     gamma: Option<&'a [T]>,
+    beta: Option<&'a [T]>,
     /// Per row: its statistics, and after [`Stage::Sums`] its sums.
     rows: &'a [GroupSums<T>],
-    /// `dy`, and `dx` (the same buffer when written in place).
+    /// `dy`, and `dx` (the same buffer when written in place); `y`.
     input: Shared<T>,
     out: Shared<T>,
     in_place: bool,
     /// Per row and tile (`row * tiles + tile`): `Σ (x - shift)` (means),
-    /// or `Σ g` and `Σ g xhat` (sums).
+    /// `Σ ((x - shift) - m)²` (squares), or `Σ g` and `Σ g xhat` (sums).
     parts: [Shared<T>; 2],
     /// The parameter gradients, `[s]` each.
     dgamma: Shared<T>,
@@ -144,6 +162,20 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
                     Stage::Means => unsafe {
                         self.parts[0].write(part, T::centered_sum(x, sums.shift, T::ZERO, false));
                     },
+                    Stage::Squares => unsafe {
+                        self.parts[0].write(part, T::centered_sum(x, sums.shift, sums.m, true));
+                    },
+                    Stage::Outputs => {
+                        let row = RowOutput {
+                            x,
+                            shift: sums.shift,
+                            m: sums.m,
+                            r: sums.r,
+                            gamma: self.gamma.map(|w| &w[cols.clone()]),
+                            beta: self.beta.map(|b| &b[cols.clone()]),
+                        };
+                        write_values(unsafe { self.out.range_uninit(at, len) }, &row);
+                    }
                     Stage::Sums => {
                         let terms = RowTerms {
                             x,
@@ -204,6 +236,119 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
     }
 }
 
+impl<'a, T: Real> Tiles<'a, T> {
+    /// Runs `stage` over every tile, with the rows' statistics `rows`.
+    fn run_stage(self, stage: Stage, rows: &'a [GroupSums<T>]) {
+        let pass = Tiles {
+            stage,
+            rows,
+            ..self
+        };
+        let chunking = Chunking {
+            count: pass.tiles(),
+            min: CHUNK_VALUES
+                .div_ceil(pass.groups.count().max(1) * TILE_VALUES)
+                .max(1),
+            align: 1,
+        };
+        for_each_chunk(chunking, TileState::new, |state, chunk| {
+            simd(&pass, state, chunk)
+        });
+    }
+}
+
+/// Row `row`'s total of its tiles' partial sums `part`, in tile order, in
+/// f64.
+fn total<T: Real>(part: &[T], row: usize, tiles: usize) -> T {
+    let sum: f64 = part[row * tiles..(row + 1) * tiles]
+        .iter()
+        .map(|v| v.to_f64())
+        .sum();
+    T::from_f64(sum)
+}
+
+/// Each row's shift (its first value, or 0 where the layout does not
+/// center) and `rstd`, the rest of its statistics to come.
+fn starts<T: Real>(x: &[T], groups: &Groups, rstd: impl Fn(usize) -> T) -> Vec<GroupSums<T>> {
+    let (s, centering) = (groups.s, groups.layout.centering);
+    let size = T::from_f64(s as f64);
+    (0..groups.count())
+        .map(|row| {
+            let shift = match centering {
+                Centering::Mean => x[row * s],
+                Centering::None => T::ZERO,
+            };
+            GroupSums::new(
+                (shift, T::ZERO, rstd(row)),
+                (T::ZERO, T::ZERO),
+                size,
+                centering,
+            )
+        })
+        .collect()
+}
+
+/// The rows' means where the layout centers ([`Stage::Means`]), into
+/// `rows`.
+fn means<'a, T: Real>(template: Tiles<'a, T>, rows: &mut [GroupSums<T>], part: &[T]) {
+    if template.groups.layout.centering == Centering::Mean {
+        template.run_stage(Stage::Means, rows);
+        let (tiles, size) = (template.tiles(), T::from_f64(template.groups.s as f64));
+        for (row, sums) in rows.iter_mut().enumerate() {
+            sums.m = total(part, row, tiles) / size;
+        }
+    }
+}
+
+/// The forward of rows that [`forward_takes`] takes, into `y` (every value
+/// written); the formulas and the statistics are
+/// [`forward`](super::forward)'s.
+pub fn forward<T: Real>(
+    x: &[T],
+    groups: Groups,
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    epsilon: f64,
+    y: &mut [MaybeUninit<T>],
+) -> Statistics<T> {
+    let (rows, s) = (groups.count(), groups.s);
+    let tiles = s.div_ceil(TILE_VALUES);
+    let mut part = vec![T::ZERO; rows * tiles];
+    let template = Tiles {
+        stage: Stage::Means,
+        x,
+        groups,
+        gamma,
+        beta,
+        rows: &[],
+        input: Shared(std::ptr::null_mut(), 0),
+        out: Shared(y.as_mut_ptr().cast(), y.len()),
+        in_place: false,
+        parts: [
+            Shared(part.as_mut_ptr(), part.len()),
+            Shared(std::ptr::null_mut(), 0),
+        ],
+        dgamma: Shared(std::ptr::null_mut(), 0),
+        dbeta: Shared(std::ptr::null_mut(), 0),
+    };
+    let mut stats = starts(x, &groups, |_| T::ZERO);
+    means(template, &mut stats, &part);
+    template.run_stage(Stage::Squares, &stats);
+    let (size, eps) = (T::from_f64(s as f64), T::from_f64(epsilon));
+    let var: Vec<T> = (0..rows)
+        .map(|row| total(&part, row, tiles) / size)
+        .collect();
+    for (sums, &var) in stats.iter_mut().zip(&var) {
+        sums.r = T::ONE / (var + eps).sqrt();
+    }
+    template.run_stage(Stage::Outputs, &stats);
+    Statistics {
+        mean: stats.iter().map(|r| r.shift + r.m).collect(),
+        var,
+        rstd: stats.iter().map(|r| r.r).collect(),
+    }
+}
+
 /// The backward of rows that [`takes`] takes: writes `dx` (over `dy` where
 /// they are the same buffer) and returns `dgamma`, `dbeta`; the formulas
 /// are [`backward`](super::backward)'s.
@@ -220,77 +365,107 @@ pub unsafe fn backward<T: Real>(
     dx: *mut T,
 ) -> (Vec<T>, Vec<T>) {
     let (rows, s) = (groups.count(), groups.s);
-    let size = T::from_f64(s as f64);
     let tiles = s.div_ceil(TILE_VALUES);
     let mut parts = [vec![T::ZERO; rows * tiles], vec![T::ZERO; rows * tiles]];
     let (mut dgamma, mut dbeta) = (vec![T::ZERO; s], vec![T::ZERO; s]);
-    let centering = groups.layout.centering;
-    // Shift, mean and `rstd` per row; the sums come after the means.
-    let mut sums: Vec<GroupSums<T>> = (0..rows)
-        .map(|row| {
-            let shift = match centering {
-                Centering::Mean => x[row * s],
-                Centering::None => T::ZERO,
-            };
-            GroupSums::new(
-                (shift, T::ZERO, rstd[row]),
-                (T::ZERO, T::ZERO),
-                size,
-                centering,
-            )
-        })
-        .collect();
-    let run = |stage,
-               sums: &[GroupSums<T>],
-               parts: &mut [Vec<T>; 2],
-               dgamma: &mut [T],
-               dbeta: &mut [T]| {
-        let [a, b] = parts.each_mut().map(|p| Shared(p.as_mut_ptr(), p.len()));
-        let pass = Tiles {
-            stage,
-            x,
-            groups,
-            gamma,
-            rows: sums,
-            input: Shared(dy as *mut T, x.len()),
-            out: Shared(dx, x.len()),
-            in_place: std::ptr::eq(dy, dx),
-            parts: [a, b],
-            dgamma: Shared(dgamma.as_mut_ptr(), s),
-            dbeta: Shared(dbeta.as_mut_ptr(), s),
-        };
-        let chunking = Chunking {
-            count: tiles,
-            min: CHUNK_VALUES.div_ceil(rows * TILE_VALUES).max(1),
-            align: 1,
-        };
-        for_each_chunk(chunking, TileState::new, |state, chunk| {
-            simd(&pass, state, chunk)
-        });
+    let [a, b] = parts.each_mut().map(|p| Shared(p.as_mut_ptr(), p.len()));
+    let template = Tiles {
+        stage: Stage::Means,
+        x,
+        groups,
+        gamma,
+        beta: None,
+        rows: &[],
+        input: Shared(dy as *mut T, x.len()),
+        out: Shared(dx, x.len()),
+        in_place: std::ptr::eq(dy, dx),
+        parts: [a, b],
+        dgamma: Shared(dgamma.as_mut_ptr(), s),
+        dbeta: Shared(dbeta.as_mut_ptr(), s),
     };
-    // The row's sums over its tiles, in tile order, in f64.
-    let total = |part: &[T], row: usize| {
-        let sum: f64 = part[row * tiles..(row + 1) * tiles]
-            .iter()
-            .map(|v| v.to_f64())
-            .sum();
-        T::from_f64(sum)
-    };
-    if centering == Centering::Mean {
-        run(Stage::Means, &sums, &mut parts, &mut dgamma, &mut dbeta);
-        for (row, sums) in sums.iter_mut().enumerate() {
-            sums.m = total(&parts[0], row) / size;
-        }
-    }
-    run(Stage::Sums, &sums, &mut parts, &mut dgamma, &mut dbeta);
+    let mut sums = starts(x, &groups, |row| rstd[row]);
+    means(template, &mut sums, &parts[0]);
+    template.run_stage(Stage::Sums, &sums);
+    let size = T::from_f64(s as f64);
     for (row, sums) in sums.iter_mut().enumerate() {
         *sums = GroupSums::new(
             (sums.shift, sums.m, sums.r),
-            (total(&parts[0], row), total(&parts[1], row)),
+            (total(&parts[0], row, tiles), total(&parts[1], row, tiles)),
             size,
-            centering,
+            groups.layout.centering,
         );
     }
-    run(Stage::Gradients, &sums, &mut parts, &mut dgamma, &mut dbeta);
+    template.run_stage(Stage::Gradients, &sums);
     (dgamma, dbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::layout::Layout;
+
+    /// The forward by tiles against f64 statistics of the data: rows with a
+    /// large mean and a small spread (the shift keeps their digits), one
+    /// row and two, a partial last tile, with and without centering; and
+    /// the same bits on every run, whichever thread takes which tiles.
+    #[test]
+    fn forward_by_columns_matches_f64() {
+        for (rows, d) in [(1usize, 70_001usize), (2, 40_000)] {
+            for layout in [Layout::LAYER, Layout::RMS] {
+                let groups = Groups::of(&[rows, 1, 1, d], layout);
+                let x: Vec<f32> = (0..rows * d)
+                    .map(|i| ((i as f32) * 0.37).sin() * 0.01 + 1e3)
+                    .collect();
+                let w: Vec<f32> = (0..d).map(|i| 0.5 + (i % 97) as f32 * 0.01).collect();
+                let b: Vec<f32> = (0..d).map(|i| 0.25 - (i % 89) as f32 * 0.01).collect();
+                let run = || {
+                    let mut y = vec![MaybeUninit::<f32>::uninit(); x.len()];
+                    let stats = forward(&x, groups, Some(&w), Some(&b), 1e-5, &mut y);
+                    // SAFETY: `forward` writes every value.
+                    let y: Vec<f32> = y.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+                    (y, stats)
+                };
+                let (y, stats) = run();
+                let what = format!("{rows}x{d} {layout:?}");
+                for (row, values) in x.chunks(d).enumerate() {
+                    let n = d as f64;
+                    let mean = match layout.centering {
+                        Centering::Mean => values.iter().map(|&v| v as f64).sum::<f64>() / n,
+                        Centering::None => 0.0,
+                    };
+                    let var = values
+                        .iter()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / n;
+                    let rstd = 1.0 / (var + 1e-5).sqrt();
+                    let rel = |a: f32, e: f64| (a as f64 - e).abs() / e.abs().max(1e-30);
+                    assert!(
+                        rel(stats.mean[row], mean) <= 1e-6 || mean == 0.0,
+                        "{what} mean"
+                    );
+                    assert!(
+                        rel(stats.var[row], var) <= 1e-4,
+                        "{what} var {} vs {var}",
+                        stats.var[row]
+                    );
+                    assert!(rel(stats.rstd[row], rstd) <= 1e-4, "{what} rstd");
+                    for (j, &v) in values.iter().enumerate() {
+                        let want = (v as f64 - mean) * rstd * w[j] as f64 + b[j] as f64;
+                        let got = y[row * d + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "{what} y[{row}, {j}]: {got} vs {want}"
+                        );
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                for _ in 0..5 {
+                    let (again, again_stats) = run();
+                    assert_eq!(bits(&again), bits(&y), "{what}");
+                    assert_eq!(bits(&again_stats.var), bits(&stats.var), "{what}");
+                }
+            }
+        }
+    }
 }
