@@ -248,31 +248,19 @@ impl<T: Real> Backward<'_, T> {
         )
     }
 
-    /// Pass 2 over row `g`: `dx`, each value written after its `dy` was
-    /// read.
+    /// Pass 2 over row `g`: `dx`.
     #[inline(always)]
     fn write_row(&self, g: usize, sums: &GroupSums<T>, w: &[T]) {
         let s = self.groups.s;
-        let (begin, values) = (g * s, &self.x[g * s..(g + 1) * s]);
-        if self.in_place {
-            // SAFETY: the rows of distinct groups are disjoint.
-            let dx = unsafe { self.out.range(begin, s) };
-            for ((slot, &v), &w) in dx.iter_mut().zip(values).zip(w) {
-                *slot = sums.dx(v, *slot, w);
-            }
-        } else {
-            // SAFETY: disjoint rows, and `dy` is a different buffer from
-            // `dx` here.
-            let (dx, dy) = unsafe {
-                (
-                    self.out.range_uninit(begin, s),
-                    self.input.range(begin, s) as &[T],
-                )
-            };
-            for (((slot, &v), &d), &w) in dx.iter_mut().zip(values).zip(dy).zip(w) {
-                slot.write(sums.dx(v, d, w));
-            }
-        }
+        let span = DxSpan {
+            x: &self.x[g * s..(g + 1) * s],
+            begin: g * s,
+            input: self.input,
+            out: self.out,
+            in_place: self.in_place,
+        };
+        // SAFETY: the rows of distinct groups are disjoint.
+        unsafe { span.write(sums, w) }
     }
 
     /// Pass 2 over channel group `g`, in runs of one weight per channel.
@@ -309,6 +297,48 @@ impl<T: Real> Backward<'_, T> {
                         slot.write(sums.dx(v, d, w));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A contiguous run of one group's values and where its `dx` goes.
+pub(super) struct DxSpan<'a, T> {
+    /// The run's `x`, from `begin` of the input.
+    pub x: &'a [T],
+    pub begin: usize,
+    /// `dy`, and `dx` (the same buffer when `in_place`).
+    pub input: Shared<T>,
+    pub out: Shared<T>,
+    pub in_place: bool,
+}
+
+impl<T: Real> DxSpan<'_, T> {
+    /// Writes the run's `dx` with its group's `sums` and the weights `w`
+    /// along it, each value after its `dy` was read.
+    ///
+    /// # Safety
+    /// No other task reads or writes the run's `dy` and `dx` meanwhile.
+    #[inline(always)]
+    pub(super) unsafe fn write(&self, sums: &GroupSums<T>, w: &[T]) {
+        let (begin, len) = (self.begin, self.x.len());
+        if self.in_place {
+            // SAFETY: the caller's promise.
+            let dx = unsafe { self.out.range(begin, len) };
+            for ((slot, &v), &w) in dx.iter_mut().zip(self.x).zip(w) {
+                *slot = sums.dx(v, *slot, w);
+            }
+        } else {
+            // SAFETY: the caller's promise, and `dy` is a different buffer
+            // from `dx` here.
+            let (dx, dy) = unsafe {
+                (
+                    self.out.range_uninit(begin, len),
+                    self.input.range(begin, len) as &[T],
+                )
+            };
+            for (((slot, &v), &d), &w) in dx.iter_mut().zip(self.x).zip(dy).zip(w) {
+                slot.write(sums.dx(v, d, w));
             }
         }
     }

@@ -20,7 +20,7 @@
 //! memory for each pass, so it goes by tiles only where rows are too few to
 //! give every thread one.
 
-use super::backward::{GroupSums, drain};
+use super::backward::{DxSpan, GroupSums, drain};
 use super::chunks::{Chunking, for_each_chunk, threads};
 use super::forward::{RowOutput, Statistics, write_values};
 use super::real::Real;
@@ -198,22 +198,14 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
                         }
                     }
                     Stage::Gradients => {
-                        if self.in_place {
-                            let dx = unsafe { self.out.range(at, len) };
-                            for ((slot, &v), &w) in dx.iter_mut().zip(x).zip(w) {
-                                *slot = sums.dx(v, *slot, w);
-                            }
-                        } else {
-                            let (dx, dy) = unsafe {
-                                (
-                                    self.out.range_uninit(at, len),
-                                    self.input.range(at, len) as &[T],
-                                )
-                            };
-                            for (((slot, &v), &d), &w) in dx.iter_mut().zip(x).zip(dy).zip(w) {
-                                slot.write(sums.dx(v, d, w));
-                            }
-                        }
+                        let span = DxSpan {
+                            x,
+                            begin: at,
+                            input: self.input,
+                            out: self.out,
+                            in_place: self.in_place,
+                        };
+                        unsafe { span.write(sums, w) }
                     }
                 }
             }
