@@ -166,7 +166,7 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
                         self.parts[0].write(part, T::centered_sum(x, sums.shift, sums.m, true));
                     },
                     Stage::Outputs => {
-                        let row = RowOutput {
+                        let output = RowOutput {
                             x,
                             shift: sums.shift,
                             m: sums.m,
@@ -174,7 +174,7 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
                             gamma: self.gamma.map(|w| &w[cols.clone()]),
                             beta: self.beta.map(|b| &b[cols.clone()]),
                         };
-                        write_values(unsafe { self.out.range_uninit(at, len) }, &row);
+                        write_values(unsafe { self.out.range_uninit(at, len) }, &output);
                     }
                     Stage::Sums => {
                         let terms = RowTerms {
