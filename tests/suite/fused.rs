@@ -441,6 +441,14 @@ fn fused_group_norm_matches_the_composed_path() {
             GroupNormConfig::new(1, 32),
             [1, 32, 24, 24],
         ),
+        // One sample's one group of 4 channels x 10,000 values: on the CPU
+        // forward by tiles of columns (a group fewer than the threads),
+        // channels straddling tiles.
+        (
+            "one group by columns",
+            GroupNormConfig::new(1, 4),
+            [1, 4, 100, 100],
+        ),
         // No spatial axis: each group is `C / G` values.
         ("rank 2", GroupNormConfig::new(2, 10), [7, 10, 1, 1]),
     ];

@@ -1,7 +1,7 @@
 //! The backward pass: each group's sums and parameter gradients, then `dx`.
 
 use super::chunks::for_each_chunk;
-use super::long_rows;
+use super::long_groups;
 use super::real::Real;
 use super::shared::{Shared, written};
 use super::sums::{RowTerms, sum, sum2};
@@ -397,8 +397,8 @@ pub fn backward_in_place<T: Real>(
     unsafe { backward_raw(x, groups, rstd, gamma, ptr as *const T, ptr) }
 }
 
-/// The backward's schedule: rows long enough for [`long_rows`] by tiles of
-/// columns, every other layout by groups.
+/// The backward's schedule: rows long enough for [`long_groups`] by tiles
+/// of columns, every other layout by groups.
 ///
 /// # Safety
 /// `dy` and `dx` point to `x.len()` values each; they are either the same
@@ -415,8 +415,8 @@ unsafe fn backward_raw<T: Real>(
     assert!(x.len() == n * c * s && rstd.len() == groups.count());
     assert!(gamma.is_none_or(|v| v.len() == groups.params()));
     // SAFETY (both): the caller's promise, passed on.
-    if along_row(&groups) && long_rows::takes(&groups) {
-        unsafe { long_rows::backward(x, groups, rstd, gamma, dy, dx) }
+    if long_groups::takes(&groups) {
+        unsafe { long_groups::backward(x, groups, rstd, gamma, dy, dx) }
     } else {
         unsafe { by_groups(x, groups, rstd, gamma, dy, dx) }
     }
@@ -771,7 +771,7 @@ mod tests {
         for (rows, d) in [(1usize, 70_001usize), (3, 40_000)] {
             for layout in [Layout::LAYER, Layout::RMS] {
                 let groups = groups([1, 1, rows, d], layout);
-                assert!(long_rows::takes(&groups));
+                assert!(long_groups::takes(&groups));
                 let x: Vec<f32> = (0..rows * d)
                     .map(|i| ((i as f32) * 0.37).sin() * 3.0 + 20.0)
                     .collect();

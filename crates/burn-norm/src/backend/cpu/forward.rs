@@ -1,7 +1,7 @@
 //! The forward pass: each group's statistics, then its output.
 
 use super::chunks::for_each_chunk;
-use super::long_rows;
+use super::long_groups;
 use super::real::Real;
 use super::rows_x86::SHORT;
 use super::shared::{Shared, written};
@@ -103,11 +103,15 @@ impl<T: Real> Forward<'_, T> {
             let first = groups.channel(start);
             let runs = y.chunks_mut(groups.s).zip(segment.chunks(groups.s));
             for (ch, (y, run)) in (first..).zip(runs) {
-                let scale = gamma.map_or(r, |w| r * w[ch]);
-                let bias = beta.map_or(T::ZERO, |b| b[ch]);
-                for (y, &v) in y.iter_mut().zip(run) {
-                    y.write(((v - shift) - m) * scale + bias);
-                }
+                let output = RowOutput {
+                    x: run,
+                    shift,
+                    m,
+                    r,
+                    gamma,
+                    beta,
+                };
+                output.write_channel(y, ch);
             }
         }
         // SAFETY: each group is written by one task.
@@ -217,7 +221,8 @@ impl<T: Real> GroupPass for Forward<'_, T> {
 
 /// One row's output, `y = ((x - shift) - m) * r * gamma + beta` (without
 /// `gamma`, `beta` where they are `None`): its input, its statistics and
-/// the parameters along it.
+/// the parameters along it; or a channel's run of values, with the
+/// parameters per channel ([`RowOutput::write_channel`]).
 #[derive(Clone, Copy)]
 pub struct RowOutput<'a, T> {
     pub x: &'a [T],
@@ -226,6 +231,28 @@ pub struct RowOutput<'a, T> {
     pub r: T,
     pub gamma: Option<&'a [T]>,
     pub beta: Option<&'a [T]>,
+}
+
+impl<T: Real> RowOutput<'_, T> {
+    /// The output of a run of channel `ch`'s values, where `gamma` and
+    /// `beta` are per channel: `y = ((x - shift) - m) * r * gamma[ch] +
+    /// beta[ch]`.
+    #[inline(always)]
+    pub fn write_channel(&self, y: &mut [MaybeUninit<T>], ch: usize) {
+        let Self {
+            x,
+            shift,
+            m,
+            r,
+            gamma,
+            beta,
+        } = *self;
+        let scale = gamma.map_or(r, |w| r * w[ch]);
+        let bias = beta.map_or(T::ZERO, |b| b[ch]);
+        for (y, &v) in y.iter_mut().zip(x) {
+            y.write(((v - shift) - m) * scale + bias);
+        }
+    }
 }
 
 impl<T: Copy> RowOutput<'_, T> {
@@ -334,8 +361,8 @@ fn forward_into<T: Real>(
         gamma.is_none_or(|v| v.len() == groups.params())
             && beta.is_none_or(|v| v.len() == groups.params())
     );
-    if along_row(&groups) && long_rows::forward_takes(&groups) {
-        return long_rows::forward(x, groups, gamma, beta, epsilon, y);
+    if long_groups::forward_takes(&groups) {
+        return long_groups::forward(x, groups, gamma, beta, epsilon, y);
     }
     let k = groups.count();
     let (mut mean, mut var, mut rstd) = (

@@ -16,13 +16,13 @@
 //! [`sums_x86`]), the forward over whole rows in AVX2 and AVX-512
 //! ([`rows_x86`]), the buffers that many tasks write ([`shared`]), the
 //! [`forward`] and the [`backward`] passes, and the backward of long rows
-//! by columns ([`long_rows`]).
+//! by columns ([`long_groups`]).
 
 mod backward;
 mod chunks;
 mod forward;
 mod isa;
-mod long_rows;
+mod long_groups;
 mod real;
 mod rows_x86;
 mod shared;

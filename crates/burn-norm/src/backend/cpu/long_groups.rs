@@ -1,5 +1,8 @@
-//! LayerNorm's and RMSNorm's long rows, split by columns: their backward,
-//! and their forward where they are fewer than the threads.
+//! Long groups of contiguous values, split by columns: LayerNorm's and
+//! RMSNorm's long rows backward, and forward those rows and GroupNorm's
+//! and InstanceNorm's long groups where they are fewer than the threads
+//! (a group is then a row of its `k * s` values, with one `gamma` per
+//! channel's run of `s`).
 //!
 //! Split by rows ([`backward`](super::backward)'s schedule), each thread
 //! keeps sums of the parameter gradients as long as a row, and the threads'
@@ -27,7 +30,7 @@ use super::real::Real;
 use super::shared::Shared;
 use super::sums::RowTerms;
 use super::{CHUNK_VALUES, GroupPass, simd};
-use crate::backend::layout::{Centering, Groups};
+use crate::backend::layout::{Centering, Grouping, Groups, Params};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -35,19 +38,22 @@ use std::ops::Range;
 /// row stay in L1 between the loops that read them (4 x 16 KiB).
 pub const TILE_VALUES: usize = 4_096;
 
-/// Rows from this length take the column schedule: one thread's sums of
-/// the parameter gradients (24 bytes per column) then outgrow its L2.
-pub const LONG_ROW_VALUES: usize = 32_768;
+/// Groups from this length take the column schedule: backward, one
+/// thread's sums of a row's parameter gradients (24 bytes per column) then
+/// outgrow its L2.
+pub const LONG_GROUP_VALUES: usize = 32_768;
 
-/// Whether `groups` (rows) take [`backward`].
+/// Whether `groups` take [`backward`]: long rows.
 pub fn takes(groups: &Groups) -> bool {
-    groups.s >= LONG_ROW_VALUES
+    groups.layout.grouping == Grouping::Rows && groups.size() >= LONG_GROUP_VALUES
 }
 
-/// Whether `groups` (rows) take [`forward`]: long rows, fewer than the
-/// threads.
+/// Whether `groups` take [`forward`]: long rows or channel groups of one
+/// sample (contiguous), fewer than the threads.
 pub fn forward_takes(groups: &Groups) -> bool {
-    takes(groups) && groups.count() < threads()
+    groups.layout.grouping != Grouping::Channels
+        && groups.size() >= LONG_GROUP_VALUES
+        && groups.count() < threads()
 }
 
 /// Which pass a [`Tiles`] runs.
@@ -113,14 +119,14 @@ impl<T: Real> TileState<T> {
 }
 
 impl<T: Real> Tiles<'_, T> {
-    /// Tiles per row.
+    /// Tiles per group.
     fn tiles(&self) -> usize {
-        self.groups.s.div_ceil(TILE_VALUES)
+        self.groups.size().div_ceil(TILE_VALUES)
     }
 
-    /// The columns of tile `t`.
+    /// The columns of tile `t`, within a group.
     fn columns(&self, t: usize) -> Range<usize> {
-        t * TILE_VALUES..((t + 1) * TILE_VALUES).min(self.groups.s)
+        t * TILE_VALUES..((t + 1) * TILE_VALUES).min(self.groups.size())
     }
 }
 
@@ -138,21 +144,21 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
 
     #[inline(always)]
     fn run(&self, state: &mut TileState<T>, tiles: Range<usize>) {
-        let Groups { n, c, s, .. } = self.groups;
-        let count = self.tiles();
+        let (size, count) = (self.groups.size(), self.tiles());
         for t in tiles {
             let cols = self.columns(t);
             let len = cols.len();
+            // The weights along a row (the backward's rows only).
             let w = match self.gamma {
-                Some(w) => &w[cols.clone()],
-                None => &state.ones[..len],
+                Some(w) if self.groups.layout.params() == Params::AlongRow => &w[cols.clone()],
+                _ => &state.ones[..len],
             };
             if self.stage == Stage::Sums {
                 state.dgamma[..len].fill(0.0);
                 state.dbeta[..len].fill(0.0);
             }
-            for row in 0..n * c {
-                let at = row * s + cols.start;
+            for row in 0..self.groups.count() {
+                let at = row * size + cols.start;
                 let x = &self.x[at..at + len];
                 let sums = &self.rows[row];
                 // SAFETY: each (row, tile) pair is one task's, and `dx`
@@ -166,15 +172,8 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
                         self.parts[0].write(part, T::centered_sum(x, sums.shift, sums.m, true));
                     },
                     Stage::Outputs => {
-                        let output = RowOutput {
-                            x,
-                            shift: sums.shift,
-                            m: sums.m,
-                            r: sums.r,
-                            gamma: self.gamma.map(|w| &w[cols.clone()]),
-                            beta: self.beta.map(|b| &b[cols.clone()]),
-                        };
-                        write_values(unsafe { self.out.range_uninit(at, len) }, &output);
+                        let y = unsafe { self.out.range_uninit(at, len) };
+                        self.write_outputs(y, x, at, sums, cols.clone());
                     }
                     Stage::Sums => {
                         let terms = RowTerms {
@@ -229,6 +228,49 @@ impl<T: Real> GroupPass for Tiles<'_, T> {
 }
 
 impl<'a, T: Real> Tiles<'a, T> {
+    /// `y` of the tile's values `x` of a group with statistics `sums`,
+    /// from `at` of the input (columns `cols` of the group): along a row
+    /// with the parameters at `cols`, or channel run by channel run.
+    #[inline(always)]
+    fn write_outputs(
+        &self,
+        y: &mut [MaybeUninit<T>],
+        x: &[T],
+        at: usize,
+        sums: &GroupSums<T>,
+        cols: Range<usize>,
+    ) {
+        let output = RowOutput {
+            x,
+            shift: sums.shift,
+            m: sums.m,
+            r: sums.r,
+            gamma: self.gamma,
+            beta: self.beta,
+        };
+        if self.groups.layout.params() == Params::AlongRow {
+            let along = RowOutput {
+                gamma: self.gamma.map(|w| &w[cols.clone()]),
+                beta: self.beta.map(|b| &b[cols]),
+                ..output
+            };
+            write_values(y, &along);
+            return;
+        }
+        let s = self.groups.s;
+        let mut done = 0;
+        while done < x.len() {
+            let flat = at + done;
+            let run = (s - flat % s).min(x.len() - done);
+            let part = RowOutput {
+                x: &x[done..done + run],
+                ..output
+            };
+            part.write_channel(&mut y[done..done + run], self.groups.channel(flat));
+            done += run;
+        }
+    }
+
     /// Runs `stage` over every tile, with the rows' statistics `rows`.
     fn run_stage(self, stage: Stage, rows: &'a [GroupSums<T>]) {
         let pass = Tiles {
@@ -262,12 +304,12 @@ fn total<T: Real>(part: &[T], row: usize, tiles: usize) -> T {
 /// Each row's shift (its first value, or 0 where the layout does not
 /// center) and `rstd`, the rest of its statistics to come.
 fn starts<T: Real>(x: &[T], groups: &Groups, rstd: impl Fn(usize) -> T) -> Vec<GroupSums<T>> {
-    let (s, centering) = (groups.s, groups.layout.centering);
-    let size = T::from_f64(s as f64);
+    let (len, centering) = (groups.size(), groups.layout.centering);
+    let size = T::from_f64(len as f64);
     (0..groups.count())
         .map(|row| {
             let shift = match centering {
-                Centering::Mean => x[row * s],
+                Centering::Mean => x[row * len],
                 Centering::None => T::ZERO,
             };
             GroupSums::new(
@@ -285,14 +327,14 @@ fn starts<T: Real>(x: &[T], groups: &Groups, rstd: impl Fn(usize) -> T) -> Vec<G
 fn means<'a, T: Real>(template: Tiles<'a, T>, rows: &mut [GroupSums<T>], part: &[T]) {
     if template.groups.layout.centering == Centering::Mean {
         template.run_stage(Stage::Means, rows);
-        let (tiles, size) = (template.tiles(), T::from_f64(template.groups.s as f64));
+        let (tiles, size) = (template.tiles(), T::from_f64(template.groups.size() as f64));
         for (row, sums) in rows.iter_mut().enumerate() {
             sums.m = total(part, row, tiles) / size;
         }
     }
 }
 
-/// The forward of rows that [`forward_takes`] takes, into `y` (every value
+/// The forward of groups that [`forward_takes`] takes, into `y` (every value
 /// written); the formulas and the statistics are
 /// [`forward`](super::forward)'s.
 pub fn forward<T: Real>(
@@ -303,8 +345,8 @@ pub fn forward<T: Real>(
     epsilon: f64,
     y: &mut [MaybeUninit<T>],
 ) -> Statistics<T> {
-    let (rows, s) = (groups.count(), groups.s);
-    let tiles = s.div_ceil(TILE_VALUES);
+    let (rows, size) = (groups.count(), groups.size());
+    let tiles = size.div_ceil(TILE_VALUES);
     let mut part = vec![T::ZERO; rows * tiles];
     let template = Tiles {
         stage: Stage::Means,
@@ -326,9 +368,9 @@ pub fn forward<T: Real>(
     let mut stats = starts(x, &groups, |_| T::ZERO);
     means(template, &mut stats, &part);
     template.run_stage(Stage::Squares, &stats);
-    let (size, eps) = (T::from_f64(s as f64), T::from_f64(epsilon));
+    let (values, eps) = (T::from_f64(size as f64), T::from_f64(epsilon));
     let var: Vec<T> = (0..rows)
-        .map(|row| total(&part, row, tiles) / size)
+        .map(|row| total(&part, row, tiles) / values)
         .collect();
     for (sums, &var) in stats.iter_mut().zip(&var) {
         sums.r = T::ONE / (var + eps).sqrt();
@@ -396,67 +438,84 @@ mod tests {
     use super::*;
     use crate::backend::layout::Layout;
 
-    /// The forward by tiles against f64 statistics of the data: rows with a
-    /// large mean and a small spread (the shift keeps their digits), one
-    /// row and two, a partial last tile, with and without centering; and
-    /// the same bits on every run, whichever thread takes which tiles.
+    /// The forward by tiles against f64 statistics of the data: groups with
+    /// a large mean and a small spread (the shift keeps their digits), one
+    /// and two, a partial last tile, rows with and without centering,
+    /// channel groups whose channels' runs straddle tiles (10,000 values
+    /// each); and the same bits on every run, whichever thread takes which
+    /// tiles.
     #[test]
     fn forward_by_columns_matches_f64() {
-        for (rows, d) in [(1usize, 70_001usize), (2, 40_000)] {
-            for layout in [Layout::LAYER, Layout::RMS] {
-                let groups = Groups::of(&[rows, 1, 1, d], layout);
-                let x: Vec<f32> = (0..rows * d)
-                    .map(|i| ((i as f32) * 0.37).sin() * 0.01 + 1e3)
-                    .collect();
-                let w: Vec<f32> = (0..d).map(|i| 0.5 + (i % 97) as f32 * 0.01).collect();
-                let b: Vec<f32> = (0..d).map(|i| 0.25 - (i % 89) as f32 * 0.01).collect();
-                let run = || {
-                    let mut y = vec![MaybeUninit::<f32>::uninit(); x.len()];
-                    let stats = forward(&x, groups, Some(&w), Some(&b), 1e-5, &mut y);
-                    // SAFETY: `forward` writes every value.
-                    let y: Vec<f32> = y.into_iter().map(|v| unsafe { v.assume_init() }).collect();
-                    (y, stats)
+        let cases = [
+            ([1, 1, 1, 70_001], Layout::LAYER),
+            ([2, 1, 1, 40_000], Layout::LAYER),
+            ([1, 1, 1, 70_001], Layout::RMS),
+            ([2, 1, 1, 40_000], Layout::RMS),
+            // GroupNorm(1, 4) and GroupNorm(2, 6) of one sample.
+            ([1, 1, 4, 10_000], Layout::GROUP),
+            ([1, 2, 3, 10_000], Layout::GROUP),
+        ];
+        for (shape, layout) in cases {
+            let groups = Groups::of(&shape, layout);
+            let (size, len) = (groups.size(), shape.iter().product::<usize>());
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i as f32) * 0.37).sin() * 0.01 + 1e3)
+                .collect();
+            let p = groups.params();
+            let w: Vec<f32> = (0..p).map(|i| 0.5 + (i % 97) as f32 * 0.01).collect();
+            let b: Vec<f32> = (0..p).map(|i| 0.25 - (i % 89) as f32 * 0.01).collect();
+            // The parameter of value `i` of the input.
+            let param = |i: usize| match layout.params() {
+                Params::AlongRow => i % size,
+                Params::PerChannel => groups.channel(i),
+            };
+            let run = || {
+                let mut y = vec![MaybeUninit::<f32>::uninit(); len];
+                let stats = forward(&x, groups, Some(&w), Some(&b), 1e-5, &mut y);
+                // SAFETY: `forward` writes every value.
+                let y: Vec<f32> = y.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+                (y, stats)
+            };
+            let (y, stats) = run();
+            let what = format!("{shape:?} {layout:?}");
+            for (g, values) in x.chunks(size).enumerate() {
+                let n = size as f64;
+                let mean = match layout.centering {
+                    Centering::Mean => values.iter().map(|&v| v as f64).sum::<f64>() / n,
+                    Centering::None => 0.0,
                 };
-                let (y, stats) = run();
-                let what = format!("{rows}x{d} {layout:?}");
-                for (row, values) in x.chunks(d).enumerate() {
-                    let n = d as f64;
-                    let mean = match layout.centering {
-                        Centering::Mean => values.iter().map(|&v| v as f64).sum::<f64>() / n,
-                        Centering::None => 0.0,
-                    };
-                    let var = values
-                        .iter()
-                        .map(|&v| (v as f64 - mean).powi(2))
-                        .sum::<f64>()
-                        / n;
-                    let rstd = 1.0 / (var + 1e-5).sqrt();
-                    let rel = |a: f32, e: f64| (a as f64 - e).abs() / e.abs().max(1e-30);
+                let var = values
+                    .iter()
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
+                let rstd = 1.0 / (var + 1e-5).sqrt();
+                let rel = |a: f32, e: f64| (a as f64 - e).abs() / e.abs().max(1e-30);
+                assert!(
+                    rel(stats.mean[g], mean) <= 1e-6 || mean == 0.0,
+                    "{what} mean"
+                );
+                assert!(
+                    rel(stats.var[g], var) <= 1e-4,
+                    "{what} var {} vs {var}",
+                    stats.var[g]
+                );
+                assert!(rel(stats.rstd[g], rstd) <= 1e-4, "{what} rstd");
+                for (j, &v) in values.iter().enumerate() {
+                    let i = g * size + j;
+                    let want = (v as f64 - mean) * rstd * w[param(i)] as f64 + b[param(i)] as f64;
+                    let got = y[i] as f64;
                     assert!(
-                        rel(stats.mean[row], mean) <= 1e-6 || mean == 0.0,
-                        "{what} mean"
+                        (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                        "{what} y[{i}]: {got} vs {want}"
                     );
-                    assert!(
-                        rel(stats.var[row], var) <= 1e-4,
-                        "{what} var {} vs {var}",
-                        stats.var[row]
-                    );
-                    assert!(rel(stats.rstd[row], rstd) <= 1e-4, "{what} rstd");
-                    for (j, &v) in values.iter().enumerate() {
-                        let want = (v as f64 - mean) * rstd * w[j] as f64 + b[j] as f64;
-                        let got = y[row * d + j] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
-                            "{what} y[{row}, {j}]: {got} vs {want}"
-                        );
-                    }
                 }
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-                for _ in 0..5 {
-                    let (again, again_stats) = run();
-                    assert_eq!(bits(&again), bits(&y), "{what}");
-                    assert_eq!(bits(&again_stats.var), bits(&stats.var), "{what}");
-                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            for _ in 0..5 {
+                let (again, again_stats) = run();
+                assert_eq!(bits(&again), bits(&y), "{what}");
+                assert_eq!(bits(&again_stats.var), bits(&stats.var), "{what}");
             }
         }
     }
