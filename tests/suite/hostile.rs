@@ -202,6 +202,16 @@ fn instance_norm_is_stable_on(device: &Device, n: usize, c: usize, hw: usize) {
     }
 }
 
+/// RMSNorm of rows of `d` values in f64: `x / sqrt(mean(x²) + epsilon)`.
+fn rms_reference(x: &[f32], d: usize, epsilon: f64) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+            row.iter().map(move |&v| v as f64 / (ms + epsilon).sqrt())
+        })
+        .collect()
+}
+
 /// RMSNorm has no subtraction to lose digits in, but its sum of squares of
 /// values at 1e4 (1e8 each, thousands of them) must still keep f32
 /// precision: against an f64 reference, 1e-5.
@@ -211,13 +221,7 @@ fn rms_norm_is_accurate_on_large_values(device: &Device) {
         let x = hostile(rows * d);
         let rms = RmsNormConfig::new(d).with_epsilon(1e-5).init(device);
         let y = rms.forward(tensor::<2>(&x, &[rows, d], device));
-        let expected: Vec<f64> = x
-            .chunks(d)
-            .flat_map(|row| {
-                let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
-                row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
-            })
-            .collect();
+        let expected = rms_reference(&x, d, 1e-5);
         let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
         let err = worst_error(&actual, &expected);
         assert!(
@@ -280,13 +284,7 @@ fn half_precision_accumulates_in_f32(device: &Device) {
         .init(device)
         .forward(input);
     assert_eq!(y.dtype(), DType::F16);
-    let expected: Vec<f64> = x16
-        .chunks(d)
-        .flat_map(|row| {
-            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
-            row.iter().map(move |&v| v as f64 / (ms + 1e-5).sqrt())
-        })
-        .collect();
+    let expected = rms_reference(&x16, d, 1e-5);
     let actual: Vec<f64> = values(y).into_iter().map(f64::from).collect();
     let err = worst_error(&actual, &expected);
     assert!(err <= 2e-3, "RMSNorm f16: relative error {err:.3e}");
