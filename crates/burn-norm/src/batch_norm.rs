@@ -221,6 +221,10 @@ impl BatchNorm {
     /// - `input`: `[N, C, ...]`, rank 2 to 5
     /// - output: the shape of `input`
     ///
+    /// An input without values (`N = 0`, or a zero-size spatial axis) gives
+    /// an empty output, as PyTorch: in training the step is counted
+    /// (`num_batches_tracked`) and the running statistics stay as they are.
+    ///
     /// # Errors
     /// If the rank or the channel count is wrong, or if batch statistics are
     /// needed and each channel has a single value (`N x spatial = 1`).
@@ -242,9 +246,12 @@ impl BatchNorm {
             )),
             _ => {
                 let count = dims.iter().product::<usize>() / self.num_features;
-                // A replica's slice may hold one value per channel; the
+                // One value per channel has no variance. None at all (an
+                // empty batch) is PyTorch's no-op step: an empty output,
+                // and the running statistics left as they are. A replica's
+                // slice may hold one value per channel, or none; the
                 // synchronized statistics check the whole batch.
-                if count <= 1 && !(training && self.sync.is_some()) {
+                if count == 1 && !(training && self.sync.is_some()) {
                     return Err(NormError::SingleValuePerChannel {
                         layer: LAYER,
                         got: dims.to_vec(),
@@ -276,7 +283,7 @@ impl BatchNorm {
                             replica,
                         )
                     }
-                    (_, Some(v)) if training && v < dims[0] => {
+                    (_, Some(v)) if training && v < dims[0] && count > 0 => {
                         if !dims[0].is_multiple_of(v) || count / dims[0] * v <= 1 {
                             return Err(NormError::InvalidInput {
                                 layer: LAYER,
@@ -316,9 +323,7 @@ impl BatchNorm {
         ) else {
             return;
         };
-        let steps = counter.increment();
-        let factor = self.momentum.unwrap_or(1.0 / steps as f64);
-        running_stats::update(mean, var, &batch.moments(), factor);
+        running_stats::step(mean, var, counter, &batch.moments(), self.momentum);
     }
 }
 

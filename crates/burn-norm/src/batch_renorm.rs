@@ -189,6 +189,10 @@ impl BatchRenorm {
     /// - `input`: `[N, C, ...]`, rank 2 to 5
     /// - output: the shape of `input`
     ///
+    /// An input without values gives an empty output, as
+    /// [`BatchNorm::try_forward`](crate::BatchNorm::try_forward): in training the step is counted and the
+    /// running statistics stay as they are.
+    ///
     /// # Errors
     /// If the rank or the channel count is wrong, or if training and each
     /// channel has a single value.
@@ -207,7 +211,9 @@ impl BatchRenorm {
                 self.epsilon,
             ));
         }
-        if dims.iter().product::<usize>() / self.num_features <= 1 {
+        // One value per channel has no variance; none at all (an empty
+        // batch) is BatchNorm's no-op step.
+        if dims.iter().product::<usize>() / self.num_features == 1 {
             return Err(NormError::SingleValuePerChannel {
                 layer: LAYER,
                 got: dims.to_vec(),
@@ -223,13 +229,12 @@ impl BatchRenorm {
             self.epsilon,
             self.limits(),
         );
-        let steps = self.num_batches_tracked.increment();
-        let factor = self.momentum.unwrap_or(1.0 / steps as f64);
-        running_stats::update(
+        running_stats::step(
             &self.running_mean,
             &self.running_var,
+            &self.num_batches_tracked,
             &out.batch.moments(),
-            factor,
+            self.momentum,
         );
         Ok(out.batch.output)
     }

@@ -153,6 +153,10 @@ impl InstanceNorm {
     /// - `input`: `[N, C, ...]`, rank 3 to 5
     /// - output: the shape of `input`
     ///
+    /// An input without values (`N = 0`, or a zero-size spatial axis) gives
+    /// an empty output and leaves the running statistics as they are
+    /// (PyTorch 2.x writes NaN into them).
+    ///
     /// # Errors
     /// If the rank or the channel count is wrong, or if instance statistics
     /// are needed and each instance has a single value.
@@ -172,14 +176,17 @@ impl InstanceNorm {
                 self.epsilon,
             )),
             (running_mean, running_var) => {
-                if dims[2..].iter().product::<usize>() <= 1 {
+                // One spatial value has no variance; none at all (an empty
+                // batch) gives an empty output and no statistics to track.
+                if dims[2..].iter().product::<usize>() == 1 {
                     return Err(NormError::SingleSpatialValue {
                         layer: LAYER,
                         got: dims.to_vec(),
                     });
                 }
                 let stats = functional::instance_norm_train(input, gamma, beta, self.epsilon);
-                if let (true, Some(mean), Some(var)) = (training, running_mean, running_var) {
+                let track = training && running_stats::has_values(&dims);
+                if let (true, Some(mean), Some(var)) = (track, running_mean, running_var) {
                     let factor = self.momentum.unwrap_or(0.0);
                     running_stats::update(mean, var, &stats.moments(), factor);
                 }

@@ -109,10 +109,12 @@ impl Groups {
     /// The groups of an `[n, g, k, s]` input.
     ///
     /// # Panics
-    /// If `shape` is not of rank 4 (the functional layer always reshapes).
+    /// If `shape` is not of rank 4 (the functional layer always reshapes),
+    /// or has no values (the functional layer gives those an empty output
+    /// without the kernels: there are no statistics to take).
     pub fn of(shape: &[usize], layout: Layout) -> Self {
         match *shape {
-            [n, g, k, s] => Groups {
+            [n, g, k, s] if n * g * k * s > 0 => Groups {
                 n,
                 c: g * k,
                 k,
@@ -120,7 +122,7 @@ impl Groups {
                 layout,
             },
             _ => panic!(
-                "burn-norm's fused normalization expects an [n, g, k, s] tensor, got shape {shape:?}"
+                "burn-norm's fused normalization expects an [n, g, k, s] tensor with values, got shape {shape:?}"
             ),
         }
     }

@@ -2,7 +2,7 @@
 //! spatial axis.
 
 use super::accumulation::widened;
-use super::core::{affine, standardize};
+use super::core::{affine, has_no_values, no_statistics, standardize, without_values};
 use super::grouped::normalize_groups;
 use super::running::ChannelMoments;
 use crate::backend::Layout;
@@ -64,6 +64,10 @@ pub struct BatchStatistics<const D: usize> {
 /// operation with a handwritten backward; elsewhere it is composed from
 /// Burn's tensor operations. Both compute the same formula.
 ///
+/// An input without values (`N = 0`, or a zero-size spatial axis) gives an
+/// empty output (zero gradients for `gamma` and `beta`, as PyTorch), `count`
+/// 0 and NaN statistics.
+///
 /// # Shapes
 /// - `x`: `[N, C, ...]`; `gamma`, `beta`: `[C]`
 /// - output: `[N, C, ...]`; returned statistics: `[C]`
@@ -77,6 +81,14 @@ pub fn batch_norm_train<const D: usize>(
     let channels = dims[1];
     let count = dims.iter().product::<usize>() / channels.max(1);
     let samples = dims[0];
+    if has_no_values(&x) {
+        return BatchStatistics {
+            mean: no_statistics([channels], &x),
+            variance: no_statistics([channels], &x),
+            output: without_values(x.clone(), gamma, beta, channel_shape(&x)),
+            count,
+        };
+    }
     let grouped = normalize_groups(
         x.reshape([samples, channels, 1, count / samples.max(1)]),
         gamma,
@@ -118,6 +130,9 @@ pub fn ghost_batch_norm_train<const D: usize>(
     epsilon: f64,
 ) -> BatchStatistics<D> {
     let n = x.dims()[0];
+    if has_no_values(&x) {
+        return batch_norm_train(x, gamma, beta, epsilon);
+    }
     assert!(
         virtual_batch_size > 0 && n.is_multiple_of(virtual_batch_size),
         "ghost_batch_norm_train: the batch ({n}) must be a multiple of virtual_batch_size ({virtual_batch_size})"

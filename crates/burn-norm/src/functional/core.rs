@@ -1,5 +1,6 @@
 //! The normalization core that every layer of the family specializes.
 
+use super::accumulation::widened;
 use burn::tensor::Tensor;
 
 /// Mean and biased variance of a tensor over some axes, with the centered
@@ -51,6 +52,37 @@ pub fn standardize<const D: usize>(
     epsilon: f64,
 ) -> Tensor<D> {
     centered * variance.add_scalar(epsilon).sqrt().recip()
+}
+
+/// Whether `x` has no values: an empty batch, or a zero-size axis. Such an
+/// input has no statistics, and the layouts' views of it cannot be taken
+/// (Burn 0.22.1's reshape reads a 0 in the target shape as "keep this axis
+/// of the source"): the layers give it [`without_values`]'s output.
+pub(crate) fn has_no_values<const D: usize>(x: &Tensor<D>) -> bool {
+    x.shape().num_elements() == 0
+}
+
+/// The output for an input without values, as PyTorch gives it: empty, of
+/// `x`'s shape, and `x * gamma + beta` ([`affine`], `shape` as there), so
+/// that `x`, `gamma` and `beta` stay in the graph with empty and zero
+/// gradients.
+pub(crate) fn without_values<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    shape: [usize; D],
+) -> Tensor<D> {
+    widened(x, [gamma, beta], |x, [gamma, beta]| {
+        affine(x, gamma, beta, shape)
+    })
+}
+
+/// What a statistic of no values is: NaN (`0 / 0`), `shape`, in `dtype`.
+pub(crate) fn no_statistics<const D: usize, const L: usize>(
+    shape: [usize; D],
+    like: &Tensor<L>,
+) -> Tensor<D> {
+    Tensor::<D>::full(shape, f32::NAN, &like.device()).cast(like.dtype())
 }
 
 /// `x * gamma + beta`, with `gamma` and `beta` (flat, `[prod(shape)]`)

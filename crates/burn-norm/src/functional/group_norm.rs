@@ -1,6 +1,8 @@
 //! Group and instance normalization: statistics per sample, over blocks of
 //! channels and every spatial axis.
 
+use super::batch_norm::channel_shape;
+use super::core::{has_no_values, no_statistics, without_values};
 use super::grouped::{GroupOutput, normalize_groups};
 use super::running::ChannelMoments;
 use crate::backend::Layout;
@@ -13,7 +15,8 @@ use burn::tensor::Tensor;
 ///
 /// where `mean` and the biased `var` are taken per sample over each block
 /// of `C / num_groups` consecutive channels and all their spatial values,
-/// and `gamma`, `beta` are per channel.
+/// and `gamma`, `beta` are per channel. An input without values (an empty
+/// batch) gives an empty output, as PyTorch.
 ///
 /// # Shapes
 /// - `x`: `[N, C, ...]`, `C` a multiple of `num_groups`
@@ -31,6 +34,9 @@ pub fn group_norm<const D: usize>(
     epsilon: f64,
 ) -> Tensor<D> {
     let dims = x.dims();
+    if has_no_values(&x) {
+        return without_values(x.clone(), gamma, beta, channel_shape(&x));
+    }
     grouped(x, num_groups, gamma, beta, epsilon)
         .output
         .reshape(dims)
@@ -70,7 +76,8 @@ impl<const D: usize> InstanceStatistics<D> {
 /// `y = (x - mean_nc) / sqrt(var_nc + epsilon) * gamma_c + beta_c`
 ///
 /// over the spatial values of each channel of each sample: [`group_norm`]
-/// with one channel per group.
+/// with one channel per group. An input without values gives an empty
+/// output and NaN statistics.
 ///
 /// # Shapes
 /// - `x`: `[N, C, ...]`; `gamma`, `beta`: `[C]`
@@ -84,6 +91,14 @@ pub fn instance_norm_train<const D: usize>(
     let dims = x.dims();
     let [n, c] = [dims[0], dims[1]];
     let count = dims[2..].iter().product();
+    if has_no_values(&x) {
+        return InstanceStatistics {
+            mean: no_statistics([n, c], &x),
+            variance: no_statistics([n, c], &x),
+            output: without_values(x.clone(), gamma, beta, channel_shape(&x)),
+            count,
+        };
+    }
     let out = grouped(x, c, gamma, beta, epsilon);
     let stats = out.statistics();
     InstanceStatistics {

@@ -1,6 +1,7 @@
 //! Layer normalization and RMS normalization: statistics per sample, over
 //! the trailing axes.
 
+use super::core::{has_no_values, without_values};
 use super::grouped::normalize_groups;
 use crate::backend::Layout;
 use burn::tensor::Tensor;
@@ -14,7 +15,8 @@ use burn::tensor::Tensor;
 ///
 /// On backends with a fused kernel (see [`crate::backend`]) this is one
 /// operation with a handwritten backward; elsewhere it is composed from
-/// Burn's tensor operations. Both compute the same formula.
+/// Burn's tensor operations. Both compute the same formula. An input without
+/// values (an empty batch) gives an empty output, as PyTorch.
 ///
 /// # Shapes
 /// - `x`: `[..., s_1, ..., s_k]` with `k = normalized_dims`
@@ -74,6 +76,11 @@ fn over_rows<const D: usize>(
     );
     let dims = x.dims();
     let d: usize = dims[D - normalized_dims..].iter().product();
+    if has_no_values(&x) {
+        let mut shape = dims;
+        shape[..D - normalized_dims].fill(1);
+        return without_values(x, gamma, beta, shape);
+    }
     let rows = x.shape().num_elements() / d.max(1);
     normalize_groups(x.reshape([rows, 1, 1, d]), gamma, beta, layout, epsilon)
         .output

@@ -2,8 +2,8 @@
 //! across data-parallel replicas.
 
 use super::accumulation::accumulation_dtype;
-use super::batch_norm::BatchStatistics;
-use super::core::{affine, standardize};
+use super::batch_norm::{BatchStatistics, channel_shape};
+use super::core::{affine, no_statistics, standardize, without_values};
 use crate::backend::combine_sum;
 use crate::sync::SyncReplica;
 use burn::tensor::{FloatDType, Tensor};
@@ -22,7 +22,8 @@ use burn::tensor::{FloatDType, Tensor};
 /// the squared deviations from that mean. Never `E[x²] - E[x]²`.
 /// `var = Σ (x - mean)² / N`, biased; the returned `count` is `N` (the
 /// running variance's Bessel correction is the whole batch's, as PyTorch's
-/// `SyncBatchNorm`).
+/// `SyncBatchNorm`). A replica's slice may be empty; where every slice is,
+/// the outputs are empty, `count` is 0 and the statistics are NaN.
 ///
 /// Gradients: the two sums are [`CombineOps`](crate::backend::CombineOps)
 /// operations, whose backward sums the gradient over the replicas, so the
@@ -58,23 +59,42 @@ pub fn batch_norm_train_synced<const D: usize>(
     let dims = x.dims();
     let (n, c) = (dims[0], dims[1]);
     let s = dims[2..].iter().product::<usize>();
-    let x = x.reshape([n, c, s]);
-    // Round one, constants: N, the number of replicas, the first values.
-    let first = x
-        .clone()
-        .narrow(0, 0, 1)
-        .narrow(2, 0, 1)
-        .reshape([c])
-        .detach();
-    let mut head = vec![(n * s) as f64, 1.0];
-    head.extend(first.into_data().convert::<f64>().iter::<f64>());
+    // Round one, constants: N, the number of replicas with values, their
+    // first values. A replica's slice may be empty (a last batch smaller
+    // than the replicas): it takes part in every round with nothing.
+    let mut head = vec![(n * s) as f64, 0.0];
+    if n * s > 0 {
+        let first = x.clone().reshape([n, c, s]).narrow(0, 0, 1).narrow(2, 0, 1);
+        let first = first.reshape([c]);
+        head[1] = 1.0;
+        head.extend(first.detach().into_data().convert::<f64>().iter::<f64>());
+    } else {
+        head.extend(std::iter::repeat_n(0.0, c));
+    }
     let head = replica.sum(&head);
     let (count, replicas) = (head[0], head[1]);
     // Every replica sees the same count, so all stop here together.
     assert!(
-        count > 1.0,
+        count != 1.0,
         "BatchNorm: expected more than 1 value per channel over the replicas when training, got {count}"
     );
+    if count == 0.0 {
+        // No values anywhere: empty outputs, still tied to gamma and beta
+        // (zero gradients, as PyTorch), and no statistics (NaN, 0 / 0).
+        let output = without_values(x.clone(), gamma, beta, channel_shape(&x));
+        return BatchStatistics {
+            mean: no_statistics([c], &x),
+            variance: no_statistics([c], &x),
+            output: match narrow {
+                Some(original) => output.cast(original),
+                None => output,
+            },
+            count: 0,
+        };
+    }
+    // Every slice's spatial size is the same, and not 0 here: an empty
+    // slice is `[0, c, s]`, a view Burn's reshape can take.
+    let x = x.reshape([n, c, s]);
     let shift: Vec<f32> = head[2..].iter().map(|&v| (v / replicas) as f32).collect();
     let shift = Tensor::<1>::from_data(shift.as_slice(), &x.device())
         .cast(x.dtype())
