@@ -22,3 +22,4 @@ mod records;
 mod renorm;
 mod scalers;
 mod synced;
+mod views;
