@@ -336,3 +336,69 @@ fn family_layers_reject_wrong_inputs() {
         assert!((v - expected).abs() < 1e-6, "{v}");
     }
 }
+
+/// An input on another device than the layer is an error naming both (Burn
+/// stopped inside the operation: "input tensor `gamma` is on the wrong
+/// backend"); the autodiff and plain views of one device are the same
+/// device. Layers without parameters are checked through their buffers.
+#[test]
+#[allow(deprecated)] // Burn 0.22 deprecates ndarray but still ships it.
+fn an_input_on_another_device_is_an_error() {
+    let (layer_device, other) = (Device::flex(), Device::ndarray());
+    let x2 = || Tensor::<2>::ones([2, 4], &other);
+    let x4 = || Tensor::<4>::ones([2, 4, 3, 3], &other);
+    let errors = [
+        LayerNormConfig::new(4)
+            .init(&layer_device)
+            .try_forward(x2())
+            .err(),
+        RmsNormConfig::new(4)
+            .init(&layer_device)
+            .try_forward(x2())
+            .err(),
+        GroupNormConfig::new(2, 4)
+            .init(&layer_device)
+            .try_forward(x4())
+            .err(),
+        InstanceNormConfig::new(4)
+            .with_track_running_stats(true)
+            .init(&layer_device)
+            .try_forward(x4())
+            .err(),
+        BatchNormConfig::new(4)
+            .with_affine(false)
+            .init(&layer_device)
+            .try_forward(x4())
+            .err(),
+        burn_norm::BatchRenormConfig::new(4)
+            .init(&layer_device.clone().autodiff())
+            .try_forward(Tensor::<4>::ones([2, 4, 3, 3], &other.clone().autodiff()))
+            .err(),
+    ];
+    let layers = [
+        "LayerNorm",
+        "RmsNorm",
+        "GroupNorm",
+        "InstanceNorm",
+        "BatchNorm",
+        "BatchRenorm",
+    ];
+    for (err, name) in errors.into_iter().zip(layers) {
+        let err = err.unwrap_or_else(|| panic!("{name} took an input on another device"));
+        assert!(
+            matches!(err, NormError::DeviceMismatch { layer, .. } if layer == name),
+            "{name}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("Flex") && text.contains("NdArray") && text.contains("to_device"),
+            "{text}"
+        );
+    }
+    // A layer built for training takes inference inputs on the plain device.
+    let ln = LayerNormConfig::new(4).init(&layer_device.clone().autodiff());
+    assert!(
+        ln.try_forward(Tensor::<2>::ones([2, 4], &layer_device))
+            .is_ok()
+    );
+}

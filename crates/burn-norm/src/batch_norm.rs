@@ -3,7 +3,9 @@
 //! [`functional::batch_norm_train`](crate::functional::batch_norm_train).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
+use crate::error::{
+    NormError, check_channel_input, check_device, check_epsilon, check_features, check_momentum,
+};
 use crate::functional;
 use crate::running_stats::{self, RunningBuffers};
 use crate::sync::SyncReplica;
@@ -227,10 +229,12 @@ impl BatchNorm {
     ///
     /// # Errors
     /// If the rank or the channel count is wrong, or if batch statistics are
-    /// needed and each channel has a single value (`N x spatial = 1`).
+    /// needed and each channel has a single value (`N x spatial = 1`), or if
+    /// the input is on another device than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         check_channel_input(LAYER, &dims, self.num_features, (2, Some(5)))?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         let training = input.device().is_autodiff() && self.training.is_enabled();
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);

@@ -3,7 +3,9 @@
 //! and, in evaluation, [`functional::batch_norm`](crate::functional::batch_norm).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
+use crate::error::{
+    NormError, check_channel_input, check_device, check_epsilon, check_features, check_momentum,
+};
 use crate::functional::{self, RenormLimits};
 use crate::running_stats::{self, RunningBuffers};
 use burn::config::Config;
@@ -194,11 +196,13 @@ impl BatchRenorm {
     /// running statistics stay as they are.
     ///
     /// # Errors
-    /// If the rank or the channel count is wrong, or if training and each
-    /// channel has a single value.
+    /// If the rank or the channel count is wrong, if training and each
+    /// channel has a single value, or if the input is on another device
+    /// than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         check_channel_input(LAYER, &dims, self.num_features, (2, Some(5)))?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);
         if !(input.device().is_autodiff() && self.training.is_enabled()) {

@@ -1,5 +1,6 @@
 //! The error type of every fallible call in this crate.
 
+use burn::tensor::Device;
 use thiserror::Error;
 
 /// What went wrong when building a layer or running it.
@@ -51,6 +52,19 @@ pub enum NormError {
         layer: &'static str,
         /// The shape that arrived.
         got: Vec<usize>,
+    },
+    /// The input is on another device than the layer's parameters and
+    /// buffers (Burn would stop deep inside the operation instead).
+    #[error(
+        "{layer}: the input is on {input} but the layer's tensors are on {held}: move the layer (`layer.to_device(&device)`) or the input (`x.to_device(&device)`)"
+    )]
+    DeviceMismatch {
+        /// The layer.
+        layer: &'static str,
+        /// The input's device, as Burn prints it.
+        input: String,
+        /// The layer's devices, as Burn prints them.
+        held: String,
     },
     /// The layer was asked for something its device cannot do.
     #[error("{layer}: {what} is not available on {device}")]
@@ -105,6 +119,28 @@ pub enum NormError {
         /// Why not.
         reason: String,
     },
+}
+
+/// Checks that `input` is on the device of every tensor the layer holds
+/// (`held`, from [`Module::devices`](burn::module::Module::devices)): Burn's
+/// device equality, which ignores autodiff, so a layer built on an autodiff
+/// device takes inputs on the plain one and back.
+pub(crate) fn check_device(
+    layer: &'static str,
+    input: &Device,
+    held: &[Device],
+) -> Result<(), NormError> {
+    if held.iter().all(|device| device == input) {
+        return Ok(());
+    }
+    Err(NormError::DeviceMismatch {
+        layer,
+        input: format!("{input:?}"),
+        held: match held {
+            [one] => format!("{one:?}"),
+            many => format!("{many:?}"),
+        },
+    })
 }
 
 /// Checks `epsilon` the way every layer of the family needs it.

@@ -1,7 +1,7 @@
 //! The [`GroupNorm`] module: state and configuration over
 //! [`functional::group_norm`](crate::functional::group_norm).
 
-use crate::error::{NormError, check_channel_input, check_epsilon, check_features};
+use crate::error::{NormError, check_channel_input, check_device, check_epsilon, check_features};
 use crate::functional;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Initializer, Module, ModuleDisplay, Param};
@@ -116,10 +116,12 @@ impl GroupNorm {
     /// - output: the shape of `input`
     ///
     /// # Errors
-    /// If the rank is below 2 or the channel count is not `num_channels`.
+    /// If the rank is below 2, the channel count is not `num_channels`, or
+    /// the input is on another device than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         check_channel_input(LAYER, &dims, self.num_channels, (2, None))?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         Ok(functional::group_norm(
             input,
             self.num_groups,

@@ -4,7 +4,9 @@
 //! [`functional::batch_norm`](crate::functional::batch_norm).
 
 use crate::RunningCounter;
-use crate::error::{NormError, check_channel_input, check_epsilon, check_features, check_momentum};
+use crate::error::{
+    NormError, check_channel_input, check_device, check_epsilon, check_features, check_momentum,
+};
 use crate::functional;
 use crate::running_stats::{self, RunningBuffers};
 use burn::config::Config;
@@ -159,10 +161,12 @@ impl InstanceNorm {
     ///
     /// # Errors
     /// If the rank or the channel count is wrong, or if instance statistics
-    /// are needed and each instance has a single value.
+    /// are needed and each instance has a single value, or if the input is
+    /// on another device than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         check_channel_input(LAYER, &dims, self.num_channels, (3, Some(5)))?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         let training = input.device().is_autodiff() && self.training.is_enabled();
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);

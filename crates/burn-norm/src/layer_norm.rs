@@ -2,7 +2,8 @@
 //! [`functional::layer_norm`](crate::functional::layer_norm).
 
 use crate::error::{
-    NormError, check_epsilon, check_features, check_normalized_shape, check_trailing_shape,
+    NormError, check_device, check_epsilon, check_features, check_normalized_shape,
+    check_trailing_shape,
 };
 use crate::functional;
 use burn::config::Config;
@@ -129,9 +130,11 @@ impl LayerNorm {
     /// - output: the shape of `input`
     ///
     /// # Errors
-    /// If the trailing axes of `input` are not `normalized_shape`.
+    /// If the trailing axes of `input` are not `normalized_shape`, or the
+    /// input is on another device than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         check_trailing_shape(LAYER, &input.dims(), &self.normalized_shape)?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         let k = self.normalized_shape.len();
         Ok(functional::layer_norm(
             input,

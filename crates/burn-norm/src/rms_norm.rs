@@ -2,7 +2,8 @@
 //! [`functional::rms_norm`](crate::functional::rms_norm).
 
 use crate::error::{
-    NormError, check_epsilon, check_features, check_normalized_shape, check_trailing_shape,
+    NormError, check_device, check_epsilon, check_features, check_normalized_shape,
+    check_trailing_shape,
 };
 use crate::functional;
 use burn::config::Config;
@@ -123,9 +124,11 @@ impl RmsNorm {
     /// - output: the shape of `input`
     ///
     /// # Errors
-    /// If the trailing axes of `input` are not `normalized_shape`.
+    /// If the trailing axes of `input` are not `normalized_shape`, or the
+    /// input is on another device than the layer.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         check_trailing_shape(LAYER, &input.dims(), &self.normalized_shape)?;
+        check_device(LAYER, &input.device(), &self.devices())?;
         let k = self.normalized_shape.len();
         Ok(functional::rms_norm(
             input,
