@@ -9,6 +9,7 @@ mod common;
 
 mod checkpoints;
 mod drop_in;
+mod dtypes;
 mod empty;
 mod errors;
 mod fold;

@@ -70,12 +70,19 @@ pub(crate) fn update(
     factor: f64,
 ) {
     let device = batch.mean.device();
-    let running = functional::update_running_statistics(
+    let (running_mean, running_var) = (
         mean.value_sync().to_device(&device),
         var.value_sync().to_device(&device),
-        batch,
-        factor,
     );
+    // The buffers keep their dtype (f32 for a model in f32) whatever the
+    // input's was: an f16 or f64 batch's statistics are cast to it.
+    let dtype = running_mean.dtype();
+    let batch = ChannelMoments {
+        mean: batch.mean.clone().cast(dtype),
+        variance: batch.variance.clone().cast(dtype),
+        count: batch.count,
+    };
+    let running = functional::update_running_statistics(running_mean, running_var, &batch, factor);
     mean.update(running.mean.detach());
     var.update(running.var.detach());
     mean.value_sync();

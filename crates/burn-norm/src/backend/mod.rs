@@ -253,9 +253,11 @@ pub(crate) fn combine_sum(local: Tensor<1>, replica: &crate::sync::SyncReplica) 
         .to_vec::<f64>()
         .expect("f64 values");
     let total = replica.sum(&values);
+    // With the dtype named: from a device alone, Burn 0.22.1 converts the
+    // data to the device's default float (an f64 sum came back f32).
     let combined = Tensor::<1>::from_data(
-        burn::tensor::TensorData::new(total, [values.len()]).convert_dtype(local.dtype()),
-        &local.device(),
+        burn::tensor::TensorData::new(total, [values.len()]),
+        (&local.device(), local.dtype()),
     );
     Tensor::from_dispatch(Dispatch::combined(
         local.into_dispatch(),

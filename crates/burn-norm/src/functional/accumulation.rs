@@ -13,18 +13,25 @@ pub fn accumulation_dtype(input: DType) -> Option<FloatDType> {
 }
 
 /// Runs `f` on `x` (and the parameters) widened to the accumulation dtype, and
-/// narrows the result back to the input's dtype.
+/// narrows the result back to the input's dtype. The parameters take the
+/// dtype `f` computes in whatever theirs is (f32 parameters with an f64
+/// input, say): the cast is differentiable, so their gradients keep theirs.
 pub(crate) fn widened<const D: usize>(
     x: Tensor<D>,
     params: [Option<Tensor<1>>; 2],
     f: impl FnOnce(Tensor<D>, [Option<Tensor<1>>; 2]) -> Tensor<D>,
 ) -> Tensor<D> {
-    match accumulation_dtype(x.dtype()) {
-        Some(wide) => {
-            let original: FloatDType = x.dtype().into();
-            let params = params.map(|p| p.map(|p| p.cast(wide)));
-            f(x.cast(wide), params).cast(original)
-        }
-        None => f(x, params),
+    let original = x.dtype();
+    let x = match accumulation_dtype(original) {
+        Some(wide) => x.cast(wide),
+        None => x,
+    };
+    let dtype = x.dtype();
+    let params = params.map(|p| p.map(|p| if p.dtype() == dtype { p } else { p.cast(dtype) }));
+    let y = f(x, params);
+    if y.dtype() == original {
+        y
+    } else {
+        y.cast(FloatDType::from(original))
     }
 }

@@ -1,6 +1,7 @@
 //! Batch renormalization (Ioffe, 2017): batch statistics corrected towards
 //! the running ones.
 
+use super::accumulation::widened;
 use super::batch_norm::{BatchStatistics, batch_norm_train, channel_shape};
 use super::core::affine;
 use burn::tensor::Tensor;
@@ -67,7 +68,10 @@ pub fn batch_renorm_train<const D: usize>(
     let corrected = normalized.output * r.clone().reshape(shape) + d.clone().reshape(shape);
     RenormStatistics {
         batch: BatchStatistics {
-            output: affine(corrected, gamma, beta, shape),
+            // In f32 for half inputs, with the parameters in its dtype.
+            output: widened(corrected, [gamma, beta], |c, [gamma, beta]| {
+                affine(c, gamma, beta, shape)
+            }),
             ..normalized
         },
         r,

@@ -47,15 +47,14 @@ pub fn batch_norm_train_synced<const D: usize>(
     // Half precision is widened to f32 for the statistics and the output,
     // as everywhere in the crate, and narrowed back at the end.
     let narrow: Option<FloatDType> = accumulation_dtype(x.dtype()).map(|_| x.dtype().into());
-    let widen = |t: Tensor<1>| match accumulation_dtype(t.dtype()) {
-        Some(wide) => t.cast(wide),
-        None => t,
-    };
-    let (gamma, beta) = (gamma.map(widen), beta.map(widen));
     let x = match accumulation_dtype(x.dtype()) {
         Some(wide) => x.cast(wide),
         None => x,
     };
+    // The parameters take the dtype computed in, whatever theirs is.
+    let dtype = x.dtype();
+    let like = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
+    let (gamma, beta) = (gamma.map(like), beta.map(like));
     let dims = x.dims();
     let (n, c) = (dims[0], dims[1]);
     let s = dims[2..].iter().product::<usize>();
