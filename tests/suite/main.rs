@@ -18,6 +18,7 @@ mod fusion_neighbours;
 mod ghost;
 mod gradcheck;
 mod hostile;
+mod nonfinite;
 mod parity;
 mod records;
 mod renorm;
