@@ -309,6 +309,12 @@ fn scalers_fail_clearly() {
         "MinMaxScaler: invalid config: `feature_range` must be finite (low, high) with low < high, got (1, 1)"
     );
     assert!(StandardScaler::new(2).partial_fit(&ok).is_err());
+    // An empty batch is refused, as scikit-learn does ("0 sample(s)"):
+    // its statistics would be 0 / 0.
+    let empty = Tensor::<2>::zeros([0, 2], &device);
+    let err = StandardScaler::new(1).partial_fit(&empty).unwrap_err();
+    assert!(matches!(err, NormError::InvalidInput { .. }), "{err}");
+    assert!(MinMaxScaler::new(1).partial_fit(&empty).is_err());
 }
 
 /// A fitted scaler survives JSON exactly (f64 values round-trip).
