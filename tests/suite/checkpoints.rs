@@ -16,7 +16,7 @@ use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use burn_norm::pytorch::{load_pytorch, save_pytorch};
 use burn_norm::{
     BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, InstanceNormConfig,
@@ -234,13 +234,6 @@ fn transformer_block_loads_and_evaluates_alike(device: &Device) {
     assert_close("transformer block", &values(y), &f.eval.output, 1e-5);
 }
 
-on_every_backend!(
-    transformer_block_loads_and_evaluates_alike,
-    pytorch_checkpoints_load_and_evaluate_alike,
-    one_more_training_step_updates_statistics_as_pytorch,
-    exports_that_reload,
-);
-
 /// A model with other shapes or other fields: one error listing every key.
 #[test]
 fn checkpoints_that_do_not_fit_are_errors_that_list_the_keys() {
@@ -275,4 +268,87 @@ fn checkpoints_that_do_not_fit_are_errors_that_list_the_keys() {
     let mut net = Net::new(&device);
     let err = load_pytorch(&mut net, path("no-such-file.pt")).unwrap_err();
     assert!(err.to_string().contains("no-such-file.pt"), "{err}");
+}
+
+/// Rounds every float tensor of a module through f16, as saving it after
+/// PyTorch's `model.half()` does.
+struct ThroughHalf;
+
+impl burn::module::ModuleMapper for ThroughHalf {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        // On the host: ndarray stores no f16.
+        param.map(|t| {
+            let device = t.device();
+            let data = t.into_data().convert_dtype(DType::F16);
+            Tensor::from_data(data.convert_dtype(DType::F32), &device)
+        })
+    }
+}
+
+/// A checkpoint saved in half precision (`tests/fixtures/checkpoints.py`
+/// writes `checkpoint_f16.pt` from `checkpoint.pt`) loads into an f32
+/// model as PyTorch's `load_state_dict` does: the values rounded, the
+/// model's dtypes kept (burn-store alone would make every tensor f16, and
+/// the f32 input then stopped in Burn's convolution). It evaluates as the
+/// f32 checkpoint rounded through f16.
+fn half_precision_checkpoints_load_into_the_models_dtype(device: &Device) {
+    let net = loaded("checkpoint_f16.pt", device);
+    let dtypes = [
+        net.conv.weight.val().dtype(),
+        net.bn.gamma.as_ref().unwrap().val().dtype(),
+        net.bn.running_var().unwrap().dtype(),
+        net.inorm.running_mean().unwrap().dtype(),
+        net.rms.gamma.as_ref().unwrap().val().dtype(),
+    ];
+    assert_eq!(dtypes, [DType::F32; 5]);
+    assert_eq!(net.bn.num_batches_tracked(), Some(3));
+    let rounded = loaded("checkpoint.pt", device).map(&mut ThroughHalf);
+    let x = tensor(&fixture().eval.input, &[3, 1, 8, 8], device);
+    let y = values(net.valid().forward(x.clone()));
+    assert_close(
+        "f16 checkpoint",
+        &y,
+        &values(rounded.valid().forward(x)),
+        1e-6,
+    );
+    // The rounding is visible: not the f32 checkpoint's output.
+    assert!(
+        y.iter()
+            .zip(&fixture().eval.output)
+            .any(|(a, b)| (a - b).abs() > 1e-4)
+    );
+}
+
+on_every_backend!(
+    transformer_block_loads_and_evaluates_alike,
+    pytorch_checkpoints_load_and_evaluate_alike,
+    one_more_training_step_updates_statistics_as_pytorch,
+    exports_that_reload,
+    half_precision_checkpoints_load_into_the_models_dtype,
+);
+
+/// A model that holds its floats in several dtypes keeps each of them: its
+/// BatchNorm in f64, the rest in f32, loaded from the f16 checkpoint.
+#[test]
+fn models_of_several_dtypes_keep_each() {
+    struct ToF64;
+    impl burn::module::ModuleMapper for ToF64 {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            param.map(|t| t.cast(DType::F64))
+        }
+    }
+    let device = Device::flex();
+    let mut net = Net::new(&device);
+    net.bn = net.bn.map(&mut ToF64);
+    load_pytorch(&mut net, path("checkpoint_f16.pt")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.bn.gamma.as_ref().unwrap().val().dtype(), DType::F64);
+    assert_eq!(net.bn.running_mean().unwrap().dtype(), DType::F64);
+    assert_eq!(net.conv.weight.val().dtype(), DType::F32);
+    assert_eq!(net.ln.gamma.as_ref().unwrap().val().dtype(), DType::F32);
 }

@@ -12,12 +12,14 @@
 //! error listing them.
 
 use crate::error::NormError;
-use burn::tensor::DType;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{DType, Tensor};
 use burn_store::burn_pack::Tensor as PackTensor;
 use burn_store::{
     ApplyResult, BurnToPyTorchAdapter, ModuleAdapter, ModuleContext, ModuleSnapshot, ModuleStore,
     PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
 };
+use std::collections::HashMap;
 use std::path::Path;
 
 /// PyTorch's counter buffer.
@@ -141,8 +143,77 @@ pub fn load_pytorch<M: ModuleSnapshot>(
             .collect()
     };
     let adapter = PyTorchToBurnAdapter.chain(NormAdapter(Direction::FromPytorch));
+    // burn-store keeps each loaded tensor's dtype, so a half-precision
+    // checkpoint would turn an f32 model into an f16 one (whose f32 inputs
+    // then stop inside Burn's convolutions; on ndarray, which stores no
+    // f16, the process aborts). PyTorch's `load_state_dict` copies into the
+    // model's tensors: the model keeps its dtypes. The file's floats are
+    // converted before they land where the model holds its floats in one
+    // dtype (the usual case), and cast back after, tensor by tensor, where
+    // it holds several.
+    let dtypes = FloatDTypes::of(model);
+    let tensors = match dtypes.single() {
+        Some(dtype) => tensors.into_iter().map(|t| cast_float(t, dtype)).collect(),
+        None => tensors,
+    };
     let result = model.apply(tensors, None, Some(Box::new(adapter)), false);
-    check(&result).map_err(fail)
+    check(&result).map_err(fail)?;
+    if dtypes.single().is_none() {
+        *model = model.clone().map(&mut dtypes.restorer());
+    }
+    Ok(())
+}
+
+/// `tensor` in `dtype` if it holds floats of another.
+fn cast_float(tensor: PackTensor, dtype: DType) -> PackTensor {
+    if !tensor.dtype.is_float() || tensor.dtype == dtype {
+        return tensor;
+    }
+    let (name, shape) = (tensor.name.clone(), tensor.shape.clone());
+    bridge::map_data(tensor, name, dtype, shape, move |data| {
+        data.convert_dtype(dtype)
+    })
+}
+
+/// The dtype of each of a module's float tensors (parameters and running
+/// buffers), by parameter id.
+struct FloatDTypes(HashMap<ParamId, DType>);
+
+impl FloatDTypes {
+    fn of<M: Module>(module: &M) -> Self {
+        let mut dtypes = FloatDTypes(HashMap::new());
+        module.visit(&mut dtypes);
+        dtypes
+    }
+
+    /// The one dtype of all of them, if they share one.
+    fn single(&self) -> Option<DType> {
+        let mut dtypes = self.0.values();
+        let first = *dtypes.next()?;
+        dtypes.all(|&d| d == first).then_some(first)
+    }
+
+    fn restorer(&self) -> RestoreDTypes<'_> {
+        RestoreDTypes(&self.0)
+    }
+}
+
+impl ModuleVisitor for FloatDTypes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.insert(param.id, param.val().dtype());
+    }
+}
+
+/// Casts each float tensor back to the dtype [`FloatDTypes`] recorded.
+struct RestoreDTypes<'a>(&'a HashMap<ParamId, DType>);
+
+impl ModuleMapper for RestoreDTypes<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.0.get(&param.id) {
+            Some(&dtype) if param.val().dtype() != dtype => param.map(|t| t.cast(dtype)),
+            _ => param,
+        }
+    }
 }
 
 /// Writes `model` as a safetensors file that PyTorch loads with
