@@ -188,8 +188,8 @@ impl InstanceNorm {
                         got: dims.to_vec(),
                     });
                 }
+                let track = training && !functional::has_no_values(&input);
                 let stats = functional::instance_norm_train(input, gamma, beta, self.epsilon);
-                let track = training && running_stats::has_values(&dims);
                 if let (true, Some(mean), Some(var)) = (track, running_mean, running_var) {
                     let factor = self.momentum.unwrap_or(0.0);
                     running_stats::update(mean, var, &stats.moments(), factor);

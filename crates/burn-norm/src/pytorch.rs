@@ -152,13 +152,14 @@ pub fn load_pytorch<M: ModuleSnapshot>(
     // dtype (the usual case), and cast back after, tensor by tensor, where
     // it holds several.
     let dtypes = FloatDTypes::of(model);
-    let tensors = match dtypes.single() {
+    let single = dtypes.single();
+    let tensors = match single {
         Some(dtype) => tensors.into_iter().map(|t| cast_float(t, dtype)).collect(),
         None => tensors,
     };
     let result = model.apply(tensors, None, Some(Box::new(adapter)), false);
     check(&result).map_err(fail)?;
-    if dtypes.single().is_none() {
+    if single.is_none() {
         *model = model.clone().map(&mut dtypes.restorer());
     }
     Ok(())

@@ -32,18 +32,11 @@ impl RunningBuffers {
     }
 }
 
-/// Whether a batch of shape `dims` has values to take statistics from. An
-/// empty batch (or a zero-size spatial axis) has none: the layers give it
-/// an empty output and leave their running statistics as they are, as
-/// PyTorch's BatchNorm does, rather than fold in the NaN of `0 / 0`.
-pub(crate) fn has_values(dims: &[usize]) -> bool {
-    !dims.contains(&0)
-}
-
 /// One training step of BatchNorm's running statistics, as PyTorch: the
 /// counter advances, then the batch is folded in with `momentum`, or with
 /// `1 / steps` (the cumulative average) where it is `None`. A batch without
-/// values ([`has_values`]) advances the counter only.
+/// values (`count` 0: an empty batch) advances the counter only, as
+/// PyTorch's BatchNorm does, rather than fold in the NaN of `0 / 0`.
 pub(crate) fn step(
     mean: &RunningState<Tensor<1>>,
     var: &RunningState<Tensor<1>>,

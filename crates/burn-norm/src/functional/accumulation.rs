@@ -27,11 +27,17 @@ pub(crate) fn widened<const D: usize>(
         None => x,
     };
     let dtype = x.dtype();
-    let params = params.map(|p| p.map(|p| if p.dtype() == dtype { p } else { p.cast(dtype) }));
+    let params = params.map(|p| p.map(|p| in_dtype(p, dtype)));
     let y = f(x, params);
     if y.dtype() == original {
         y
     } else {
         y.cast(FloatDType::from(original))
     }
+}
+
+/// `t` in `dtype`: as it is where it already is one, else cast
+/// (differentiably).
+pub(crate) fn in_dtype<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
 }

@@ -1,7 +1,7 @@
 //! Synchronized batch normalization: one BatchNorm over a batch split
 //! across data-parallel replicas.
 
-use super::accumulation::accumulation_dtype;
+use super::accumulation::{accumulation_dtype, in_dtype};
 use super::batch_norm::{BatchStatistics, channel_shape};
 use super::core::{affine, no_statistics, standardize, without_values};
 use crate::backend::combine_sum;
@@ -53,8 +53,10 @@ pub fn batch_norm_train_synced<const D: usize>(
     };
     // The parameters take the dtype computed in, whatever theirs is.
     let dtype = x.dtype();
-    let like = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
-    let (gamma, beta) = (gamma.map(like), beta.map(like));
+    let (gamma, beta) = (
+        gamma.map(|t| in_dtype(t, dtype)),
+        beta.map(|t| in_dtype(t, dtype)),
+    );
     let dims = x.dims();
     let (n, c) = (dims[0], dims[1]);
     let s = dims[2..].iter().product::<usize>();
