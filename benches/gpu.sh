@@ -10,7 +10,8 @@
 # Vulkan loader with glvnd into .gl/ (see the device tool's README).
 # There: bash benches/gpu.sh   (carry vendor-gpu and .gl; $OUT gets the log)
 #
-# Sections, all by default, or those named: `bash benches/gpu.sh probe tables`.
+# Sections, all by default, or those named, in the order named:
+# `bash benches/gpu.sh suite steady tables`.
 # - (always) the card, PyTorch's copy bandwidth on it and a plain CubeCL
 #   copy's through wgpu (benches/copy.rs): the ceiling on this runtime;
 # - probe: where LayerNorm's forward spends its time (`norm --probe`:
@@ -22,9 +23,9 @@
 #   with teams of 8 values per unit, and the training step with the
 #   backward's older second pass (BURN_NORM_ONE_PASS=0); with an older build, both
 #   builds alternated at 512 and 32768 rows;
-# - suite: the suite's wgpu tests twice (plane reductions where the card
-#   has them, then shared memory forced, with LayerNorm's backward sweeping
-#   several rows per team);
+# - suite: the suite's wgpu tests, one at a time (plane reductions where
+#   the card has them); suite-shared: the same with shared memory forced
+#   and LayerNorm's backward sweeping several rows per team;
 # - tables: benches/compare.py on the issue's GPU shapes (--large), 10
 #   chained layers per read-back (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
@@ -55,8 +56,7 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   ldconfig
 fi
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-sections=${*:-probe suite tables steady}  # ab: on request
-want() { [[ " $sections " == *" $1 "* ]]; }
+sections=${*:-probe suite suite-shared tables steady}  # ab: on request
 bin=/tmp/burn-norm-bin
 mkdir -p "$bin"
 for f in vendor-gpu/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
@@ -74,7 +74,7 @@ PY
 # The same copy as a plain CubeCL kernel through wgpu: the ceiling of any
 # kernel of ours on this runtime; then where our forward's time goes.
 [ -x "$bin/copy" ] && timeout 60 "$bin/copy" | grep -v "^device"
-if want probe; then
+section_probe() {
   echo "## where LayerNorm's forward spends its time (fusion + autotune)"
   timeout 90 "$bin/norm" --device wgpu --probe
   echo "## the same, CUBECL_WGPU_MAX_TASKS=4"
@@ -94,8 +94,9 @@ if want probe; then
       done
     done
   fi
-fi
-if want suite && [ -x "$bin/suite" ]; then
+}
+section_suite() {
+  [ -x "$bin/suite" ] || return 0
   # The fixtures are found through the path the suite was built at.
   mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
   # One test at a time: a GPU failure can take the device down for every
@@ -104,12 +105,18 @@ if want suite && [ -x "$bin/suite" ]; then
   # Burn 0.22.1's autotune timing, "Failed to map buffer", with 8 threads).
   echo "## suite, wgpu (plane reductions where the card has them)"
   timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 | grep -E -A3 "FAILED|panicked|test result"
+}
+# The shared-memory path is what lavapipe runs in CI (CubeCL turns planes
+# off on CPU adapters); here it is forced on the GPU.
+section_suite_shared() {
+  [ -x "$bin/suite" ] || return 0
+  mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
   echo "## suite, wgpu, BURN_NORM_SHARED_REDUCE=1 BURN_NORM_SWEEP_UNITS=64"
   BURN_NORM_SHARED_REDUCE=1 BURN_NORM_SWEEP_UNITS=64 timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 |
     grep -E -A3 "FAILED|panicked|test result"
-fi
+}
 compare() { timeout 150 python3 benches/compare.py --device wgpu --large --torch-rows "/tmp/torch-rows-$chain.json" --chain "$chain" "$@"; }
-if want tables; then
+section_tables() {
   chain=10
   echo "## fusion + autotune"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
   if [ -x "$bin/norm-unfused" ]; then
@@ -122,8 +129,8 @@ if want tables; then
   fi
   echo "## BatchNorm's training forward, one layer per read-back (--chain 1)"
   timeout 60 "$bin/norm" --device wgpu --large --only "BatchNorm2d train [64" --chain 1
-fi
-if want steady; then
+}
+section_steady() {
   chain=100
   echo "## fusion + autotune, 100 layers per read-back"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
   echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
@@ -140,8 +147,8 @@ if want steady; then
   long --bin "$bin/norm" --label "blocks"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
   BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "streamed"
-fi
-if want ab; then
+}
+section_ab() {
   echo "## alternating probes, burn-norm alone"
   for round in 1 2 3; do
     for setting in "" CUBECL_WGPU_MAX_TASKS=4 BURN_NORM_FLUSH=0 BURN_NORM_PER_UNIT=8; do
@@ -153,4 +160,11 @@ if want ab; then
     echo "## CUBECL_WGPU_MAX_TASKS=4, $chain layers per read-back"
     CUBECL_WGPU_MAX_TASKS=4 compare --bin "$bin/norm" --label "wgpu, 4 tasks per submit"
   done
-fi
+}
+# The sections in the order named, each with the seconds it took, so that a
+# run cut short by the device's time limit has done the first ones whole.
+for section in $sections; do
+  start=$SECONDS
+  "section_${section//-/_}"
+  echo "(section $section: $((SECONDS - start)) s)"
+done
