@@ -95,10 +95,19 @@ section_probe() {
     done
   fi
 }
+# The suite finds its fixtures through the checkout it was built in, baked
+# into the binary (not always /work/main: a cached build may come from
+# another clone), so that path is linked to this one.
+link_fixtures() {
+  local root
+  root=$(grep -a -o -m1 '/[A-Za-z0-9_.+/-]*/tests/fixtures/' "$bin/suite" | head -1)
+  root=${root%/tests/fixtures/}
+  [ -n "$root" ] && [ ! -e "$root" ] && mkdir -p "$(dirname "$root")" && ln -s "$PWD" "$root"
+  return 0
+}
 section_suite() {
   [ -x "$bin/suite" ] || return 0
-  # The fixtures are found through the path the suite was built at.
-  mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
+  link_fixtures
   # One test at a time: a GPU failure can take the device down for every
   # test after it in the process, so that a parallel run blames the wrong
   # tests (the first run here, on an H100, 2026-11-27, also had a panic in
@@ -110,7 +119,7 @@ section_suite() {
 # off on CPU adapters); here it is forced on the GPU.
 section_suite_shared() {
   [ -x "$bin/suite" ] || return 0
-  mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
+  link_fixtures
   echo "## suite, wgpu, BURN_NORM_SHARED_REDUCE=1 BURN_NORM_SWEEP_UNITS=64"
   BURN_NORM_SHARED_REDUCE=1 BURN_NORM_SWEEP_UNITS=64 timeout 150 "$bin/suite" --test-threads=1 wgpu fused:: 2>&1 |
     grep -E -A3 "FAILED|panicked|test result"
