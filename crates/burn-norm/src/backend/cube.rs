@@ -250,36 +250,49 @@ fn elementwise(values: usize, vector: usize) -> CubeCount {
 /// than one cube holds in registers, GroupNorm's and InstanceNorm's
 /// groups that `teams` would stream, where their channels have at least
 /// [`MIN_RUN_VALUES`] values, and LayerNorm's and RMSNorm's rows that
-/// `teams` would stream, where they are fewer than [`ROW_BLOCKS_BELOW`];
+/// `teams` would stream; the last two where the groups are fewer than
+/// [`BLOCKS_BELOW_GROUPS`];
 /// not past one launch's grid (more than 65,535 runs, as BatchNorm1d over
 /// 100,000 features, or of blocks per run), nor with
 /// `BURN_NORM_GROUP_BLOCKS=0`. Those groups take one team each.
 fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
-    let wanted = match layout.layout.grouping {
-        Grouping::Channels => layout.size() > BLOCK_VALUES,
-        Grouping::SampleChannels => {
-            layout.layout.centering == Centering::Mean
-                && teams.held == 0
-                && layout.s >= MIN_RUN_VALUES
-        }
-        Grouping::Rows => teams.held == 0 && layout.count() < ROW_BLOCKS_BELOW,
-    };
-    if wanted && group_blocks() {
+    if wants_blocks(layout, teams) && group_blocks() {
         Blocks::of(layout, block_cubes())
     } else {
         None
     }
 }
 
-/// Rows from which LayerNorm's and RMSNorm's streamed rows take one team
-/// each rather than blocks: as many teams as [`BLOCK_CUBES`] blocks, which
-/// keep a GPU busy alone, and their passes after the first re-read a
-/// row that one cube streams (at most a few hundred kilobytes) while the
-/// blocks' apply stage reads the input again from memory. A LayerNorm over
-/// a whole `[C, H, W]` sample of a small batch (one row of 262,144 values
-/// per sample for `[64, 64, 64]`) was a handful of cubes on a GPU of a
-/// hundred multiprocessors.
-const ROW_BLOCKS_BELOW: usize = BLOCK_CUBES;
+/// Whether [`blocks_for`] cuts `layout`'s groups into blocks, settings
+/// aside.
+fn wants_blocks(layout: &Groups, teams: Teams) -> bool {
+    match layout.layout.grouping {
+        Grouping::Channels => layout.size() > BLOCK_VALUES,
+        Grouping::SampleChannels => {
+            layout.layout.centering == Centering::Mean
+                && teams.held == 0
+                && layout.s >= MIN_RUN_VALUES
+                && layout.count() < BLOCKS_BELOW_GROUPS
+        }
+        Grouping::Rows => teams.held == 0 && layout.count() < BLOCKS_BELOW_GROUPS,
+    }
+}
+
+/// Groups (rows, or GroupNorm's and InstanceNorm's groups of a sample)
+/// from which streamed groups take one team each rather than blocks: as
+/// many teams as [`BLOCK_CUBES`] blocks, which keep a GPU busy alone, and
+/// their passes after the first re-read a group that one cube streams (at
+/// most a few hundred kilobytes) while the blocks' apply stage reads the
+/// input again from memory and their merge is one launch more. A LayerNorm
+/// over a whole `[C, H, W]` sample of a small batch (one row of 262,144
+/// values per sample for `[64, 64, 64]`) was a handful of cubes on a GPU
+/// of a hundred multiprocessors. On an H200 (2026-11-28, one run each,
+/// 100 layers per read-back) the 256 groups of GroupNorm [8, 128, 128, 128]
+/// and InstanceNorm [8, 32, 256, 256] took 0.13-0.14 ms forward streamed
+/// against 0.15-0.18 in blocks, and 0.48-0.49 ms a training step against
+/// 0.53-0.71; LayerNorm's 8 rows of 2,097,152 values 0.14 ms in blocks
+/// against 2.7 streamed.
+const BLOCKS_BELOW_GROUPS: usize = BLOCK_CUBES;
 
 /// Fewest values per channel for GroupNorm's and InstanceNorm's long groups
 /// to go in blocks: a block lies in one channel, so shorter channels would
@@ -977,8 +990,8 @@ fn submit(x: &CubeTensor) {
 #[cfg(test)]
 mod tests {
     use super::{
-        BLOCK_CUBES, Blocks, Groups, Layout, MAX_HELD, SUBMIT_VALUES, SWEEP_UNITS, Submission,
-        Teams, block_held, sweep_steps,
+        BLOCK_CUBES, Blocks, Groups, Layout, MAX_HELD, MAX_HELD_FORWARD, SUBMIT_VALUES,
+        SWEEP_UNITS, Submission, Teams, block_held, sweep_steps, wants_blocks,
     };
 
     #[test]
@@ -1001,6 +1014,26 @@ mod tests {
         let rows = Groups::of(&[8, 1, 1, 128 * 128 * 128], Layout::LAYER);
         let plan = Blocks::of(&rows, BLOCK_CUBES).unwrap();
         assert_eq!((plan.runs, plan.blocks, plan.held), (8, 128, 16));
+    }
+
+    #[test]
+    fn long_groups_go_in_blocks_only_where_too_few_to_fill_a_gpu() {
+        let wanted = |shape: [usize; 4], norm| {
+            let layout = Groups::of(&shape, norm);
+            let teams = Teams::new(layout.count(), layout.size() / 4, MAX_HELD_FORWARD);
+            wants_blocks(&layout, teams)
+        };
+        // GroupNorm, 32 groups of [128, 128, 128] samples: 32 groups of
+        // 65,536 values for one sample, 256 for eight.
+        assert!(wanted([1, 32, 4, 16384], Layout::GROUP));
+        assert!(wanted([7, 32, 4, 16384], Layout::GROUP));
+        assert!(!wanted([8, 32, 4, 16384], Layout::GROUP));
+        // LayerNorm over 2,097,152 values: 8 rows in blocks, 256 streamed.
+        assert!(wanted([8, 1, 1, 1 << 21], Layout::LAYER));
+        assert!(!wanted([256, 1, 1, 1 << 21], Layout::LAYER));
+        // Groups held in registers never go in blocks.
+        assert!(!wanted([1, 32, 4, 784], Layout::GROUP));
+        assert!(!wanted([1, 1, 1, 768], Layout::LAYER));
     }
 
     #[test]
