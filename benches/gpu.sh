@@ -40,11 +40,12 @@
 #   where the GPU's time dominates the host's and the read-back's, then
 #   burn-norm's backward with its second pass (BURN_NORM_ONE_PASS=0),
 #   alone and with its row sums over vectors (BURN_NORM_ROW_SUM_VECTORS=1),
-#   holding 8 vectors per unit instead of 16 (BURN_NORM_BACKWARD_HELD=8),
-#   and the older build; then groups too long to hold (--long-groups:
-#   GroupNorm, InstanceNorm, and LayerNorm over rows of 2,097,152 values) in
-#   blocks as built, in smaller blocks (BURN_NORM_BLOCK_CUBES=1024) and
-#   streamed (BURN_NORM_GROUP_BLOCKS=0), with PyTorch.
+#   GroupNorm's groups of several channels taking their parameter sums in
+#   the same pass (BURN_NORM_SUMMED_CHANNELS=16), and the older build; then
+#   groups too long to hold (--long-groups: GroupNorm, InstanceNorm, and
+#   LayerNorm over rows of 2,097,152 values) as built (256 groups streamed,
+#   8 rows in blocks), in smaller blocks (BURN_NORM_BLOCK_CUBES=1024) and
+#   all streamed (BURN_NORM_GROUP_BLOCKS=0), with PyTorch.
 # (Both reduction paths were timed on an H100 on 2026-11-27, level within
 # the spread: docs/benchmarks.md.)
 set -uo pipefail
@@ -145,15 +146,15 @@ section_steady() {
   echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
   BURN_NORM_ONE_PASS=0 BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two passes, row sums in vectors"
-  echo "## burn-norm, BURN_NORM_BACKWARD_HELD=8, 100 layers per read-back"
-  BURN_NORM_BACKWARD_HELD=8 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "backward holds 8"
+  echo "## burn-norm, BURN_NORM_SUMMED_CHANNELS=16, 100 layers per read-back"
+  BURN_NORM_SUMMED_CHANNELS=16 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "groups sum their channels"
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build, 100 layers per read-back"
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
-  echo "## groups and rows too long to hold, in blocks (as built, then BURN_NORM_BLOCK_CUBES=1024), then streamed, 100 layers per read-back"
+  echo "## groups and rows too long to hold, as built, with BURN_NORM_BLOCK_CUBES=1024, then all streamed, 100 layers per read-back"
   long() { timeout 150 python3 benches/compare.py --device wgpu --large --long-groups --only "[8, " --torch-rows /tmp/torch-rows-long.json --chain 100 "$@"; }
-  long --bin "$bin/norm" --label "blocks"
+  long --bin "$bin/norm" --label "as built"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
   BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "streamed"
 }

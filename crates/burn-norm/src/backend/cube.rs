@@ -43,8 +43,9 @@ fn row_sum_vector(vector: usize) -> usize {
 
 /// Whether the backward takes the parameter gradients' sums in the same
 /// pass as `dx` where it can (rows held in registers sweep them,
-/// [`ParameterSums::Swept`]; GroupNorm's and InstanceNorm's groups of a
-/// few channels sum each channel, [`ParameterSums::PerChannel`]), unless
+/// [`ParameterSums::Swept`]; GroupNorm's and InstanceNorm's groups of
+/// [`summed_channels`] channels or fewer sum each channel,
+/// [`ParameterSums::PerChannel`]), unless
 /// `BURN_NORM_ONE_PASS=0`: the older second pass over `x` and `dy`, for
 /// comparison (`benches/gpu.sh` times both).
 fn one_pass() -> bool {
@@ -52,10 +53,28 @@ fn one_pass() -> bool {
     *ONE_PASS.get_or_init(|| !settings::off("BURN_NORM_ONE_PASS"))
 }
 
+/// Most channels per group of GroupNorm's and InstanceNorm's whose
+/// parameter sums the backward takes in the same pass as `dx`
+/// ([`ParameterSums::PerChannel`]; with [`one_pass`]): 1, InstanceNorm's
+/// group, whose sums are the team sums the kernel takes anyway; or
+/// `BURN_NORM_SUMMED_CHANNELS` (up to [`MAX_SUMMED_CHANNELS`]) where set.
+/// A group of `k` channels takes `2k` team sums more; on an H200
+/// (2026-11-28, 100 layers per read-back) GroupNorm [64, 128, 56, 56]'s
+/// training step (4 channels per group) took 0.72-0.75 ms that way against
+/// 0.61-0.63 ms with the second pass over `x` and `dy`
+/// ([`cube_kernels::channel_parameter_grads`]); `benches/gpu.sh` times both.
+fn summed_channels() -> usize {
+    static CHANNELS: OnceLock<usize> = OnceLock::new();
+    *CHANNELS.get_or_init(|| {
+        settings::count("BURN_NORM_SUMMED_CHANNELS", 1..=MAX_SUMMED_CHANNELS).unwrap_or(1)
+    })
+}
+
 /// Most vectors per unit of `x` and of `dy` that the backward holds in
 /// registers: [`MAX_HELD_BACKWARD`], or `BURN_NORM_BACKWARD_HELD` (1 to
 /// it) where set, for comparison on a GPU (8 was the limit before
-/// 2026-11-27's thirteenth session; `benches/gpu.sh` times both).
+/// 2026-11-27's thirteenth session; on an H200, 2026-11-28, LayerNorm
+/// [32768, 768]'s training step took 0.534 ms with 8 and 0.538 with 16).
 fn backward_held() -> usize {
     static HELD: OnceLock<usize> = OnceLock::new();
     *HELD.get_or_init(|| {
@@ -673,11 +692,11 @@ fn launch_backward(
         }
         return parameter_totals(&x, dx, [dgamma, dbeta], n, params);
     }
-    // Channel groups of a few channels sum each channel's parameter
-    // gradients in the kernel (BatchNorm's channels always: they are the
-    // gradients); rows held in registers sweep.
+    // Channel groups of one channel (or a few, `summed_channels`) sum each
+    // channel's parameter gradients in the kernel (BatchNorm's channels
+    // always: they are the gradients); rows held in registers sweep.
     let sums = if per_channel
-        || (norm.grouping == Grouping::SampleChannels && k <= MAX_SUMMED_CHANNELS && one_pass())
+        || (norm.grouping == Grouping::SampleChannels && k <= summed_channels() && one_pass())
     {
         ParameterSums::PerChannel { channels: k as u32 }
     } else if norm.grouping == Grouping::Rows

@@ -588,9 +588,9 @@ pub fn weighted<F: Float, N: Size>(
     dw
 }
 
-/// Most channels per group whose sums [`normalize_backward`] takes itself
-/// ([`ParameterSums::PerChannel`]); groups of more take
-/// [`channel_parameter_grads`].
+/// Most channels per group whose sums [`normalize_backward`] can take
+/// itself ([`ParameterSums::PerChannel`]; the launch chooses how many it
+/// does); groups of more take [`channel_parameter_grads`].
 pub const MAX_SUMMED_CHANNELS: usize = 16;
 
 /// Where [`normalize_backward`] leaves what the parameter gradients need.
