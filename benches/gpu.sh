@@ -32,6 +32,9 @@
 #   submitting every operation's launches at once (BURN_NORM_FLUSH=1), the
 #   older build (--before), PyTorch CUDA
 #   once for all; BatchNorm's training forward with one layer per read-back;
+# - medians (on request): the steady table's first compare as medians of 3
+#   alternating runs, PyTorch rerun each time (three tables: about 2
+#   minutes, going by the 2026-11-28 run's 40 s a table);
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
 #   settings (as built, CUBECL_WGPU_MAX_TASKS=4, BURN_NORM_FLUSH=0,
 #   BURN_NORM_PER_UNIT=8), three rounds; then the tables with
@@ -57,7 +60,7 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   ldconfig
 fi
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-sections=${*:-probe suite suite-shared tables steady}  # ab: on request
+sections=${*:-probe suite suite-shared tables steady}  # medians, ab: on request
 bin=/tmp/burn-norm-bin
 mkdir -p "$bin"
 for f in vendor-gpu/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
@@ -157,6 +160,14 @@ section_steady() {
   long --bin "$bin/norm" --label "as built"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
   BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "streamed"
+}
+# The steady table's medians: one run of a table is good to about a
+# quarter either way on a forward (an H200, 2026-11-28), so the figures to
+# report come from alternating runs, PyTorch's rerun each time.
+section_medians() {
+  echo "## medians of 3 alternating runs (bench, then PyTorch), fusion + autotune, 100 layers per read-back"
+  timeout 400 python3 benches/compare.py --device wgpu --large --chain 100 --runs 3 \
+    --bin "$bin/norm" --label "wgpu (fusion + autotune)"
 }
 section_ab() {
   echo "## alternating probes, burn-norm alone"
