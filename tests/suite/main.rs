@@ -23,5 +23,6 @@ mod parity;
 mod records;
 mod renorm;
 mod scalers;
+mod statistics;
 mod synced;
 mod views;

@@ -2,7 +2,7 @@
 //! handwritten backward that calls the inner backend's kernel.
 
 use super::layout::Layout;
-use super::{NormGrads, NormOps, Normalized};
+use super::{NormGrads, NormOps, Normalized, Statistics};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -69,6 +69,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         [has_gamma, has_beta]: [bool; 2],
         layout: Layout,
         epsilon: f64,
+        statistics: Statistics,
     ) -> Normalized<Self> {
         // An absent parameter's stand-in must not receive a gradient: its
         // place among the parents goes to an untracked leaf.
@@ -85,6 +86,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                // The backward reads `rstd`, whatever the caller does.
                 let out = B::normalize(
                     x.clone(),
                     gamma.clone(),
@@ -92,6 +94,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
                     affine,
                     layout,
                     epsilon,
+                    Statistics::Returned,
                 );
                 let saved = SavedForBackward {
                     x,
@@ -115,6 +118,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
                     affine,
                     layout,
                     epsilon,
+                    statistics,
                 );
                 Normalized {
                     output: prep.finish(out.output),

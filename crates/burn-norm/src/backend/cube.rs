@@ -9,7 +9,7 @@ use super::cube_kernels::{
 };
 use super::layout::Groups;
 use super::layout::{Centering, Grouping, Layout};
-use super::{NormGrads, NormOps, Normalized, settings};
+use super::{NormGrads, NormOps, Normalized, Statistics, settings};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
@@ -184,6 +184,18 @@ fn empty_group<const K: usize>(like: &CubeTensor, shapes: [Vec<usize>; K]) -> [C
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
     let [tensor] = empty_group(like, [shape]);
     tensor
+}
+
+/// An empty tensor (`[0]`) over `like`'s buffer: what an operation returns
+/// for statistics it was told to discard, without a request to the device.
+fn no_values(like: &CubeTensor) -> CubeTensor {
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::from(vec![0]),
+        like.handle.clone(),
+        like.dtype,
+    )
 }
 
 /// Where a kernel writes an output of its input's shape.
@@ -539,6 +551,7 @@ fn launch_forward(
     [has_gamma, has_beta]: [bool; 2],
     norm: Layout,
     epsilon: f64,
+    statistics: Statistics,
 ) -> Normalized<CubeBackend> {
     check_dtype(x.dtype);
     let layout = Groups::of(x.shape().as_slice(), norm);
@@ -582,6 +595,12 @@ fn launch_forward(
             [&mean, &var, &rstd, &unused, &unused],
             [partial, coefficients],
         );
+        // The blocks' last launch reads the statistics: they are made
+        // either way, and come back empty where discarded.
+        let [mean, var, rstd] = match statistics {
+            Statistics::Returned => [mean, var, rstd],
+            Statistics::Discarded => [&mean, &var, &rstd].map(no_values),
+        };
         return Normalized {
             output,
             mean,
@@ -589,7 +608,16 @@ fn launch_forward(
             rstd,
         };
     }
-    let [mean, var, rstd] = empty_group(&x, [vec![groups], vec![groups], vec![groups]]);
+    // Discarded statistics are not written, and their three slots take
+    // `gamma`'s buffer rather than one of their own (one request to the
+    // device fewer): the kernel reads `gamma` and nothing else there, and
+    // `gamma` is never the buffer `y` is written to (its stand-in is a view
+    // of `x` only where `x` is shared, and then `y` is a new buffer), so
+    // wgpu sees that buffer only read.
+    let [mean, var, rstd] = match statistics {
+        Statistics::Returned => empty_group(&x, [vec![groups], vec![groups], vec![groups]]),
+        Statistics::Discarded => std::array::from_fn(|_| no_values(&gamma)),
+    };
     let y = Output::for_input(&x);
     cube_kernels::normalize_forward::launch(
         &x.client,
@@ -611,6 +639,7 @@ fn launch_forward(
         norm,
         has_gamma,
         has_beta,
+        statistics,
         teams.units(),
         teams.team,
         teams.held,
@@ -927,8 +956,9 @@ impl NormOps for CubeBackend {
         affine: [bool; 2],
         norm: Layout,
         epsilon: f64,
+        statistics: Statistics,
     ) -> Normalized<Self> {
-        let out = launch_forward(x, gamma, beta, affine, norm, epsilon);
+        let out = launch_forward(x, gamma, beta, affine, norm, epsilon, statistics);
         submit(&out.output);
         out
     }

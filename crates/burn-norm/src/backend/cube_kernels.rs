@@ -50,6 +50,7 @@
 //! them fit one launch.
 
 use super::layout::{Centering, Grouping, Layout};
+use super::statistics::Statistics;
 use cubecl::prelude::*;
 
 /// Most units per cube.
@@ -394,7 +395,7 @@ fn shifted_mean<F: Float, N: Size>(
 
 /// `y = (x - mean) * rstd * gamma + beta` per group, with the biased
 /// variance (`mean = 0` where the layout does not center); writes each
-/// group's `mean`, `var` and `rstd`.
+/// group's `mean`, `var` and `rstd` where `statistics` returns them.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_forward<F: Float, N: Size>(
@@ -413,6 +414,7 @@ pub fn normalize_forward<F: Float, N: Size>(
     #[comptime] layout: Layout,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
+    #[comptime] statistics: Statistics,
     #[comptime] units: u32,
     #[comptime] team: u32,
     #[comptime] held: u32,
@@ -511,7 +513,7 @@ pub fn normalize_forward<F: Float, N: Size>(
             );
         }
     }
-    if lane == 0 {
+    if comptime!(statistics == Statistics::Returned) && lane == 0 {
         mean[g] = shift + m;
         var[g] = v;
         rstd[g] = r;

@@ -5,7 +5,7 @@
 use burn_fusion::custom::TensorSpec;
 
 use super::layout::{Groups, Layout};
-use super::{NormGradsMetadata, NormalizedMetadata};
+use super::{NormGradsMetadata, NormalizedMetadata, Statistics};
 
 /// `burn` as the extension macro's generated code sees it: Burn itself,
 /// with `burn::backend::fusion` always present (Burn re-exports its fusion
@@ -27,7 +27,8 @@ fn spec(like: &TensorSpec, shape: Vec<usize>) -> TensorSpec {
 }
 
 /// Outputs of `normalize`: `y` as `x`, and `mean`, `var`, `rstd` with one
-/// value per group.
+/// value per group, or none where they are discarded (as the CubeCL
+/// kernels return them).
 pub fn normalize_metadata(
     x: &TensorSpec,
     _gamma: &TensorSpec,
@@ -35,8 +36,12 @@ pub fn normalize_metadata(
     _affine: &[bool; 2],
     layout: &Layout,
     _epsilon: &f64,
+    statistics: &Statistics,
 ) -> NormalizedMetadata {
-    let groups = Groups::of(x.shape.as_slice(), *layout).count();
+    let groups = match statistics {
+        Statistics::Returned => Groups::of(x.shape.as_slice(), *layout).count(),
+        Statistics::Discarded => 0,
+    };
     NormalizedMetadata {
         output: x.clone(),
         mean: spec(x, vec![groups]),

@@ -43,6 +43,7 @@ pub mod layout;
 #[cfg(feature = "ndarray")]
 mod ndarray;
 mod settings;
+mod statistics;
 
 // With `wgpu`, `burn` below names the shim in `fusion`, which gives the
 // code that `#[backend_extension]` generates for `Fusion` the
@@ -56,9 +57,11 @@ use burn::backend::{Backend, Dispatch, DispatchDevice, ExtensionType, backend_ex
 use burn::tensor::{DType, Device, Tensor};
 pub use combine::CombineOps;
 pub use layout::{Centering, Grouping, Layout, Params};
+pub use statistics::Statistics;
 
 /// What [`NormOps::normalize`] returns: the output and, per group, the
-/// statistics it normalized with.
+/// statistics it normalized with (empty where the caller discarded them, see
+/// [`Statistics`]).
 #[derive(ExtensionType)]
 #[extension_type(fusion: cfg(feature = "wgpu"))]
 pub struct Normalized<B: Backend> {
@@ -106,7 +109,8 @@ pub trait NormOps: Backend {
     ///
     /// An absent `gamma` or `beta` is passed as any tensor (never read) with
     /// its `affine` flag `false`: Burn 0.22.1's `#[backend_extension]` does not
-    /// route `Option` tensor arguments.
+    /// route `Option` tensor arguments. `statistics` says whether the caller
+    /// reads the statistics returned with `y`.
     #[fusion(meta = fusion::normalize_metadata)]
     fn normalize(
         x: FloatTensor<Self>,
@@ -115,6 +119,7 @@ pub trait NormOps: Backend {
         affine: [bool; 2],
         layout: Layout,
         epsilon: f64,
+        statistics: Statistics,
     ) -> Normalized<Self>;
 
     /// Backward of [`normalize`](NormOps::normalize) from `x`, `rstd` and
@@ -190,13 +195,14 @@ pub(crate) struct GroupStatistics {
 
 /// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`):
 /// differentiable with respect to `x`, `gamma` and `beta`; the statistics
-/// are constants.
+/// are constants, and empty where `statistics` discards them.
 pub(crate) fn normalize(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     layout: Layout,
     epsilon: f64,
+    statistics: Statistics,
 ) -> (Tensor<4>, GroupStatistics) {
     // An absent parameter travels as a stand-in that is never read: the
     // other parameter, else a flat view of `x`. The other parameter where
@@ -219,6 +225,7 @@ pub(crate) fn normalize(
         affine,
         layout,
         epsilon,
+        statistics,
     );
     let stats = GroupStatistics {
         mean: Tensor::from_dispatch(out.mean),

@@ -5,7 +5,7 @@ use super::accumulation::widened;
 use super::core::{affine, has_no_values, no_statistics, standardize, without_values};
 use super::grouped::normalize_groups;
 use super::running::ChannelMoments;
-use crate::backend::Layout;
+use crate::backend::{Layout, Statistics};
 use burn::tensor::Tensor;
 
 /// The shape `[1, C, 1, ...]` that per-channel vectors broadcast to.
@@ -95,6 +95,7 @@ pub fn batch_norm_train<const D: usize>(
         beta,
         Layout::BATCH,
         epsilon,
+        Statistics::Returned,
     );
     let stats = grouped.statistics();
     BatchStatistics {

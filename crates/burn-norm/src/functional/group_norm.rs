@@ -5,7 +5,7 @@ use super::batch_norm::channel_shape;
 use super::core::{has_no_values, no_statistics, without_values};
 use super::grouped::{GroupOutput, normalize_groups};
 use super::running::ChannelMoments;
-use crate::backend::Layout;
+use crate::backend::{Layout, Statistics};
 use burn::tensor::Tensor;
 
 /// Group normalization ([Wu & He, 2018](https://arxiv.org/abs/1803.08494)),
@@ -37,7 +37,7 @@ pub fn group_norm<const D: usize>(
     if has_no_values(&x) {
         return without_values(x.clone(), gamma, beta, channel_shape(&x));
     }
-    grouped(x, num_groups, gamma, beta, epsilon)
+    grouped(x, num_groups, gamma, beta, epsilon, Statistics::Discarded)
         .output
         .reshape(dims)
 }
@@ -99,7 +99,7 @@ pub fn instance_norm_train<const D: usize>(
             count,
         };
     }
-    let out = grouped(x, c, gamma, beta, epsilon);
+    let out = grouped(x, c, gamma, beta, epsilon, Statistics::Returned);
     let stats = out.statistics();
     InstanceStatistics {
         output: out.output.reshape(dims),
@@ -117,6 +117,7 @@ fn grouped<const D: usize>(
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     epsilon: f64,
+    statistics: Statistics,
 ) -> GroupOutput {
     let dims = x.dims();
     assert!(
@@ -125,5 +126,12 @@ fn grouped<const D: usize>(
     );
     let spatial = dims[2..].iter().product();
     let view = [dims[0], num_groups, dims[1] / num_groups, spatial];
-    normalize_groups(x.reshape(view), gamma, beta, Layout::GROUP, epsilon)
+    normalize_groups(
+        x.reshape(view),
+        gamma,
+        beta,
+        Layout::GROUP,
+        epsilon,
+        statistics,
+    )
 }

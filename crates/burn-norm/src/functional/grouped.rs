@@ -4,7 +4,7 @@
 
 use super::accumulation::widened;
 use super::core::{affine, moments, standardize};
-use crate::backend::{self, Centering, Grouping, Layout};
+use crate::backend::{self, Centering, Grouping, Layout, Statistics};
 use burn::tensor::{DType, Tensor};
 
 /// What [`normalize_groups`] returns.
@@ -13,9 +13,8 @@ pub(crate) struct GroupOutput {
     pub output: Tensor<4>,
     /// The statistics as computed (accumulation dtype, maybe tracked):
     /// converted only by [`statistics`](Self::statistics), so that the
-    /// layers that drop them pay nothing for them.
-    mean: Tensor<1>,
-    var: Tensor<1>,
+    /// layers that drop them pay nothing for them. `None` where discarded.
+    stats: Option<(Tensor<1>, Tensor<1>)>,
     dtype: DType,
 }
 
@@ -30,10 +29,18 @@ pub(crate) struct GroupStatistics {
 
 impl GroupOutput {
     /// The statistics the output was normalized with.
+    ///
+    /// # Panics
+    /// If [`normalize_groups`] was told to discard them (a bug in the
+    /// calling layer, not a user error).
     pub fn statistics(&self) -> GroupStatistics {
+        let (mean, var) = self
+            .stats
+            .as_ref()
+            .expect("statistics requested from a normalization told to discard them");
         GroupStatistics {
-            mean: self.mean.clone().detach().cast(self.dtype),
-            var: self.var.clone().detach().cast(self.dtype),
+            mean: mean.clone().detach().cast(self.dtype),
+            var: var.clone().detach().cast(self.dtype),
         }
     }
 }
@@ -41,18 +48,21 @@ impl GroupOutput {
 /// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]) in the groups
 /// of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
 /// `[g * k]` per channel). Half-precision inputs are computed in f32.
+/// `statistics` says whether the caller will ask for
+/// [`GroupOutput::statistics`].
 pub(crate) fn normalize_groups(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     layout: Layout,
     epsilon: f64,
+    statistics: Statistics,
 ) -> GroupOutput {
     let dtype = x.dtype();
     let mut stats = None;
     let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
         if backend::has_fused_kernel(&x.device(), x.dtype()) {
-            let (y, s) = backend::normalize(x, gamma, beta, layout, epsilon);
+            let (y, s) = backend::normalize(x, gamma, beta, layout, epsilon, statistics);
             stats = Some((s.mean, s.var));
             return y;
         }
@@ -60,11 +70,10 @@ pub(crate) fn normalize_groups(
         stats = Some((mean, var));
         y
     });
-    let (mean, var) = stats.expect("the closure always runs");
+    let stats = stats.expect("the closure always runs");
     GroupOutput {
         output,
-        mean,
-        var,
+        stats: (statistics == Statistics::Returned).then_some(stats),
         dtype,
     }
 }

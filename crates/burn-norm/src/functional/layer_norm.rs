@@ -3,7 +3,7 @@
 
 use super::core::{has_no_values, without_values};
 use super::grouped::normalize_groups;
-use crate::backend::Layout;
+use crate::backend::{Layout, Statistics};
 use burn::tensor::Tensor;
 
 /// Layer normalization over the last `normalized_dims` axes.
@@ -82,7 +82,8 @@ fn over_rows<const D: usize>(
         return without_values(x, gamma, beta, shape);
     }
     let rows = x.shape().num_elements() / d.max(1);
-    normalize_groups(x.reshape([rows, 1, 1, d]), gamma, beta, layout, epsilon)
+    let x = x.reshape([rows, 1, 1, d]);
+    normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded)
         .output
         .reshape(dims)
 }
