@@ -189,12 +189,22 @@ impl InstanceNorm {
                     });
                 }
                 let track = training && !functional::has_no_values(&input);
-                let stats = functional::instance_norm_train(input, gamma, beta, self.epsilon);
                 if let (true, Some(mean), Some(var)) = (track, running_mean, running_var) {
+                    let stats = functional::instance_norm_train(input, gamma, beta, self.epsilon);
                     let factor = self.momentum.unwrap_or(0.0);
                     running_stats::update(mean, var, &stats.moments(), factor);
+                    return Ok(stats.output);
                 }
-                Ok(stats.output)
+                // Nothing to track: the same normalization (a group per
+                // channel) without the statistics, which a GPU would
+                // otherwise allocate for nobody.
+                Ok(functional::group_norm(
+                    input,
+                    dims[1],
+                    gamma,
+                    beta,
+                    self.epsilon,
+                ))
             }
         }
     }
