@@ -15,9 +15,10 @@
 pub enum Statistics {
     /// One value per group in each.
     Returned,
-    /// The caller does not read them. Backends that can skip them (the
-    /// CubeCL kernels, where the groups need no second launch) return them
-    /// empty, `[0]`; the others, and the autodiff backend where the
-    /// backward needs `rstd`, return them whole.
+    /// The caller does not read them. The CubeCL kernels return them empty,
+    /// `[0]`, and make no buffer for them where the groups take one launch
+    /// (the blocks' merge writes them for the last launch to read); the
+    /// CPU kernels, and the autodiff backend where the backward needs
+    /// `rstd`, return them whole.
     Discarded,
 }
