@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod absent_parameters;
 mod checkpoints;
 mod drop_in;
 mod dtypes;

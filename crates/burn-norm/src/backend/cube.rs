@@ -198,6 +198,21 @@ fn no_values(like: &CubeTensor) -> CubeTensor {
     )
 }
 
+/// A parameter slot's tensor, `None` where the parameter is absent. An
+/// absent parameter arrives as a stand-in (often `x` itself) that the
+/// kernels never read: it is dropped on arrival, so that it neither holds
+/// `x`'s buffer (which the output may go over) nor is made contiguous, and
+/// its slot is bound to `x` ([`bound`]).
+fn parameter((tensor, present): (CubeTensor, bool)) -> Option<CubeTensor> {
+    present.then(|| into_contiguous(tensor))
+}
+
+/// The tensor to bind in a parameter's slot: the parameter, or `x` in an
+/// absent one's.
+fn bound(parameter: Option<CubeTensor>, x: &CubeTensor) -> CubeTensor {
+    parameter.unwrap_or_else(|| x.clone())
+}
+
 /// Where a kernel writes an output of its input's shape.
 enum Output {
     /// Over the input, which nothing else holds (an inference forward's
@@ -562,12 +577,10 @@ fn launch_forward(
     // splits into whole vectors: none straddles two channels.
     let vector = vector_for(s);
     let teams = Teams::new(groups, layout.size() / vector, MAX_HELD_FORWARD);
-    let (x, gamma, beta) = (
-        into_contiguous(x),
-        into_contiguous(gamma),
-        into_contiguous(beta),
-    );
+    let x = into_contiguous(x);
+    let [gamma, beta] = [(gamma, has_gamma), (beta, has_beta)].map(parameter);
     if let Some(plan) = blocks_for(&layout, teams) {
+        let [gamma, beta] = [gamma, beta].map(|parameter| bound(parameter, &x));
         // `unused` fills the backward's parameter-gradient slots: four
         // bytes kept with the statistics, as are the temporaries (one
         // request fewer: a few kilobytes, freed with `rstd`).
@@ -608,17 +621,18 @@ fn launch_forward(
             rstd,
         };
     }
+    // Before any binding of `x` for an absent parameter: `y` goes over `x`
+    // where nothing else holds it.
+    let y = Output::for_input(&x);
+    let [gamma, beta] = [gamma, beta].map(|parameter| bound(parameter, &x));
     // Discarded statistics are not written, and their three slots take
-    // `gamma`'s buffer rather than one of their own (one request to the
-    // device fewer): the kernel reads `gamma` and nothing else there, and
-    // `gamma` is never the buffer `y` is written to (its stand-in is a view
-    // of `x` only where `x` is shared, and then `y` is a new buffer), so
-    // wgpu sees that buffer only read.
+    // `gamma`'s buffer (or `x`'s) rather than one of their own: one request
+    // to the device fewer. CubeCL binds every buffer read-write, so sharing
+    // one with `y` is allowed, and nothing is written there but `y`.
     let [mean, var, rstd] = match statistics {
         Statistics::Returned => empty_group(&x, [vec![groups], vec![groups], vec![groups]]),
         Statistics::Discarded => std::array::from_fn(|_| no_values(&gamma)),
     };
-    let y = Output::for_input(&x);
     cube_kernels::normalize_forward::launch(
         &x.client,
         cubes_for(groups, teams),
@@ -673,12 +687,12 @@ fn launch_backward(
     // splits into whole vectors: none straddles two channels.
     let vector = vector_for(s);
     let teams = Teams::new(groups, layout.size() / vector, backward_held());
-    let (x, rstd, gamma, dy) = (
+    let (x, rstd, dy) = (
         into_contiguous(x),
         into_contiguous(rstd),
-        into_contiguous(gamma),
         into_contiguous(dy),
     );
+    let gamma = bound(parameter((gamma, has_gamma)), &x);
     let per_block = rows_per_block(groups);
     let blocks = groups.div_ceil(per_block).max(1);
     if let Some(plan) = blocks_for(&layout, teams) {

@@ -205,23 +205,21 @@ pub(crate) fn normalize(
     statistics: Statistics,
 ) -> (Tensor<4>, GroupStatistics) {
     // An absent parameter travels as a stand-in that is never read: the
-    // other parameter, else a flat view of `x`. The other parameter where
-    // there is one, because a view keeps `x`'s buffer shared, and on wgpu
-    // an inference forward writes its output over an input it alone holds.
+    // other parameter, else `x` itself, not a view of it (a reshape is one
+    // operation more under fusion, and a copy where `x` is not
+    // contiguous). The kernels drop the stand-in on arrival (on wgpu an
+    // inference forward writes its output over an `x` it alone holds).
     let affine = [gamma.is_some(), beta.is_some()];
     let (gamma, beta) = match (gamma, beta) {
-        (Some(gamma), Some(beta)) => (gamma, beta),
-        (Some(gamma), None) => (gamma.clone(), gamma),
-        (None, Some(beta)) => (beta.clone(), beta),
-        (None, None) => {
-            let view = x.clone().flatten::<1>(0, 3);
-            (view.clone(), view)
-        }
+        (Some(gamma), Some(beta)) => (gamma.into_dispatch(), beta.into_dispatch()),
+        (Some(gamma), None) => (gamma.clone().into_dispatch(), gamma.into_dispatch()),
+        (None, Some(beta)) => (beta.clone().into_dispatch(), beta.into_dispatch()),
+        (None, None) => (x.clone().into_dispatch(), x.clone().into_dispatch()),
     };
     let out = Dispatch::normalize(
         x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
+        gamma,
+        beta,
         affine,
         layout,
         epsilon,
