@@ -21,7 +21,9 @@
 #   burn-norm leaving its launches to CubeCL's batching (BURN_NORM_FLUSH=0;
 #   by default operations on 16 million values or more submit at once),
 #   with teams of 8 values per unit, and the training step with the
-#   backward's older second pass (BURN_NORM_ONE_PASS=0); with an older build, both
+#   backward's older second pass (BURN_NORM_ONE_PASS=0); BatchNorm's
+#   training-mode forward in chains of 10 and 100 with and without its
+#   running statistics (`norm --probe-batch-norm`); with an older build, both
 #   builds alternated at 512 and 32768 rows;
 # - suite: the suite's wgpu tests, one at a time (plane reductions where
 #   the card has them); suite-shared: the same with shared memory forced
@@ -88,6 +90,8 @@ section_probe() {
   BURN_NORM_PER_UNIT=8 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
   echo "## burn-norm's training step, the older two-pass backward (BURN_NORM_ONE_PASS=0)"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
+  echo "## BatchNorm's training-mode forward, chains of 10 and 100, with and without running statistics"
+  timeout 60 "$bin/norm" --device wgpu --probe-batch-norm
   if [ -x "$bin/norm-before" ]; then
     # The host's cost per operation: 512 rows keep the GPU's share small.
     for round in 1 2; do

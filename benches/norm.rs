@@ -8,6 +8,7 @@
 //! cargo bench --bench norm -- --chain 10            # 10 chained layers per read-back
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! cargo bench --bench norm -- --device wgpu --probe # where a GPU forward's time goes
+//! cargo bench --bench norm -- --device wgpu --probe-batch-norm  # BatchNorm's chains
 //! cargo bench --bench norm -- --long-groups         # also groups too long to hold
 //! ```
 //!
@@ -415,6 +416,55 @@ fn probe(device: &Device, rows: usize) {
     }
 }
 
+/// BatchNorm's training-mode forward (`no_grad()` layers, as the tables
+/// time it: one layer called `chain` times per read-back) with and without
+/// its running statistics, per layer in chains of 10 and 100: whether a
+/// long chain's extra cost per layer comes with the running update, which
+/// Burn's fusion defers (docs/benchmarks.md, nineteenth session). The
+/// shape is the tables' [64, 128, 56, 56] at the probe's default rows,
+/// `[rows / 512, 128, 56, 56]`, and `[rows, 16, 4, 4]` below 512 rows
+/// (lavapipe). `--probe-batch-norm`.
+fn batch_norm_probe(device: &Device, rows: usize) {
+    let shape = match rows / 512 {
+        0 => [rows, 16, 4, 4],
+        n => [n, 128, 56, 56],
+    };
+    let ad = device.clone().autodiff();
+    let x = Tensor::<4>::random(shape, Distribution::Default, &ad);
+    let c = shape[1];
+    let tracking = burn_norm::BatchNormConfig::new(c).init(&ad).no_grad();
+    let not_tracking = burn_norm::BatchNormConfig::new(c)
+        .with_track_running_stats(false)
+        .init(&ad)
+        .no_grad();
+    let theirs = burn::nn::BatchNormConfig::new(c).init(&ad).no_grad();
+    let layers: [(&str, &dyn Fn(Tensor<4>) -> Tensor<4>); 3] = [
+        ("burn-norm", &|x| tracking.forward(x)),
+        ("burn-norm, no running stats", &|x| not_tracking.forward(x)),
+        ("burn-nn", &|x| theirs.forward(x)),
+    ];
+    println!("BatchNorm2d {shape:?} training-mode forward, per layer:");
+    for (name, layer) in layers {
+        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+            continue;
+        }
+        let cells: Vec<String> = [10, 100]
+            .into_iter()
+            .map(|chain| {
+                let total = median(|| {
+                    let mut y = x.clone();
+                    for _ in 0..chain {
+                        y = layer(y);
+                    }
+                    std::hint::black_box(y.sum().into_scalar::<f32>());
+                }) / chain;
+                format!("chain {chain}: {:.1} us", total.as_secs_f64() * 1e6)
+            })
+            .collect();
+        println!("  {name:<28} {}", cells.join("; "));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-probe") {
@@ -441,13 +491,16 @@ fn main() {
         only,
     };
     let large = args.iter().any(|a| a == "--large");
+    let rows = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+        .map_or(32768, |r| r.parse().expect("--rows takes a count"));
     if args.iter().any(|a| a == "--probe") {
-        let rows = args
-            .iter()
-            .position(|a| a == "--rows")
-            .and_then(|i| args.get(i + 1))
-            .map_or(32768, |r| r.parse().expect("--rows takes a count"));
         return probe(&device, rows);
+    }
+    if args.iter().any(|a| a == "--probe-batch-norm") {
+        return batch_norm_probe(&device, rows);
     }
     if !bench.json {
         println!("device: {device:?}");
