@@ -329,6 +329,22 @@ fn memory(json: bool) {
     }
 }
 
+/// Whether `BENCH_IMPL` leaves out the probe's implementation `name`.
+fn skipped(name: &str) -> bool {
+    std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only))
+}
+
+/// `run(chain)` (a chain of that many layers and its read-back) timed
+/// per layer in chains of 10 and 100, as the probes print it.
+fn per_layer(run: impl Fn(u32)) -> String {
+    [10, 100]
+        .map(|chain| {
+            let total = median(|| run(chain)) / chain;
+            format!("chain {chain}: {:.1} us", total.as_secs_f64() * 1e6)
+        })
+        .join("; ")
+}
+
 /// Where LayerNorm [32768, 768]'s inference forward spends its time on
 /// `device` (`--probe`; `--rows N` for a smaller shape on lavapipe): per
 /// layer, in chains of 10 and 100 layers per read-back (with 100 the GPU's
@@ -355,7 +371,7 @@ fn probe(device: &Device, rows: usize) {
     let bytes = 2.0 * (rows * D * 4) as f64;
     println!("LayerNorm [{rows}, {D}] inference forward, per layer:");
     for (name, layer) in layers {
-        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+        if skipped(name) {
             continue;
         }
         let mut cells = Vec::new();
@@ -394,25 +410,19 @@ fn probe(device: &Device, rows: usize) {
     ];
     println!("LayerNorm [{rows}, {D}] training step (backward of sum(y * g)), per layer:");
     for (name, layer) in steps {
-        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+        if skipped(name) {
             continue;
         }
-        let cells: Vec<String> = [10, 100]
-            .into_iter()
-            .map(|chain| {
-                let total = median(|| {
-                    let mut input = x.clone();
-                    for _ in 0..chain {
-                        let x = input.autodiff().require_grad();
-                        let grads = (layer(x.clone()) * g.clone()).sum().backward();
-                        input = x.grad(&grads).unwrap();
-                    }
-                    std::hint::black_box(input.sum().into_scalar::<f32>());
-                }) / chain;
-                format!("chain {chain}: {:.1} us", total.as_secs_f64() * 1e6)
-            })
-            .collect();
-        println!("  {:<26} {}", format!("{name}, step"), cells.join("; "));
+        let cells = per_layer(|chain| {
+            let mut input = x.clone();
+            for _ in 0..chain {
+                let x = input.autodiff().require_grad();
+                let grads = (layer(x.clone()) * g.clone()).sum().backward();
+                input = x.grad(&grads).unwrap();
+            }
+            std::hint::black_box(input.sum().into_scalar::<f32>());
+        });
+        println!("  {:<26} {cells}", format!("{name}, step"));
     }
 }
 
@@ -445,23 +455,17 @@ fn batch_norm_probe(device: &Device, rows: usize) {
     ];
     println!("BatchNorm2d {shape:?} training-mode forward, per layer:");
     for (name, layer) in layers {
-        if std::env::var("BENCH_IMPL").is_ok_and(|only| !name.starts_with(&only)) {
+        if skipped(name) {
             continue;
         }
-        let cells: Vec<String> = [10, 100]
-            .into_iter()
-            .map(|chain| {
-                let total = median(|| {
-                    let mut y = x.clone();
-                    for _ in 0..chain {
-                        y = layer(y);
-                    }
-                    std::hint::black_box(y.sum().into_scalar::<f32>());
-                }) / chain;
-                format!("chain {chain}: {:.1} us", total.as_secs_f64() * 1e6)
-            })
-            .collect();
-        println!("  {name:<28} {}", cells.join("; "));
+        let cells = per_layer(|chain| {
+            let mut y = x.clone();
+            for _ in 0..chain {
+                y = layer(y);
+            }
+            std::hint::black_box(y.sum().into_scalar::<f32>());
+        });
+        println!("  {name:<28} {cells}");
     }
 }
 
