@@ -7,7 +7,7 @@ prints one Markdown table with the ratios.
     python3 benches/compare.py --bin PATH ...           # a prebuilt bench binary
 
     python3 benches/compare.py --label "wgpu, fusion" ...  # the column title
-    python3 benches/compare.py --chain 10 ...           # 10 chained layers per read-back
+    python3 benches/compare.py --chain 10 ...           # 10 chained layers per wait
     python3 benches/compare.py --long-groups ...        # also groups too long to hold
     python3 benches/compare.py --only TEXT ...          # the cases whose name and shape contain TEXT
     python3 benches/compare.py --torch-rows FILE ...    # reuse (or save) PyTorch's rows
@@ -25,10 +25,12 @@ burn-nn / burn-norm (the speed-up over Burn's own layers); with several
 runs, "per run" is the range of burn-norm / PyTorch over the runs. The
 forward rows also give burn-norm's achieved bandwidth, counting one read
 of x and one write of y (the least any normalization moves). Then the
-harness alone (an identity layer): the product y * g, the sum, its
-backward and the read-back, which every row's time includes; the last
-column compares the layers alone (each row less its own framework's
-harness).
+harness alone (an identity layer): the wait for the device and, in the
+training step, the product y * g, the sum and its backward, which every
+row's time includes; the last column compares the layers alone (each row
+less its own framework's harness). Neither framework reduces a forward's
+result: until the twentieth session both summed it, and Burn's sum (one
+thread below 4M values on burn-flex) was timed as if it were the layer's.
 """
 import json
 import os
@@ -122,12 +124,11 @@ def main():
     unshared = [max(p) >= 1.6 for p in phases]
 
     def by_state(op, shape, key):
-        """burn-norm / PyTorch, the median over the runs of each state:
-        Burn's read-back sum runs on one thread below 4M values and pulls
-        the other thread's half of the output into its core, which the next
-        call's forward pays for most where the cores do not share a cache;
-        PyTorch's sum is split as its layer (docs/benchmarks.md, tenth
-        session)."""
+        """burn-norm / PyTorch, the median over the runs of each state: a
+        training step's loss sum runs on one thread in Burn below 4M values
+        and pulls the other thread's half of the product into its core,
+        which costs most where the cores do not share a cache; PyTorch's sum
+        is split as its layer (docs/benchmarks.md, tenth session)."""
         cells = []
         for state in (False, True):
             values = [v for v, i in per_run(op, shape, key) if unshared[i] == state]
@@ -150,7 +151,7 @@ def main():
                 numel *= extent
             bandwidth = f"{2 * numel * 4 / (ours * 1e-3) / 1e9:.0f}" if ours and key == "fwd_ms" else "-"
             # Each row less its own framework's harness: the layers compared
-            # without Burn's and PyTorch's sum, product and read-back.
+            # without the wait and the training step's product and sum.
             alone = "-"
             if None not in (ours, pt, base, pt_base) and ours > base and pt > pt_base:
                 alone = ratio(ours - base, pt - pt_base)

@@ -29,20 +29,20 @@
 #   the card has them); suite-shared: the same with shared memory forced
 #   and LayerNorm's backward sweeping several rows per team;
 # - tables: benches/compare.py on the GPU shapes (--large), 10
-#   chained layers per read-back (--chain 10): burn-norm and burn-nn with
+#   chained layers per wait (--chain 10): burn-norm and burn-nn with
 #   Burn's fusion + autotune, without fusion (--unfused), burn-norm
 #   submitting every operation's launches at once (BURN_NORM_FLUSH=1), the
 #   older build (--before), PyTorch CUDA
-#   once for all; BatchNorm's training forward with one layer per read-back;
+#   once for all; BatchNorm's training forward with one layer per wait;
 # - medians (on request): the steady table's first compare as medians of 3
 #   alternating runs, PyTorch rerun each time (three tables: about 2
 #   minutes, going by the 2026-11-28 run's 40 s a table);
 # - ab: the probe of burn-norm alone in fresh processes, alternating four
 #   settings (as built, CUBECL_WGPU_MAX_TASKS=4, BURN_NORM_FLUSH=0,
 #   BURN_NORM_PER_UNIT=8), three rounds; then the tables with
-#   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per read-back;
-# - steady: the same tables with 100 layers per read-back (--chain 100),
-#   where the GPU's time dominates the host's and the read-back's, then
+#   CUBECL_WGPU_MAX_TASKS=4 at 10 and 100 layers per wait;
+# - steady: the same tables with 100 layers per wait (--chain 100),
+#   where the GPU's time dominates the host's and the wait's, then
 #   burn-norm's backward with its second pass (BURN_NORM_ONE_PASS=0),
 #   alone and with its row sums over vectors (BURN_NORM_ROW_SUM_VECTORS=1),
 #   GroupNorm's groups of several channels taking their parameter sums in
@@ -144,22 +144,22 @@ section_tables() {
   if [ -x "$bin/norm-before" ]; then
     echo "## burn-norm, the older build"; BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
-  echo "## BatchNorm's training forward, one layer per read-back (--chain 1)"
+  echo "## BatchNorm's training forward, one layer per wait (--chain 1)"
   timeout 60 "$bin/norm" --device wgpu --large --only "BatchNorm2d train [64" --chain 1
 }
 section_steady() {
   chain=100
-  echo "## fusion + autotune, 100 layers per read-back"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
-  echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per read-back"
+  echo "## fusion + autotune, 100 layers per wait"; compare --bin "$bin/norm" --label "wgpu (fusion + autotune)"
+  echo "## burn-norm, BURN_NORM_ONE_PASS=0, then with BURN_NORM_ROW_SUM_VECTORS=1, 100 layers per wait"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two-pass backward"
   BURN_NORM_ONE_PASS=0 BURN_NORM_ROW_SUM_VECTORS=1 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "two passes, row sums in vectors"
-  echo "## burn-norm, BURN_NORM_SUMMED_CHANNELS=16, 100 layers per read-back"
+  echo "## burn-norm, BURN_NORM_SUMMED_CHANNELS=16, 100 layers per wait"
   BURN_NORM_SUMMED_CHANNELS=16 BENCH_IMPL=burn-norm compare --bin "$bin/norm" --label "groups sum their channels"
   if [ -x "$bin/norm-before" ]; then
-    echo "## burn-norm, the older build, 100 layers per read-back"
+    echo "## burn-norm, the older build, 100 layers per wait"
     BENCH_IMPL=burn-norm compare --bin "$bin/norm-before" --label "before"
   fi
-  echo "## groups and rows too long to hold, as built, with BURN_NORM_BLOCK_CUBES=1024, then all streamed, 100 layers per read-back"
+  echo "## groups and rows too long to hold, as built, with BURN_NORM_BLOCK_CUBES=1024, then all streamed, 100 layers per wait"
   long() { timeout 150 python3 benches/compare.py --device wgpu --large --long-groups --only "[8, " --torch-rows /tmp/torch-rows-long.json --chain 100 "$@"; }
   long --bin "$bin/norm" --label "as built"
   BURN_NORM_BLOCK_CUBES=1024 BENCH_IMPL=burn-norm long --bin "$bin/norm" --label "smaller blocks"
@@ -169,7 +169,7 @@ section_steady() {
 # quarter either way on a forward (an H200, 2026-11-28), so the figures to
 # report come from alternating runs, PyTorch's rerun each time.
 section_medians() {
-  echo "## medians of 3 alternating runs (bench, then PyTorch), fusion + autotune, 100 layers per read-back"
+  echo "## medians of 3 alternating runs (bench, then PyTorch), fusion + autotune, 100 layers per wait"
   timeout 400 python3 benches/compare.py --device wgpu --large --chain 100 --runs 3 \
     --bin "$bin/norm" --label "wgpu (fusion + autotune)"
 }
@@ -182,7 +182,7 @@ section_ab() {
     done
   done
   for chain in 10 100; do
-    echo "## CUBECL_WGPU_MAX_TASKS=4, $chain layers per read-back"
+    echo "## CUBECL_WGPU_MAX_TASKS=4, $chain layers per wait"
     CUBECL_WGPU_MAX_TASKS=4 compare --bin "$bin/norm" --label "wgpu, 4 tasks per submit"
   done
 }

@@ -5,7 +5,7 @@
 //! cargo bench --bench norm                          # flex, CPU shapes
 //! cargo bench --bench norm -- --device wgpu --large # GPU shapes
 //! cargo bench --bench norm -- --json                # one JSON object per line
-//! cargo bench --bench norm -- --chain 10            # 10 chained layers per read-back
+//! cargo bench --bench norm -- --chain 10            # 10 chained layers per wait
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! cargo bench --bench norm -- --device wgpu --probe # where a GPU forward's time goes
 //! cargo bench --bench norm -- --device wgpu --probe-batch-norm  # BatchNorm's chains
@@ -42,8 +42,9 @@ struct Layer<'a, const D: usize> {
     train_forward: &'a dyn Fn(Tensor<D>) -> Tensor<D>,
 }
 
-/// The identity "layer": what the harness itself costs (random `g`, the
-/// product `y * g`, the sum, its backward, the read-back).
+/// The identity "layer": what the harness itself costs (the wait for the
+/// device; in the training step also the product `y * g`, the sum and its
+/// backward).
 fn identity<const D: usize>() -> Layer<'static, D> {
     fn same<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         x
@@ -59,9 +60,9 @@ fn identity<const D: usize>() -> Layer<'static, D> {
 struct Bench {
     json: bool,
     /// `--chain K`: each timed call runs `K` layers in a chain (the output,
-    /// or in the backward the input gradient, feeds the next) and reads
-    /// back once; the time is divided by `K`. On a GPU this keeps the
-    /// read-back's latency (tens of microseconds, as long as the kernels
+    /// or in the backward the input gradient, feeds the next) and waits for
+    /// the device once; the time is divided by `K`. On a GPU this keeps the
+    /// wait's latency (tens of microseconds, as long as the kernels
     /// themselves) out of the figure, and nothing is left unused for a lazy
     /// backend to skip.
     chain: usize,
@@ -74,7 +75,7 @@ impl Bench {
     /// backward of `sum(y * g)`. The forward is inference (plain device,
     /// `.valid()` module) unless `train_forward` (BatchNorm's training mode
     /// needs the autodiff device, Burn's rule). Each timed call ends by
-    /// reading back a sum, which also synchronizes GPU backends.
+    /// waiting for the device (`Device::sync`) with its result held.
     fn run<const D: usize>(
         &self,
         op: &str,
@@ -86,11 +87,17 @@ impl Bench {
         let ad = device.clone().autodiff();
         let x = Tensor::<D>::random(shape, Distribution::Default, device);
         let g = Tensor::<D>::random(shape, Distribution::Default, &ad);
-        // The value is read and kept: with `let _ = ....into_data()` the
-        // wgpu timings came out 100x too short (the work was never waited
-        // for), which read as an impossible 280 GB/s on lavapipe.
+        // Each timed call ends by waiting for the device with the result
+        // still held, so a lazy backend (fusion) has had to write it. No
+        // reduction of the result is timed: that would be the framework's
+        // own sum (burn-flex 0.22.1 sums [4096, 768] f32 on one thread in
+        // 0.46-0.49 ms, PyTorch in 0.27-0.31), not the layer. An older
+        // `let _ = ....into_data()` did not wait on wgpu at all.
         let sync = |t: Tensor<D>| {
-            std::hint::black_box(t.sum().into_scalar::<f32>());
+            t.device()
+                .sync()
+                .expect("the device finishes the timed work");
+            std::hint::black_box(t);
         };
         let shape_text = format!("{shape:?}");
         if self

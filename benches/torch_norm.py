@@ -4,17 +4,18 @@
     python3 benches/torch_norm.py                   # CPU
     python3 benches/torch_norm.py --cuda --large    # GPU shapes, where there is one
     python3 benches/torch_norm.py --json            # one JSON object per line
-    python3 benches/torch_norm.py --chain 10        # 10 chained layers per read-back
+    python3 benches/torch_norm.py --chain 10        # 10 chained layers per wait
     python3 benches/torch_norm.py --long-groups     # also groups too long to hold
     python3 benches/torch_norm.py --only TEXT       # the cases whose name and shape contain TEXT
 
-Median of 20 timed runs after 3 warm-ups; each timed call ends by reading
-back a sum (as the Rust bench does, which also synchronizes the GPU).
+Median of 20 timed runs after 3 warm-ups; each timed call ends by waiting
+for the device (on CUDA, torch.cuda.synchronize()) with its result held, as
+the Rust bench does; no reduction of the result is timed.
 Forward: LayerNorm, RMSNorm, GroupNorm and InstanceNorm without autograd
 (inference), BatchNorm in training mode.
-Forward + backward: backward of sum(y * g), reading back the input gradient.
+Forward + backward: backward of sum(y * g), waiting for the input gradient.
 With --chain K each timed call runs K layers in a chain (the output, or the
-input gradient, feeds the next) before the read-back, and the time is
+input gradient, feeds the next) before the wait, and the time is
 divided by K, as benches/norm.rs does.
 """
 import json
@@ -36,6 +37,13 @@ def median(f):
     return statistics.median(times)
 
 
+def wait(device, t):
+    """Waits for the device's work, `t` (the result) still held."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return t
+
+
 def bench(op, layer, shape, device, as_json, name="pytorch", chain=1):
     x = torch.rand(shape, device=device)
     g = torch.rand(shape, device=device)
@@ -45,7 +53,7 @@ def bench(op, layer, shape, device, as_json, name="pytorch", chain=1):
             y = x
             for _ in range(chain):
                 y = layer(y)
-            y.sum().item()
+            wait(device, y)
 
     def fwd_bwd():
         inp = x
@@ -53,7 +61,7 @@ def bench(op, layer, shape, device, as_json, name="pytorch", chain=1):
             xg = inp.clone().requires_grad_(True)
             (layer(xg) * g).sum().backward()
             inp = xg.grad
-        inp.sum().item()
+        wait(device, inp)
 
     f, fb = median(fwd) * 1e3 / chain, median(fwd_bwd) * 1e3 / chain
     shape_text = "[" + ", ".join(str(s) for s in shape) + "]"
