@@ -14,6 +14,8 @@
 # `bash benches/gpu.sh suite steady tables`.
 # - (always) the card, PyTorch's copy bandwidth on it and a plain CubeCL
 #   copy's through wgpu (benches/copy.rs): the ceiling on this runtime;
+#   both also at the small tables' sizes, per call: the least one launch
+#   costs on each;
 # - probe: where LayerNorm's forward spends its time (`norm --probe`:
 #   chains of 10 and 100 layers, the host's enqueue time, without gamma and
 #   beta, then the training step per layer), also with CubeCL submitting
@@ -76,10 +78,25 @@ torch.cuda.synchronize(); t = time.perf_counter()
 for _ in range(50): x.clone()
 torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 50
 print(f"copy bandwidth (PyTorch clone of [32768, 768] f32, read + write): {2 * x.numel() * 4 / dt / 1e9:.0f} GB/s")
+# The small tables' sizes: LayerNorm [4096, 128] and BatchNorm
+# [128, 16, 28, 28] hold as many values as [683, 768] and [2091, 768].
+for rows in (683, 2091):
+    x = torch.empty(rows * 768, device="cuda")
+    for _ in range(3): x.clone()
+    torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(100): x.clone()
+    torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 100
+    print(f"PyTorch clone of [{rows}, 768] f32: {dt * 1e6:.1f} us per call")
 PY
 # The same copy as a plain CubeCL kernel through wgpu: the ceiling of any
-# kernel of ours on this runtime; then where our forward's time goes.
+# kernel of ours on this runtime, and at the small tables' sizes the least
+# one launch costs through it (no fusion, nothing allocated), against
+# PyTorch's clone above and its layers' rows; then where our forward's
+# time goes.
 [ -x "$bin/copy" ] && timeout 60 "$bin/copy" | grep -v "^device"
+for rows in 683 2091; do
+  [ -x "$bin/copy" ] && timeout 60 "$bin/copy" --rows "$rows" | grep -v "^device"
+done
 section_probe() {
   echo "## where LayerNorm's forward spends its time (fusion + autotune)"
   timeout 90 "$bin/norm" --device wgpu --probe
