@@ -27,6 +27,9 @@
 #   training-mode forward in chains of 10 and 100 with and without its
 #   running statistics (`norm --probe-batch-norm`); with an older build, both
 #   builds alternated at 512 and 32768 rows;
+# - kernels: the device's own time per launch of each kernel (CubeCL's
+#   profiling, benches/kernel_times.py), ours and burn-nn's, on each GPU
+#   shape: how much of a row's time the kernels take, and how much the host;
 # - suite: the suite's wgpu tests, one at a time (plane reductions where
 #   the card has them); suite-shared: the same with shared memory forced
 #   and LayerNorm's backward sweeping several rows per team;
@@ -64,7 +67,7 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   ldconfig
 fi
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-sections=${*:-probe suite suite-shared tables steady}  # medians, ab: on request
+sections=${*:-probe kernels suite suite-shared tables steady}  # medians, ab: on request
 bin=/tmp/burn-norm-bin
 mkdir -p "$bin"
 for f in vendor-gpu/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
@@ -119,6 +122,22 @@ section_probe() {
       done
     done
   fi
+}
+section_kernels() {
+  # With a cubecl.toml in the working folder that asks for it, CubeCL times
+  # every launch on the device: the kernels' own time per call, against
+  # the row's time per call (one layer per wait, printed above each table).
+  local dir
+  dir=$(mktemp -d)
+  printf '[profiling.logger]\nlevel = "basic"\nstdout = true\n' > "$dir/cubecl.toml"
+  for only in "LayerNorm [32768" "LayerNorm [4096" "BatchNorm2d train [64" "BatchNorm2d train [128" \
+    RMSNorm GroupNorm InstanceNorm2d; do
+    for impl in burn-norm burn-nn; do
+      echo "## $impl's kernels, $only (the forward's, then the training step's)"
+      (cd "$dir" && BENCH_IMPL=$impl timeout 40 "$bin/norm" --device wgpu --large --only "$only") |
+        python3 benches/kernel_times.py
+    done
+  done
 }
 # The suite finds its fixtures through the checkout it was built in, baked
 # into the binary (not always /work/main: a cached build may come from
