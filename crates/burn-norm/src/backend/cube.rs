@@ -252,12 +252,18 @@ impl Output {
 
 /// How the kernels' teams add up their values: the plane size, where the
 /// device has plane (subgroup) operations with one fixed plane size that
-/// divides `team`, else 0 (a tree in shared memory). Lavapipe has none (CI
-/// tests the shared-memory path there); an NVIDIA GPU through Vulkan has
-/// planes of 32. `BURN_NORM_SHARED_REDUCE=1` forces shared memory, so that
-/// both paths can be tested and timed on one GPU.
+/// divides `team`, else 0 (a tree in shared memory). An NVIDIA GPU through
+/// Vulkan has planes of 32.
+///
+/// CubeCL leaves plane operations off on CPU adapters, so lavapipe takes
+/// the shared-memory path, though its planes are there (8 wide).
+/// `BURN_NORM_PLANE_REDUCE=1` takes them where the adapter reports one
+/// fixed size, so that CI tests the planes' path too on lavapipe;
+/// `BURN_NORM_SHARED_REDUCE=1` forces shared memory, so that both paths can
+/// be tested and timed on one GPU.
 fn plane_for(x: &CubeTensor, team: u32) -> u32 {
     static SHARED: OnceLock<bool> = OnceLock::new();
+    static PLANES: OnceLock<bool> = OnceLock::new();
     if *SHARED.get_or_init(|| settings::on("BURN_NORM_SHARED_REDUCE")) {
         return 0;
     }
@@ -266,7 +272,8 @@ fn plane_for(x: &CubeTensor, team: u32) -> u32 {
         properties.hardware.plane_size_min,
         properties.hardware.plane_size_max,
     );
-    if properties.features.plane.contains(Plane::Ops)
+    let forced = || *PLANES.get_or_init(|| settings::on("BURN_NORM_PLANE_REDUCE"));
+    if (properties.features.plane.contains(Plane::Ops) || forced())
         && min == max
         && min > 0
         && team.is_multiple_of(min)

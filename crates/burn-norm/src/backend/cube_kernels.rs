@@ -43,9 +43,10 @@
 //! group's vectors ([`per_unit`]). They add up through plane (subgroup) sums and one
 //! exchange in shared memory where the device has planes, else through a
 //! tree in shared memory (see [`team_sum2`]; the launch chooses, and
-//! `BURN_NORM_SHARED_REDUCE=1` forces the tree). Lavapipe has no planes
-//! through wgpu, so CI tests the tree; `benches/gpu.sh` runs the suite's
-//! wgpu tests both ways on a GPU. Cubes are numbered
+//! `BURN_NORM_SHARED_REDUCE=1` forces the tree). CubeCL gives lavapipe no
+//! planes, so it takes the tree; CI runs the suite's wgpu tests again with
+//! its planes of 8 forced on (`BURN_NORM_PLANE_REDUCE=1`), and
+//! `benches/gpu.sh` runs them both ways on a GPU. Cubes are numbered
 //! `CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X` so that more than 65,535 of
 //! them fit one launch.
 
