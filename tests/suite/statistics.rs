@@ -2,12 +2,15 @@
 //! discarded: the same output either way, hand-derived statistics where
 //! returned, and where discarded, empty statistics from the CubeCL kernels
 //! (which then bind the unused slots to gamma's buffer: it must come out
-//! unchanged) and whole ones from the CPU kernel.
+//! unchanged) and whole ones from the CPU kernel. Then BatchNorm's running
+//! statistics updated in the operation (`Statistics::Running`), against the
+//! update computed in f64 from the batch, on channels that the GPU takes in
+//! one team and on channels it takes in blocks.
 
 use crate::common::{name, values};
 use burn::backend::Dispatch;
 use burn::tensor::{Device, Tensor, TensorData};
-use burn_norm::backend::{Layout, NormOps, Normalized, Statistics};
+use burn_norm::backend::{Layout, NormOps, Normalized, RunningUpdate, Statistics};
 
 /// Two rows of 8: `1..=8` and `2, 4, ..., 16`.
 fn rows(device: &Device) -> Tensor<4> {
@@ -32,12 +35,16 @@ fn layer_norm(gamma: Tensor<1>, device: &Device, statistics: Statistics) -> [Ten
         rstd,
     } = Dispatch::normalize(
         rows(device).into_dispatch(),
-        gamma.into_dispatch(),
+        gamma.clone().into_dispatch(),
         params(-1.0, device).into_dispatch(),
+        // No running statistics: stand-ins, never read.
+        gamma.clone().into_dispatch(),
+        gamma.into_dispatch(),
         [true, true],
         Layout::LAYER,
         1e-5,
         statistics,
+        RunningUpdate::NONE,
     );
     [
         Tensor::<4>::from_dispatch(output).flatten(0, 3),
@@ -73,4 +80,84 @@ fn statistics_come_back_as_asked(device: &Device) {
     assert_eq!(values(gamma), values(params(0.5, device)));
 }
 
-on_every_backend!(statistics_come_back_as_asked);
+/// `[n, c, 1, s]` values far from zero: `10 + sin(0.37 i) (1 + channel)`.
+fn channels(shape: [usize; 4], device: &Device) -> (Tensor<4>, Vec<f32>) {
+    let [n, c, _, s] = shape;
+    let x: Vec<f32> = (0..n * c * s)
+        .map(|i| 10.0 + (0.37 * i as f32).sin() * (1 + (i / s) % c) as f32)
+        .collect();
+    (
+        Tensor::from_data(TensorData::new(x.clone(), shape), device),
+        x,
+    )
+}
+
+fn running_statistics_update_in_the_operation(device: &Device) {
+    // [2, 3, 1, 2]: 4 values per channel, one team each on wgpu;
+    // [4, 3, 1, 1000]: 4,000, more than a team holds, in blocks.
+    for shape in [[2, 3, 1, 2], [4, 3, 1, 1000]] {
+        let [n, c, _, s] = shape;
+        let (x, values_x) = channels(shape, device);
+        let old_mean = [1.0f32, -2.0, 0.5];
+        let old_var = [2.0f32, 0.5, 3.0];
+        let vector = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), device);
+        let update = RunningUpdate {
+            factor: 0.25,
+            count: n * s,
+        };
+        let out = |statistics, update| {
+            let gamma = vector([1.0, 2.0, 0.5]);
+            let Normalized {
+                output,
+                mean,
+                var,
+                rstd,
+            } = Dispatch::normalize(
+                x.clone().into_dispatch(),
+                gamma.clone().into_dispatch(),
+                vector([0.0, 1.0, -1.0]).into_dispatch(),
+                vector(old_mean).into_dispatch(),
+                vector(old_var).into_dispatch(),
+                [true, true],
+                Layout::BATCH,
+                1e-5,
+                statistics,
+                update,
+            );
+            [
+                Tensor::<4>::from_dispatch(output).flatten::<1>(0, 3),
+                Tensor::<1>::from_dispatch(mean),
+                Tensor::<1>::from_dispatch(var),
+                Tensor::<1>::from_dispatch(rstd),
+            ]
+            .map(values)
+        };
+        let [y, mean, var, rstd] = out(Statistics::Running, update);
+        let [y_batch, _, _, rstd_batch] = out(Statistics::Returned, RunningUpdate::NONE);
+        assert_eq!(y, y_batch, "{} {shape:?}: output", name(device));
+        assert_eq!(rstd, rstd_batch, "{} {shape:?}: rstd", name(device));
+        for ch in 0..c {
+            let group: Vec<f64> = (0..n)
+                .flat_map(|i| &values_x[(i * c + ch) * s..(i * c + ch + 1) * s])
+                .map(|&v| v as f64)
+                .collect();
+            let count = group.len() as f64;
+            let m = group.iter().sum::<f64>() / count;
+            let biased = group.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / count;
+            let want_mean = 0.75 * old_mean[ch] as f64 + 0.25 * m;
+            let want_var = 0.75 * old_var[ch] as f64 + 0.25 * biased * count / (count - 1.0);
+            for (what, got, want) in [("mean", mean[ch], want_mean), ("var", var[ch], want_var)] {
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{} {shape:?}: running {what} of channel {ch}: {got}, expected {want}",
+                    name(device)
+                );
+            }
+        }
+    }
+}
+
+on_every_backend!(
+    statistics_come_back_as_asked,
+    running_statistics_update_in_the_operation
+);

@@ -300,6 +300,10 @@ impl BatchNorm {
                         }
                         functional::ghost_batch_norm_train(input, v, gamma, beta, self.epsilon)
                     }
+                    // The running statistics updated in the same operation.
+                    _ if training && count > 0 && self.num_batches_tracked.is_some() => {
+                        return Ok(self.train_tracking(input, gamma, beta));
+                    }
                     _ => functional::batch_norm_train(input, gamma, beta, self.epsilon),
                 };
                 if training {
@@ -316,6 +320,38 @@ impl BatchNorm {
     /// Where `try_forward` returns an error, with its message.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         self.try_forward(input).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A training step of a layer with running statistics, on a batch with
+    /// more than one value per channel: the output, the running statistics
+    /// updated as PyTorch in the same operation
+    /// ([`functional::batch_norm_train_running`]).
+    fn train_tracking<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        gamma: Option<Tensor<1>>,
+        beta: Option<Tensor<1>>,
+    ) -> Tensor<D> {
+        let (Some(mean), Some(var), Some(counter)) = (
+            &self.running_mean,
+            &self.running_var,
+            &self.num_batches_tracked,
+        ) else {
+            unreachable!("called for layers with running statistics");
+        };
+        let factor = running_stats::next_factor(counter, self.momentum);
+        let (running_mean, running_var) = running_stats::current(mean, var, &input.device());
+        let batch = functional::batch_norm_train_running(
+            input,
+            gamma,
+            beta,
+            self.epsilon,
+            running_mean,
+            running_var,
+            factor,
+        );
+        running_stats::publish(mean, var, batch.running);
+        batch.output
     }
 
     /// Folds one training batch into the running statistics, as PyTorch.

@@ -7,8 +7,8 @@
 //! `bn.stats.running_mean`).
 
 use crate::RunningCounter;
-use crate::functional::{self, ChannelMoments};
-use burn::module::RunningState;
+use crate::functional::{self, ChannelMoments, RunningMoments};
+use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 /// A layer's running-statistics buffers; all `None` without
@@ -44,29 +44,43 @@ pub(crate) fn step(
     batch: &ChannelMoments,
     momentum: Option<f64>,
 ) {
-    let steps = counter.increment();
+    let factor = next_factor(counter, momentum);
     if batch.count == 0 {
         return;
     }
-    update(mean, var, batch, momentum.unwrap_or(1.0 / steps as f64));
+    update(mean, var, batch, factor);
+}
+
+/// Advances the counter of a training step and returns the step's weight:
+/// `momentum`, or `1 / steps` (the cumulative average) where it is `None`.
+pub(crate) fn next_factor(counter: &RunningCounter, momentum: Option<f64>) -> f64 {
+    let steps = counter.increment();
+    momentum.unwrap_or(1.0 / steps as f64)
+}
+
+/// The running statistics as an operation that updates them takes them:
+/// on `device`, in their own dtype.
+pub(crate) fn current(
+    mean: &RunningState<Tensor<1>>,
+    var: &RunningState<Tensor<1>>,
+    device: &Device,
+) -> (Tensor<1>, Tensor<1>) {
+    (
+        mean.value_sync().to_device(device),
+        var.value_sync().to_device(device),
+    )
 }
 
 /// Folds one batch's statistics into `mean` and `var` with weight `factor`
-/// ([`functional::update_running_statistics`]), and publishes the result at
-/// once so that a record taken right after training holds this step
-/// (`RunningState` keeps an update pending until it is synced, and records
-/// read the synced value).
+/// ([`functional::update_running_statistics`]), and [`publish`]es the
+/// result.
 pub(crate) fn update(
     mean: &RunningState<Tensor<1>>,
     var: &RunningState<Tensor<1>>,
     batch: &ChannelMoments,
     factor: f64,
 ) {
-    let device = batch.mean.device();
-    let (running_mean, running_var) = (
-        mean.value_sync().to_device(&device),
-        var.value_sync().to_device(&device),
-    );
+    let (running_mean, running_var) = current(mean, var, &batch.mean.device());
     // The buffers keep their dtype (f32 for a model in f32) whatever the
     // input's was: an f16 or f64 batch's statistics are cast to it.
     let dtype = running_mean.dtype();
@@ -76,8 +90,42 @@ pub(crate) fn update(
         count: batch.count,
     };
     let running = functional::update_running_statistics(running_mean, running_var, &batch, factor);
-    mean.update(running.mean.detach());
-    var.update(running.var.detach());
-    mean.value_sync();
-    var.value_sync();
+    publish(mean, var, running);
+}
+
+/// Stores a step's new running statistics as the buffers' values, at once,
+/// so that a record taken right after training holds this step.
+///
+/// Not through `RunningState::update`: that keeps the value pending per
+/// thread until a sync, and the sync divides it by the number of threads
+/// that updated (`div_scalar(1)` on one thread), two tensor operations a
+/// step. Between two of our operations that read and write the buffers
+/// (BatchNorm's running update in its kernel), Burn's fusion ran each as a
+/// launch of its own: two launches a layer on lavapipe where the kernel is
+/// one (docs/benchmarks.md, twenty-first session). The value is set
+/// through `Module::map`, which replaces it in the state that the layer's
+/// clones share. Every update of our layers' buffers goes through here, so
+/// none is ever pending; as before (an update synced at once), the last
+/// thread to write a shared buffer sets it.
+pub(crate) fn publish(
+    mean: &RunningState<Tensor<1>>,
+    var: &RunningState<Tensor<1>>,
+    running: RunningMoments,
+) {
+    set(mean, running.mean.detach());
+    set(var, running.var.detach());
+}
+
+/// Replaces `state`'s value by `value`.
+fn set(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
+    /// A mapper that gives the one buffer it visits `value`.
+    struct Replace(Option<Tensor<1>>);
+    impl ModuleMapper for Replace {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let value = self.0.take().expect("a running state holds one tensor");
+            Param::initialized(param.id, Tensor::from_dispatch(value.into_dispatch()))
+        }
+    }
+    // `map` consumes a clone and writes the state the clones share.
+    let _ = state.clone().map(&mut Replace(Some(value)));
 }

@@ -2,7 +2,7 @@
 //! handwritten backward that calls the inner backend's kernel.
 
 use super::layout::Layout;
-use super::{NormGrads, NormOps, Normalized, Statistics};
+use super::{NormGrads, NormOps, Normalized, RunningUpdate, Statistics};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -66,10 +66,13 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
         layout: Layout,
         epsilon: f64,
         statistics: Statistics,
+        running: RunningUpdate,
     ) -> Normalized<Self> {
         // An absent parameter's stand-in must not receive a gradient: its
         // place among the parents goes to an untracked leaf.
@@ -78,6 +81,9 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         let beta_node = if has_beta { beta.node() } else { untracked() };
         let constant = AutodiffTensor::<B, C>::new;
         let affine = [has_gamma, has_beta];
+        // Running statistics are buffers, never differentiated.
+        let (running_mean, running_var) =
+            (running_mean.into_primitive(), running_var.into_primitive());
 
         match NormalizeBackward
             .prepare::<C>([x.node(), gamma_node, beta_node])
@@ -87,14 +93,21 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
                 // The backward reads `rstd`, whatever the caller does.
+                let statistics = match statistics {
+                    Statistics::Running => Statistics::Running,
+                    Statistics::Returned | Statistics::Discarded => Statistics::Returned,
+                };
                 let out = B::normalize(
                     x.clone(),
                     gamma.clone(),
                     beta.into_primitive(),
+                    running_mean,
+                    running_var,
                     affine,
                     layout,
                     epsilon,
-                    Statistics::Returned,
+                    statistics,
+                    running,
                 );
                 let saved = SavedForBackward {
                     x,
@@ -115,10 +128,13 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
+                    running_mean,
+                    running_var,
                     affine,
                     layout,
                     epsilon,
                     statistics,
+                    running,
                 );
                 Normalized {
                     output: prep.finish(out.output),

@@ -9,7 +9,7 @@ use super::cube_kernels::{
 };
 use super::layout::Groups;
 use super::layout::{Centering, Grouping, Layout};
-use super::{NormGrads, NormOps, Normalized, Statistics, settings};
+use super::{NormGrads, NormOps, Normalized, RunningUpdate, Statistics, settings};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
@@ -454,6 +454,44 @@ impl Blocks {
     }
 }
 
+/// The running statistics a forward updates ([`Statistics::Running`]),
+/// as the kernels bind them: elsewhere `stand_in`'s buffer in both slots
+/// (bound, never read).
+struct RunningSlots {
+    mean: CubeTensor,
+    var: CubeTensor,
+    update: RunningUpdate,
+    statistics: Statistics,
+}
+
+impl RunningSlots {
+    fn new(
+        running: Option<[CubeTensor; 2]>,
+        stand_in: &CubeTensor,
+        statistics: Statistics,
+        update: RunningUpdate,
+    ) -> Self {
+        let [mean, var] = running.unwrap_or_else(|| [stand_in.clone(), stand_in.clone()]);
+        RunningSlots {
+            mean,
+            var,
+            update,
+            statistics,
+        }
+    }
+
+    /// The update's scalars as the kernels take them, each rounded to f32
+    /// as a tensor's scalar operation rounds it: `1 - f`, `f`, `n / (n - 1)`.
+    fn scalars(&self) -> [f32; 3] {
+        let factor = self.update.factor;
+        [
+            (1.0 - factor) as f32,
+            factor as f32,
+            self.update.correction() as f32,
+        ]
+    }
+}
+
 /// The three launches of [`cube_blocks`]: block sums, merge, apply, with
 /// `partial` and `coefficients` of [`Blocks::temporaries`]' shapes.
 /// Forward (`dy` is `None`): returns `y` and fills `mean`, `var`, `rstd`.
@@ -472,6 +510,7 @@ fn groups_in_blocks(
     epsilon: f32,
     [mean, var, rstd, dgamma, dbeta]: [&CubeTensor; 5],
     [partial, coefficients]: [CubeTensor; 2],
+    running: &RunningSlots,
 ) -> CubeTensor {
     let Groups { c, k, s, .. } = *layout;
     let Blocks {
@@ -514,6 +553,7 @@ fn groups_in_blocks(
         dtype,
     );
     let groups = layout.count();
+    let [keep, factor, correction] = running.scalars();
     cube_blocks::block_merge::launch(
         &x.client,
         grid(groups),
@@ -528,6 +568,8 @@ fn groups_in_blocks(
         dgamma.clone().into_tensor_arg(),
         dbeta.clone().into_tensor_arg(),
         coefficients.clone().into_tensor_arg(),
+        running.mean.clone().into_tensor_arg(),
+        running.var.clone().into_tensor_arg(),
         groups as u32,
         c as u32,
         k as u32,
@@ -536,10 +578,14 @@ fn groups_in_blocks(
         block_values as u32,
         run_values as u32,
         epsilon,
+        keep,
+        factor,
+        correction,
         norm,
         backward,
         has_gamma,
         has_beta,
+        running.statistics,
         plane_for(x, MERGE_UNITS),
         dtype,
     );
@@ -566,14 +612,17 @@ fn groups_in_blocks(
 }
 
 /// [`NormOps::normalize`]'s launches.
+#[allow(clippy::too_many_arguments)]
 fn launch_forward(
     x: FloatTensor<CubeBackend>,
     gamma: FloatTensor<CubeBackend>,
     beta: FloatTensor<CubeBackend>,
+    [running_mean, running_var]: [FloatTensor<CubeBackend>; 2],
     [has_gamma, has_beta]: [bool; 2],
     norm: Layout,
     epsilon: f64,
     statistics: Statistics,
+    update: RunningUpdate,
 ) -> Normalized<CubeBackend> {
     check_dtype(x.dtype);
     let layout = Groups::of(x.shape().as_slice(), norm);
@@ -586,8 +635,12 @@ fn launch_forward(
     let teams = Teams::new(groups, layout.size() / vector, MAX_HELD_FORWARD);
     let x = into_contiguous(x);
     let [gamma, beta] = [(gamma, has_gamma), (beta, has_beta)].map(parameter);
+    // Stand-ins are dropped on arrival, as absent parameters are.
+    let running = (statistics == Statistics::Running)
+        .then(|| [running_mean, running_var].map(into_contiguous));
     if let Some(plan) = blocks_for(&layout, teams) {
         let [gamma, beta] = [gamma, beta].map(|parameter| bound(parameter, &x));
+        let running = RunningSlots::new(running, &x, statistics, update);
         // `unused` fills the backward's parameter-gradient slots: four
         // bytes kept with the statistics, as are the temporaries (one
         // request fewer: a few kilobytes, freed with `rstd`).
@@ -614,11 +667,12 @@ fn launch_forward(
             epsilon as f32,
             [&mean, &var, &rstd, &unused, &unused],
             [partial, coefficients],
+            &running,
         );
         // The blocks' last launch reads the statistics: they are made
         // either way, and come back empty where discarded.
         let [mean, var, rstd] = match statistics {
-            Statistics::Returned => [mean, var, rstd],
+            Statistics::Returned | Statistics::Running => [mean, var, rstd],
             Statistics::Discarded => [&mean, &var, &rstd].map(no_values),
         };
         return Normalized {
@@ -632,14 +686,18 @@ fn launch_forward(
     // where nothing else holds it.
     let y = Output::for_input(&x);
     let [gamma, beta] = [gamma, beta].map(|parameter| bound(parameter, &x));
+    let running = RunningSlots::new(running, &gamma, statistics, update);
     // Discarded statistics are not written, and their three slots take
     // `gamma`'s buffer (or `x`'s) rather than one of their own: one request
     // to the device fewer. CubeCL binds every buffer read-write, so sharing
     // one with `y` is allowed, and nothing is written there but `y`.
     let [mean, var, rstd] = match statistics {
-        Statistics::Returned => empty_group(&x, [vec![groups], vec![groups], vec![groups]]),
+        Statistics::Returned | Statistics::Running => {
+            empty_group(&x, [vec![groups], vec![groups], vec![groups]])
+        }
         Statistics::Discarded => std::array::from_fn(|_| no_values(&gamma)),
     };
+    let [keep, factor, correction] = running.scalars();
     cube_kernels::normalize_forward::launch(
         &x.client,
         cubes_for(groups, teams),
@@ -652,11 +710,16 @@ fn launch_forward(
         mean.clone().into_tensor_arg(),
         var.clone().into_tensor_arg(),
         rstd.clone().into_tensor_arg(),
+        running.mean.clone().into_tensor_arg(),
+        running.var.clone().into_tensor_arg(),
         groups as u32,
         c as u32,
         k as u32,
         (s / vector) as u32,
         epsilon as f32,
+        keep,
+        factor,
+        correction,
         norm,
         has_gamma,
         has_beta,
@@ -728,6 +791,7 @@ fn launch_backward(
             0.0,
             [&unused, &unused, &rstd, &dgamma, &dbeta],
             [partial, coefficients.clone()],
+            &RunningSlots::new(None, &x, Statistics::Returned, RunningUpdate::NONE),
         );
         if per_channel {
             return NormGrads { dx, dgamma, dbeta };
@@ -974,12 +1038,25 @@ impl NormOps for CubeBackend {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
         affine: [bool; 2],
         norm: Layout,
         epsilon: f64,
         statistics: Statistics,
+        update: RunningUpdate,
     ) -> Normalized<Self> {
-        let out = launch_forward(x, gamma, beta, affine, norm, epsilon, statistics);
+        let out = launch_forward(
+            x,
+            gamma,
+            beta,
+            [running_mean, running_var],
+            affine,
+            norm,
+            epsilon,
+            statistics,
+            update,
+        );
         submit(&out.output);
         out
     }

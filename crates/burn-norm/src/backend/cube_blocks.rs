@@ -50,8 +50,11 @@
 //!
 //! [`normalize_forward`]: super::cube_kernels::normalize_forward
 
-use super::cube_kernels::{MAX_CUBE_SIZE, MAX_HELD, affine, team_sum, team_sum2, weighted};
+use super::cube_kernels::{
+    MAX_CUBE_SIZE, MAX_HELD, affine, team_sum, team_sum2, weighted, write_statistics,
+};
 use super::layout::{Centering, Grouping, Layout};
+use super::statistics::Statistics;
 use cubecl::prelude::*;
 
 /// Values of the smallest block, 8 per unit.
@@ -309,7 +312,9 @@ const COOPERATIVE_BLOCKS: usize = 8;
 
 /// Stage two, one cube of [`MERGE_UNITS`] per group (`k` runs of
 /// `blocks` blocks each, runs of `run_values` values): merges the group's
-/// partial sums. Forward: writes `mean`, `var`, `rstd` and each run's
+/// partial sums. Forward: writes `mean`, `var`, `rstd` (see
+/// [`write_statistics`]: `statistics` says whether `mean` and `var` are the
+/// batch's or `running_mean` and `running_var` updated) and each run's
 /// coefficients of `y = rstd gamma (x - shift - mean') + beta`. Backward
 /// (`rstd` read, not written): writes each run's `dgamma = rstd Σ dy xc`
 /// and `dbeta = Σ dy` (BatchNorm's gradients; GroupNorm's and
@@ -333,6 +338,8 @@ pub fn block_merge<F: Float>(
     dgamma: &mut Tensor<F>,
     dbeta: &mut Tensor<F>,
     coefficients: &mut Tensor<F>,
+    running_mean: &Tensor<F>,
+    running_var: &Tensor<F>,
     groups: u32,
     c: u32,
     k: u32,
@@ -341,10 +348,14 @@ pub fn block_merge<F: Float>(
     block_values: u32,
     run_values: u32,
     epsilon: f32,
+    keep: f32,
+    factor: f32,
+    correction: f32,
     #[comptime] layout: Layout,
     #[comptime] backward: bool,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
+    #[comptime] statistics: Statistics,
     #[comptime] plane: u32,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -446,9 +457,21 @@ pub fn block_merge<F: Float>(
         let v = team_sum::<F, Const<1>>(spread, &mut scratch, team, plane) / n;
         let r = F::new(1.0_f32) / (v + F::cast_from(epsilon)).sqrt();
         if unit == 0 {
-            mean[g] = shift + m;
-            var[g] = v;
-            rstd[g] = r;
+            write_statistics::<F>(
+                mean,
+                var,
+                rstd,
+                running_mean,
+                running_var,
+                g,
+                shift + m,
+                v,
+                r,
+                keep,
+                factor,
+                correction,
+                statistics,
+            );
         }
         for i in range_stepped(unit, k, team as usize) {
             let run = first_run + i;

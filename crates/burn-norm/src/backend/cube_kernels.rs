@@ -396,7 +396,9 @@ fn shifted_mean<F: Float, N: Size>(
 
 /// `y = (x - mean) * rstd * gamma + beta` per group, with the biased
 /// variance (`mean = 0` where the layout does not center); writes each
-/// group's `mean`, `var` and `rstd` where `statistics` returns them.
+/// group's `mean`, `var` and `rstd` where `statistics` returns them (the
+/// updated `running_mean` and `running_var` in `mean` and `var` for
+/// [`Statistics::Running`], see [`write_statistics`]).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn normalize_forward<F: Float, N: Size>(
@@ -407,11 +409,16 @@ pub fn normalize_forward<F: Float, N: Size>(
     mean: &mut Tensor<F>,
     var: &mut Tensor<F>,
     rstd: &mut Tensor<F>,
+    running_mean: &Tensor<F>,
+    running_var: &Tensor<F>,
     groups: u32,
     c: u32,
     k: u32,
     s: u32,
     epsilon: f32,
+    keep: f32,
+    factor: f32,
+    correction: f32,
     #[comptime] layout: Layout,
     #[comptime] has_gamma: bool,
     #[comptime] has_beta: bool,
@@ -514,11 +521,56 @@ pub fn normalize_forward<F: Float, N: Size>(
             );
         }
     }
-    if comptime!(statistics == Statistics::Returned) && lane == 0 {
-        mean[g] = shift + m;
-        var[g] = v;
-        rstd[g] = r;
+    if comptime!(statistics != Statistics::Discarded) && lane == 0 {
+        write_statistics::<F>(
+            mean,
+            var,
+            rstd,
+            running_mean,
+            running_var,
+            g,
+            shift + m,
+            v,
+            r,
+            keep,
+            factor,
+            correction,
+            statistics,
+        );
     }
+}
+
+/// Writes group `g`'s statistics (`batch_mean`, `batch_var`, `r`): as they
+/// are, or with [`Statistics::Running`] `mean` and `var` as the running
+/// statistics updated with them (`keep`, `factor`, `correction`: `1 - f`,
+/// `f` and `n / (n - 1)` of [`RunningUpdate`](super::RunningUpdate), in the
+/// composed update's order of operations).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_statistics<F: Float>(
+    mean: &mut Tensor<F>,
+    var: &mut Tensor<F>,
+    rstd: &mut Tensor<F>,
+    running_mean: &Tensor<F>,
+    running_var: &Tensor<F>,
+    g: usize,
+    batch_mean: F,
+    batch_var: F,
+    r: F,
+    keep: f32,
+    factor: f32,
+    correction: f32,
+    #[comptime] statistics: Statistics,
+) {
+    if comptime!(statistics == Statistics::Running) {
+        let (keep, factor) = (F::cast_from(keep), F::cast_from(factor));
+        mean[g] = running_mean[g] * keep + batch_mean * factor;
+        var[g] = running_var[g] * keep + (batch_var * F::cast_from(correction)) * factor;
+    } else {
+        mean[g] = batch_mean;
+        var[g] = batch_var;
+    }
+    rstd[g] = r;
 }
 
 /// The parameter index of vector `j` of group `g`: its position along the

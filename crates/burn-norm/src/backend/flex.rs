@@ -3,7 +3,7 @@
 
 use super::cpu::{self, Real};
 use super::layout::{Groups, Layout};
-use super::{NormGrads, NormOps, Normalized, Statistics};
+use super::{NormGrads, NormOps, Normalized, RunningUpdate, Statistics};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Element, TensorData};
@@ -22,6 +22,7 @@ fn forward<T: Real + Element + bytemuck::Pod>(
     x: FlexTensor,
     gamma: Option<FlexTensor>,
     beta: Option<FlexTensor>,
+    running: Option<(FlexTensor, FlexTensor, RunningUpdate)>,
     groups: Groups,
     epsilon: f64,
 ) -> Normalized<Flex> {
@@ -31,13 +32,17 @@ fn forward<T: Real + Element + bytemuck::Pod>(
         beta.map(|b| b.to_contiguous()),
     );
     let shape = x.layout().shape().to_vec();
-    let (y, stats) = cpu::forward::<T>(
+    let (y, mut stats) = cpu::forward::<T>(
         slice(&x),
         groups,
         gamma.as_ref().map(slice),
         beta.as_ref().map(slice),
         epsilon,
     );
+    if let Some((mean, var, update)) = running {
+        let (mean, var) = (mean.to_contiguous(), var.to_contiguous());
+        stats.fold_into_running(slice(&mean), slice(&var), update);
+    }
     let k = groups.count();
     Normalized {
         output: tensor(y, shape),
@@ -88,18 +93,23 @@ impl NormOps for Flex {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
         layout: Layout,
         epsilon: f64,
         // The CPU kernel computes the statistics as it goes: returning them
         // costs a few kilobytes, not a pass.
-        _statistics: Statistics,
+        statistics: Statistics,
+        update: RunningUpdate,
     ) -> Normalized<Self> {
         let groups = Groups::of(x.layout().shape().as_slice(), layout);
         let (gamma, beta) = (has_gamma.then_some(gamma), has_beta.then_some(beta));
+        let running =
+            (statistics == Statistics::Running).then_some((running_mean, running_var, update));
         match x.dtype() {
-            DType::F32 => forward::<f32>(x, gamma, beta, groups, epsilon),
-            DType::F64 => forward::<f64>(x, gamma, beta, groups, epsilon),
+            DType::F32 => forward::<f32>(x, gamma, beta, running, groups, epsilon),
+            DType::F64 => forward::<f64>(x, gamma, beta, running, groups, epsilon),
             other => cpu::unsupported(other),
         }
     }

@@ -5,7 +5,7 @@
 use burn_fusion::custom::TensorSpec;
 
 use super::layout::{Groups, Layout};
-use super::{NormGradsMetadata, NormalizedMetadata, Statistics};
+use super::{NormGradsMetadata, NormalizedMetadata, RunningUpdate, Statistics};
 
 /// `burn` as the extension macro's generated code sees it: Burn itself,
 /// with `burn::backend::fusion` always present (Burn re-exports its fusion
@@ -29,17 +29,23 @@ fn spec(like: &TensorSpec, shape: Vec<usize>) -> TensorSpec {
 /// Outputs of `normalize`: `y` as `x`, and `mean`, `var`, `rstd` with one
 /// value per group, or none where they are discarded (as the CubeCL
 /// kernels return them).
+#[allow(clippy::too_many_arguments)]
 pub fn normalize_metadata(
     x: &TensorSpec,
     _gamma: &TensorSpec,
     _beta: &TensorSpec,
+    _running_mean: &TensorSpec,
+    _running_var: &TensorSpec,
     _affine: &[bool; 2],
     layout: &Layout,
     _epsilon: &f64,
     statistics: &Statistics,
+    _running: &RunningUpdate,
 ) -> NormalizedMetadata {
     let groups = match statistics {
-        Statistics::Returned => Groups::of(x.shape.as_slice(), *layout).count(),
+        Statistics::Returned | Statistics::Running => {
+            Groups::of(x.shape.as_slice(), *layout).count()
+        }
         Statistics::Discarded => 0,
     };
     NormalizedMetadata {

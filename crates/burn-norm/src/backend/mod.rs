@@ -57,7 +57,7 @@ use burn::backend::{Backend, Dispatch, DispatchDevice, ExtensionType, backend_ex
 use burn::tensor::{DType, Device, Tensor};
 pub use combine::CombineOps;
 pub use layout::{Centering, Grouping, Layout, Params};
-pub use statistics::Statistics;
+pub use statistics::{RunningUpdate, Statistics};
 
 /// What [`NormOps::normalize`] returns: the output and, per group, the
 /// statistics it normalized with (empty where the caller discarded them, see
@@ -110,16 +110,23 @@ pub trait NormOps: Backend {
     /// An absent `gamma` or `beta` is passed as any tensor (never read) with
     /// its `affine` flag `false`: Burn 0.22.1's `#[backend_extension]` does not
     /// route `Option` tensor arguments. `statistics` says whether the caller
-    /// reads the statistics returned with `y`.
+    /// reads the statistics returned with `y`, or the running statistics
+    /// `running_mean` and `running_var` (`[groups]`, `x`'s dtype) become
+    /// with `running` ([`Statistics::Running`]); otherwise those two are
+    /// stand-ins, never read, as absent parameters are.
+    #[allow(clippy::too_many_arguments)]
     #[fusion(meta = fusion::normalize_metadata)]
     fn normalize(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
         affine: [bool; 2],
         layout: Layout,
         epsilon: f64,
         statistics: Statistics,
+        running: RunningUpdate,
     ) -> Normalized<Self>;
 
     /// Backward of [`normalize`](NormOps::normalize) from `x`, `rstd` and
@@ -187,15 +194,29 @@ pub fn with_composed_path<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The statistics [`normalize`] returns with its output, one per group.
+/// The statistics [`normalize`] returns with its output, one per group:
+/// the batch's, or the updated running statistics where it was given
+/// [`RunningInput`].
 pub(crate) struct GroupStatistics {
     pub mean: Tensor<1>,
     pub var: Tensor<1>,
 }
 
+/// The running statistics that [`normalize`] updates with the batch
+/// ([`Statistics::Running`]), one per group, in the dtype `x` has when it
+/// reaches the kernel.
+#[derive(Clone)]
+pub(crate) struct RunningInput {
+    pub mean: Tensor<1>,
+    pub var: Tensor<1>,
+    pub update: RunningUpdate,
+}
+
 /// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`):
 /// differentiable with respect to `x`, `gamma` and `beta`; the statistics
-/// are constants, and empty where `statistics` discards them.
+/// are constants, and empty where `statistics` discards them. With
+/// `running` they are the updated running statistics
+/// ([`Statistics::Running`], whatever `statistics` says).
 pub(crate) fn normalize(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,
@@ -203,6 +224,7 @@ pub(crate) fn normalize(
     layout: Layout,
     epsilon: f64,
     statistics: Statistics,
+    running: Option<RunningInput>,
 ) -> (Tensor<4>, GroupStatistics) {
     // An absent parameter travels as a stand-in that is never read: the
     // other parameter, else `x` itself, not a view of it (a reshape is one
@@ -216,14 +238,28 @@ pub(crate) fn normalize(
         (None, Some(beta)) => (beta.clone().into_dispatch(), beta.into_dispatch()),
         (None, None) => (x.clone().into_dispatch(), x.clone().into_dispatch()),
     };
+    // Without running statistics, their slots take the parameters'
+    // stand-ins: tensors passed anyway, never read.
+    let (running_mean, running_var, statistics, update) = match running {
+        Some(RunningInput { mean, var, update }) => (
+            mean.into_dispatch(),
+            var.into_dispatch(),
+            Statistics::Running,
+            update,
+        ),
+        None => (gamma.clone(), beta.clone(), statistics, RunningUpdate::NONE),
+    };
     let out = Dispatch::normalize(
         x.into_dispatch(),
         gamma,
         beta,
+        running_mean,
+        running_var,
         affine,
         layout,
         epsilon,
         statistics,
+        update,
     );
     let stats = GroupStatistics {
         mean: Tensor::from_dispatch(out.mean),

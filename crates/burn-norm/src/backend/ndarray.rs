@@ -5,7 +5,7 @@
 
 use super::cpu::{self, Real};
 use super::layout::{Groups, Layout};
-use super::{NormGrads, NormOps, Normalized, Statistics};
+use super::{NormGrads, NormOps, Normalized, RunningUpdate, Statistics};
 use burn::backend::ndarray::{NdArray, NdArrayTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Element, TensorData};
@@ -48,17 +48,21 @@ fn forward<T: Values>(
     x: &NdArrayTensor,
     gamma: Option<&NdArrayTensor>,
     beta: Option<&NdArrayTensor>,
+    running: Option<(&NdArrayTensor, &NdArrayTensor, RunningUpdate)>,
     groups: Groups,
     epsilon: f64,
 ) -> Normalized<NdArray> {
     let (gamma, beta) = (gamma.map(T::values), beta.map(T::values));
-    let (y, stats) = cpu::forward(
+    let (y, mut stats) = cpu::forward(
         &T::values(x),
         groups,
         gamma.as_deref(),
         beta.as_deref(),
         epsilon,
     );
+    if let Some((mean, var, update)) = running {
+        stats.fold_into_running(&T::values(mean), &T::values(var), update);
+    }
     let k = groups.count();
     Normalized {
         output: tensor(y, shape(x)),
@@ -95,18 +99,23 @@ impl NormOps for NdArray {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
         [has_gamma, has_beta]: [bool; 2],
         layout: Layout,
         epsilon: f64,
         // The CPU kernel computes the statistics as it goes: returning them
         // costs a few kilobytes, not a pass.
-        _statistics: Statistics,
+        statistics: Statistics,
+        update: RunningUpdate,
     ) -> Normalized<Self> {
         let groups = Groups::of(&shape(&x), layout);
         let (gamma, beta) = (has_gamma.then_some(&gamma), has_beta.then_some(&beta));
+        let running =
+            (statistics == Statistics::Running).then_some((&running_mean, &running_var, update));
         match burn::backend::TensorMetadata::dtype(&x) {
-            DType::F32 => forward::<f32>(&x, gamma, beta, groups, epsilon),
-            DType::F64 => forward::<f64>(&x, gamma, beta, groups, epsilon),
+            DType::F32 => forward::<f32>(&x, gamma, beta, running, groups, epsilon),
+            DType::F64 => forward::<f64>(&x, gamma, beta, running, groups, epsilon),
             other => cpu::unsupported(other),
         }
     }

@@ -21,4 +21,46 @@ pub enum Statistics {
     /// CPU kernels, and the autodiff backend where the backward needs
     /// `rstd`, return them whole.
     Discarded,
+    /// `mean` and `var` come back as the running statistics that the
+    /// operation's `running_mean` and `running_var` inputs become with this
+    /// batch ([`RunningUpdate`]); `rstd` as `Returned`. For layouts with one
+    /// group per channel (a training BatchNorm).
+    ///
+    /// One operation reads the old running statistics and writes the new
+    /// ones, so each step's update depends on an operation that fusion
+    /// executes: composed from tensor operations, the updates of a layer
+    /// called many times with nothing reading its statistics (forwards
+    /// that only recalibrate them) chained into ever longer blocks, which
+    /// Burn 0.22.1's fusion ran unfused past about 25 steps, seven to nine
+    /// launches a layer (docs/benchmarks.md, twenty-first session).
+    Running,
+}
+
+/// PyTorch's running-statistics update, as [`Statistics::Running`] applies
+/// it per group: `running_mean' = (1 - f) running_mean + f mean`,
+/// `running_var' = (1 - f) running_var + f var n / (n - 1)`, with the
+/// batch's biased variance `var` over its `n` values per group. The
+/// kernels repeat [`crate::functional::update_running_statistics`]'s
+/// operations in its order, each scalar rounded as a tensor's scalar
+/// operation rounds it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunningUpdate {
+    /// `f`: the momentum, or `1 / steps` for a cumulative average.
+    pub factor: f64,
+    /// `n`, the batch's values per group (more than one).
+    pub count: usize,
+}
+
+impl RunningUpdate {
+    /// What an operation that returns no running statistics is passed.
+    pub const NONE: RunningUpdate = RunningUpdate {
+        factor: 0.0,
+        count: 2,
+    };
+
+    /// Bessel's correction, `n / (n - 1)`.
+    pub fn correction(&self) -> f64 {
+        let n = self.count as f64;
+        n / (n - 1.0)
+    }
 }

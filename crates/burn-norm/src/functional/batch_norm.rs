@@ -4,8 +4,8 @@
 use super::accumulation::widened;
 use super::core::{affine, has_no_values, no_statistics, standardize, without_values};
 use super::grouped::normalize_groups;
-use super::running::ChannelMoments;
-use crate::backend::{Layout, Statistics};
+use super::running::{ChannelMoments, RunningMoments};
+use crate::backend::{Layout, RunningInput, RunningUpdate, Statistics};
 use burn::tensor::Tensor;
 
 /// The shape `[1, C, 1, ...]` that per-channel vectors broadcast to.
@@ -96,6 +96,7 @@ pub fn batch_norm_train<const D: usize>(
         Layout::BATCH,
         epsilon,
         Statistics::Returned,
+        None,
     );
     let stats = grouped.statistics();
     BatchStatistics {
@@ -103,6 +104,80 @@ pub fn batch_norm_train<const D: usize>(
         mean: stats.mean,
         variance: stats.var,
         count,
+    }
+}
+
+/// What [`batch_norm_train_running`] returns.
+#[derive(Debug, Clone)]
+pub struct RunningBatch<const D: usize> {
+    /// The normalized input, `[N, C, ...]`.
+    pub output: Tensor<D>,
+    /// The running statistics after this batch, `[C]`, detached, in the
+    /// dtype of the running statistics given.
+    pub running: RunningMoments,
+}
+
+/// [`batch_norm_train`] that also folds the batch into running statistics,
+/// as PyTorch's `F.batch_norm(.., training=True)` does to the buffers it is
+/// given: the output, and `running_mean` and `running_var` after
+/// [`update_running_statistics`](super::update_running_statistics) with weight `factor` (the momentum, or
+/// `1 / steps` for a cumulative average).
+///
+/// Where the backend has a fused kernel the update is part of the same
+/// operation, which reads the old running statistics and writes the new
+/// ones. Composed from tensor operations after it, the updates of a layer
+/// called many times with nothing reading its statistics (forwards that
+/// only recalibrate them) stay queued under Burn's fusion, each depending
+/// on the one before, and past about 25 of them Burn 0.22.1 ran them
+/// unfused, seven to nine launches a layer (docs/benchmarks.md,
+/// twenty-first session).
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`; `gamma`, `beta`, `running_mean`, `running_var`:
+///   `[C]`
+/// - output: `[N, C, ...]`; running statistics `[C]`
+///
+/// # Panics
+/// If the batch has fewer than 2 values per channel (no unbiased
+/// variance; the layer returns an error instead).
+pub fn batch_norm_train_running<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    factor: f64,
+) -> RunningBatch<D> {
+    let dims = x.dims();
+    let channels = dims[1];
+    let count = dims.iter().product::<usize>() / channels.max(1);
+    let samples = dims[0];
+    assert!(
+        count > 1,
+        "batch_norm_train_running: need more than 1 value per channel, got {count}"
+    );
+    let running = RunningInput {
+        mean: running_mean,
+        var: running_var,
+        update: RunningUpdate { factor, count },
+    };
+    let grouped = normalize_groups(
+        x.reshape([samples, channels, 1, count / samples]),
+        gamma,
+        beta,
+        Layout::BATCH,
+        epsilon,
+        Statistics::Returned,
+        Some(running),
+    );
+    let stats = grouped.statistics();
+    RunningBatch {
+        output: grouped.output.reshape(dims),
+        running: RunningMoments {
+            mean: stats.mean,
+            var: stats.var,
+        },
     }
 }
 

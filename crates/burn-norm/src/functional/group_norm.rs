@@ -133,5 +133,6 @@ fn grouped<const D: usize>(
         Layout::GROUP,
         epsilon,
         statistics,
+        None,
     )
 }

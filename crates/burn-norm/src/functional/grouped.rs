@@ -2,9 +2,10 @@
 //! [`Layout`] describes, with the fused kernel where the backend has one and
 //! composed from Burn's tensor operations elsewhere.
 
-use super::accumulation::widened;
+use super::accumulation::{in_dtype, widened};
 use super::core::{affine, moments, standardize};
-use crate::backend::{self, Centering, Grouping, Layout, Statistics};
+use super::running::{ChannelMoments, update_running_statistics};
+use crate::backend::{self, Centering, Grouping, Layout, RunningInput, Statistics};
 use burn::tensor::{DType, Tensor};
 
 /// What [`normalize_groups`] returns.
@@ -18,7 +19,8 @@ pub(crate) struct GroupOutput {
     dtype: DType,
 }
 
-/// Each group's statistics, flat, in the input's dtype, detached.
+/// Each group's statistics, flat, in the input's dtype (the running
+/// statistics' where [`normalize_groups`] updated them), detached.
 pub(crate) struct GroupStatistics {
     /// The mean (zeros where the layout does not center).
     pub mean: Tensor<1>,
@@ -49,7 +51,10 @@ impl GroupOutput {
 /// of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
 /// `[g * k]` per channel). Half-precision inputs are computed in f32.
 /// `statistics` says whether the caller will ask for
-/// [`GroupOutput::statistics`].
+/// [`GroupOutput::statistics`]. With `running` (one group per channel),
+/// those statistics are the running statistics updated with the batch
+/// ([`update_running_statistics`]), in their own dtype, taken in the same
+/// operation as the output where the backend has a kernel.
 pub(crate) fn normalize_groups(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,
@@ -57,29 +62,50 @@ pub(crate) fn normalize_groups(
     layout: Layout,
     epsilon: f64,
     statistics: Statistics,
+    running: Option<RunningInput>,
 ) -> GroupOutput {
-    let dtype = x.dtype();
+    let dtype = running.as_ref().map_or(x.dtype(), |r| r.mean.dtype());
+    let kept = statistics != Statistics::Discarded || running.is_some();
     let mut stats = None;
     let output = widened(x, [gamma, beta], |x, [gamma, beta]| {
+        // The running statistics in the dtype of the computation.
+        let running = running.map(|r| RunningInput {
+            mean: in_dtype(r.mean, x.dtype()),
+            var: in_dtype(r.var, x.dtype()),
+            update: r.update,
+        });
         if backend::has_fused_kernel(&x.device(), x.dtype()) {
-            let (y, s) = backend::normalize(x, gamma, beta, layout, epsilon, statistics);
+            let (y, s) = backend::normalize(x, gamma, beta, layout, epsilon, statistics, running);
             stats = Some((s.mean, s.var));
             return y;
         }
         let (y, mean, var) = composed(x, gamma, beta, layout, epsilon);
-        stats = Some((mean, var));
+        stats = Some(match running {
+            Some(RunningInput {
+                mean: rm,
+                var: rv,
+                update,
+            }) => {
+                let batch = ChannelMoments {
+                    mean,
+                    variance: var,
+                    count: update.count,
+                };
+                let updated = update_running_statistics(rm, rv, &batch, update.factor);
+                (updated.mean, updated.var)
+            }
+            None => (mean, var),
+        });
         y
     });
     let stats = stats.expect("the closure always runs");
     GroupOutput {
         output,
-        stats: (statistics == Statistics::Returned).then_some(stats),
+        stats: kept.then_some(stats),
         dtype,
     }
 }
 
-/// The composed path: the same formula from generic tensor operations,
-/// differentiated by autodiff. Returns `(y, mean, var)`, the statistics flat.
 fn composed(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,

@@ -83,7 +83,7 @@ fn over_rows<const D: usize>(
     }
     let rows = x.shape().num_elements() / d.max(1);
     let x = x.reshape([rows, 1, 1, d]);
-    normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded)
+    normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded, None)
         .output
         .reshape(dims)
 }

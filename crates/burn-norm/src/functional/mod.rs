@@ -21,7 +21,10 @@ mod running;
 mod synced;
 
 pub use accumulation::accumulation_dtype;
-pub use batch_norm::{BatchStatistics, batch_norm, batch_norm_train, ghost_batch_norm_train};
+pub use batch_norm::{
+    BatchStatistics, RunningBatch, batch_norm, batch_norm_train, batch_norm_train_running,
+    ghost_batch_norm_train,
+};
 pub(crate) use core::has_no_values;
 pub use core::{Moments, affine, moments, standardize};
 pub use group_norm::{InstanceStatistics, group_norm, instance_norm_train};

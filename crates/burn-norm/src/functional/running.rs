@@ -1,6 +1,7 @@
 //! PyTorch's running-statistics update, shared by BatchNorm and
 //! InstanceNorm.
 
+use crate::backend::RunningUpdate;
 use burn::tensor::Tensor;
 
 /// Per-channel statistics of one training batch, as the running update
@@ -49,8 +50,12 @@ pub fn update_running_statistics(
         "update_running_statistics: need more than 1 value per channel, got {}",
         batch.count
     );
-    let n = batch.count as f64;
-    let unbiased = batch.variance.clone().mul_scalar(n / (n - 1.0));
+    let correction = RunningUpdate {
+        factor,
+        count: batch.count,
+    }
+    .correction();
+    let unbiased = batch.variance.clone().mul_scalar(correction);
     RunningMoments {
         mean: running_mean.mul_scalar(1.0 - factor) + batch.mean.clone().mul_scalar(factor),
         var: running_var.mul_scalar(1.0 - factor) + unbiased.mul_scalar(factor),

@@ -8,6 +8,7 @@ use super::shared::{Shared, written};
 use super::{
     BLOCK_GROUPS, FORWARD_BLOCK_VALUES, GroupPass, along_row, group_mean, groups_per_block, simd,
 };
+use crate::backend::RunningUpdate;
 use crate::backend::layout::{Centering, Grouping, Groups};
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -20,6 +21,34 @@ pub struct Statistics<T> {
     pub var: Vec<T>,
     /// `1 / sqrt(var + epsilon)`.
     pub rstd: Vec<T>,
+}
+
+impl<T: Real> Statistics<T> {
+    /// Replaces `mean` and `var` by the running statistics `running_mean`
+    /// and `running_var` updated with them ([`Statistics::Running`]): the
+    /// composed update's operations in its order, each scalar rounded to
+    /// `T` as a tensor's scalar operation rounds it.
+    ///
+    /// [`Statistics::Running`]: crate::backend::Statistics::Running
+    pub fn fold_into_running(
+        &mut self,
+        running_mean: &[T],
+        running_var: &[T],
+        update: RunningUpdate,
+    ) {
+        let keep = T::from_f64(1.0 - update.factor);
+        let factor = T::from_f64(update.factor);
+        let correction = T::from_f64(update.correction());
+        for ((m, v), (&rm, &rv)) in self
+            .mean
+            .iter_mut()
+            .zip(self.var.iter_mut())
+            .zip(running_mean.iter().zip(running_var))
+        {
+            *m = rm * keep + *m * factor;
+            *v = rv * keep + (*v * correction) * factor;
+        }
+    }
 }
 
 /// The forward pass over a chunk of groups: statistics, then `y`.
