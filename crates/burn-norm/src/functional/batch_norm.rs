@@ -140,6 +140,21 @@ pub struct RunningBatch<const D: usize> {
 /// # Panics
 /// If the batch has fewer than 2 values per channel (no unbiased
 /// variance; the layer returns an error instead).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use burn_norm::functional::batch_norm_train_running;
+///
+/// let device = Device::flex();
+/// // One channel, values 1 and 3: mean 2, biased variance 1, unbiased 2.
+/// let x = Tensor::<2>::from_floats([[1.0], [3.0]], &device);
+/// let (mean, var) = (Tensor::zeros([1], &device), Tensor::ones([1], &device));
+/// let batch = batch_norm_train_running(x, None, None, 0.0, mean, var, 0.5);
+/// assert_eq!(batch.output.into_data().to_vec::<f32>().unwrap(), [-1.0, 1.0]);
+/// // 0.5 * 0 + 0.5 * 2 = 1; 0.5 * 1 + 0.5 * 2 = 1.5.
+/// assert_eq!(batch.running.mean.into_data().to_vec::<f32>().unwrap(), [1.0]);
+/// assert_eq!(batch.running.var.into_data().to_vec::<f32>().unwrap(), [1.5]);
+/// ```
 pub fn batch_norm_train_running<const D: usize>(
     x: Tensor<D>,
     gamma: Option<Tensor<1>>,
