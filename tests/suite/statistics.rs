@@ -28,12 +28,7 @@ fn params(offset: f32, device: &Device) -> Tensor<1> {
 
 /// `[y, mean, var, rstd]` of LayerNorm over `rows`.
 fn layer_norm(gamma: Tensor<1>, device: &Device, statistics: Statistics) -> [Tensor<1>; 4] {
-    let Normalized {
-        output,
-        mean,
-        var,
-        rstd,
-    } = Dispatch::normalize(
+    flat(Dispatch::normalize(
         rows(device).into_dispatch(),
         gamma.clone().into_dispatch(),
         params(-1.0, device).into_dispatch(),
@@ -45,7 +40,17 @@ fn layer_norm(gamma: Tensor<1>, device: &Device, statistics: Statistics) -> [Ten
         1e-5,
         statistics,
         RunningUpdate::NONE,
-    );
+    ))
+}
+
+/// `[y, mean, var, rstd]`, `y` flattened.
+fn flat(out: Normalized<Dispatch>) -> [Tensor<1>; 4] {
+    let Normalized {
+        output,
+        mean,
+        var,
+        rstd,
+    } = out;
     [
         Tensor::<4>::from_dispatch(output).flatten(0, 3),
         Tensor::from_dispatch(mean),
@@ -106,15 +111,9 @@ fn running_statistics_update_in_the_operation(device: &Device) {
             count: n * s,
         };
         let out = |statistics, update| {
-            let gamma = vector([1.0, 2.0, 0.5]);
-            let Normalized {
-                output,
-                mean,
-                var,
-                rstd,
-            } = Dispatch::normalize(
+            flat(Dispatch::normalize(
                 x.clone().into_dispatch(),
-                gamma.clone().into_dispatch(),
+                vector([1.0, 2.0, 0.5]).into_dispatch(),
                 vector([0.0, 1.0, -1.0]).into_dispatch(),
                 vector(old_mean).into_dispatch(),
                 vector(old_var).into_dispatch(),
@@ -123,13 +122,7 @@ fn running_statistics_update_in_the_operation(device: &Device) {
                 1e-5,
                 statistics,
                 update,
-            );
-            [
-                Tensor::<4>::from_dispatch(output).flatten::<1>(0, 3),
-                Tensor::<1>::from_dispatch(mean),
-                Tensor::<1>::from_dispatch(var),
-                Tensor::<1>::from_dispatch(rstd),
-            ]
+            ))
             .map(values)
         };
         let [y, mean, var, rstd] = out(Statistics::Running, update);

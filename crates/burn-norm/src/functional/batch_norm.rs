@@ -3,7 +3,7 @@
 
 use super::accumulation::widened;
 use super::core::{affine, has_no_values, no_statistics, standardize, without_values};
-use super::grouped::normalize_groups;
+use super::grouped::{GroupStatistics, normalize_groups};
 use super::running::{ChannelMoments, RunningMoments};
 use crate::backend::{Layout, RunningInput, RunningUpdate, Statistics};
 use burn::tensor::Tensor;
@@ -77,11 +77,9 @@ pub fn batch_norm_train<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> BatchStatistics<D> {
-    let dims = x.dims();
-    let channels = dims[1];
-    let count = dims.iter().product::<usize>() / channels.max(1);
-    let samples = dims[0];
+    let count = values_per_channel(&x);
     if has_no_values(&x) {
+        let channels = x.dims()[1];
         return BatchStatistics {
             mean: no_statistics([channels], &x),
             variance: no_statistics([channels], &x),
@@ -89,22 +87,44 @@ pub fn batch_norm_train<const D: usize>(
             count,
         };
     }
+    let (output, stats) = normalize_channels(x, gamma, beta, epsilon, None);
+    BatchStatistics {
+        output,
+        mean: stats.mean,
+        variance: stats.var,
+        count,
+    }
+}
+
+/// `N x spatial` of an `[N, C, ...]` input.
+fn values_per_channel<const D: usize>(x: &Tensor<D>) -> usize {
+    let dims = x.dims();
+    dims.iter().product::<usize>() / dims[1].max(1)
+}
+
+/// `x` (`[N, C, ...]`, with values) normalized per channel, and the
+/// channels' statistics: the batch's, or with `running` the running
+/// statistics updated with them.
+fn normalize_channels<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+    running: Option<RunningInput>,
+) -> (Tensor<D>, GroupStatistics) {
+    let dims = x.dims();
+    let (samples, channels, count) = (dims[0], dims[1], values_per_channel(&x));
     let grouped = normalize_groups(
-        x.reshape([samples, channels, 1, count / samples.max(1)]),
+        x.reshape([samples, channels, 1, count / samples]),
         gamma,
         beta,
         Layout::BATCH,
         epsilon,
         Statistics::Returned,
-        None,
+        running,
     );
     let stats = grouped.statistics();
-    BatchStatistics {
-        output: grouped.output.reshape(dims),
-        mean: stats.mean,
-        variance: stats.var,
-        count,
-    }
+    (grouped.output.reshape(dims), stats)
 }
 
 /// What [`batch_norm_train_running`] returns.
@@ -164,10 +184,7 @@ pub fn batch_norm_train_running<const D: usize>(
     running_var: Tensor<1>,
     factor: f64,
 ) -> RunningBatch<D> {
-    let dims = x.dims();
-    let channels = dims[1];
-    let count = dims.iter().product::<usize>() / channels.max(1);
-    let samples = dims[0];
+    let count = values_per_channel(&x);
     assert!(
         count > 1,
         "batch_norm_train_running: need more than 1 value per channel, got {count}"
@@ -177,18 +194,9 @@ pub fn batch_norm_train_running<const D: usize>(
         var: running_var,
         update: RunningUpdate { factor, count },
     };
-    let grouped = normalize_groups(
-        x.reshape([samples, channels, 1, count / samples]),
-        gamma,
-        beta,
-        Layout::BATCH,
-        epsilon,
-        Statistics::Returned,
-        Some(running),
-    );
-    let stats = grouped.statistics();
+    let (output, stats) = normalize_channels(x, gamma, beta, epsilon, Some(running));
     RunningBatch {
-        output: grouped.output.reshape(dims),
+        output,
         running: RunningMoments {
             mean: stats.mean,
             var: stats.var,
