@@ -2,10 +2,11 @@
 //! discarded: the same output either way, hand-derived statistics where
 //! returned, and where discarded, empty statistics from the CubeCL kernels
 //! (which then bind the unused slots to gamma's buffer: it must come out
-//! unchanged) and whole ones from the CPU kernel. Then BatchNorm's running
-//! statistics updated in the operation (`Statistics::Running`), against the
-//! update computed in f64 from the batch, on channels that the GPU takes in
-//! one team and on channels it takes in blocks.
+//! unchanged) and whole ones from the CPU kernel. Then running statistics
+//! updated in the operation (`Statistics::Running`), BatchNorm's per channel
+//! and InstanceNorm's per instance, against the update computed in f64 from
+//! the batch, on groups that the GPU takes in one team and on groups it
+//! takes in blocks.
 
 use crate::common::{name, values};
 use burn::backend::Dispatch;
@@ -98,17 +99,42 @@ fn channels(shape: [usize; 4], device: &Device) -> (Tensor<4>, Vec<f32>) {
 }
 
 fn running_statistics_update_in_the_operation(device: &Device) {
-    // [2, 3, 1, 2]: 4 values per channel, one team each on wgpu;
-    // [4, 3, 1, 1000]: 4,000, more than a team holds, in blocks.
-    for shape in [[2, 3, 1, 2], [4, 3, 1, 1000]] {
+    // BatchNorm, a group per channel: [2, 3, 1, 2] has 4 values per
+    // channel, one team each on wgpu; [4, 3, 1, 1000] 4,000, more than a
+    // team holds, in blocks. InstanceNorm, a group per channel of each
+    // sample, each blending its channel's running statistics: [2, 3, 1, 2],
+    // and [2, 3, 1, 20000], in blocks on wgpu.
+    let cases = [
+        (Layout::BATCH, [2, 3, 1, 2]),
+        (Layout::BATCH, [4, 3, 1, 1000]),
+        (Layout::GROUP, [2, 3, 1, 2]),
+        (Layout::GROUP, [2, 3, 1, 20000]),
+    ];
+    for (layout, shape) in cases {
         let [n, c, _, s] = shape;
         let (x, values_x) = channels(shape, device);
+        let instance = |i: usize, ch: usize| &values_x[(i * c + ch) * s..(i * c + ch + 1) * s];
+        // Each group's values, in the operation's order of groups.
+        let groups: Vec<Vec<f64>> = if layout == Layout::BATCH {
+            (0..c)
+                .map(|ch| {
+                    (0..n)
+                        .flat_map(|i| instance(i, ch))
+                        .map(|&v| v as f64)
+                        .collect()
+                })
+                .collect()
+        } else {
+            (0..n * c)
+                .map(|g| instance(g / c, g % c).iter().map(|&v| v as f64).collect())
+                .collect()
+        };
         let old_mean = [1.0f32, -2.0, 0.5];
         let old_var = [2.0f32, 0.5, 3.0];
         let vector = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), device);
         let update = RunningUpdate {
             factor: 0.25,
-            count: n * s,
+            count: groups[0].len(),
         };
         let out = |statistics, update| {
             flat(Dispatch::normalize(
@@ -118,32 +144,30 @@ fn running_statistics_update_in_the_operation(device: &Device) {
                 vector(old_mean).into_dispatch(),
                 vector(old_var).into_dispatch(),
                 [true, true],
-                Layout::BATCH,
+                layout,
                 1e-5,
                 statistics,
                 update,
             ))
             .map(values)
         };
+        let at = format!("{} {layout:?} {shape:?}", name(device));
         let [y, mean, var, rstd] = out(Statistics::Running, update);
         let [y_batch, _, _, rstd_batch] = out(Statistics::Returned, RunningUpdate::NONE);
-        assert_eq!(y, y_batch, "{} {shape:?}: output", name(device));
-        assert_eq!(rstd, rstd_batch, "{} {shape:?}: rstd", name(device));
-        for ch in 0..c {
-            let group: Vec<f64> = (0..n)
-                .flat_map(|i| &values_x[(i * c + ch) * s..(i * c + ch + 1) * s])
-                .map(|&v| v as f64)
-                .collect();
+        assert_eq!(y, y_batch, "{at}: output");
+        assert_eq!(rstd, rstd_batch, "{at}: rstd");
+        assert_eq!(mean.len(), groups.len(), "{at}: one per group");
+        for (g, group) in groups.iter().enumerate() {
             let count = group.len() as f64;
             let m = group.iter().sum::<f64>() / count;
             let biased = group.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / count;
-            let want_mean = 0.75 * old_mean[ch] as f64 + 0.25 * m;
-            let want_var = 0.75 * old_var[ch] as f64 + 0.25 * biased * count / (count - 1.0);
-            for (what, got, want) in [("mean", mean[ch], want_mean), ("var", var[ch], want_var)] {
+            // Group `g` blends the running statistics of channel `g mod 3`.
+            let want_mean = 0.75 * old_mean[g % 3] as f64 + 0.25 * m;
+            let want_var = 0.75 * old_var[g % 3] as f64 + 0.25 * biased * count / (count - 1.0);
+            for (what, got, want) in [("mean", mean[g], want_mean), ("var", var[g], want_var)] {
                 assert!(
                     (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
-                    "{} {shape:?}: running {what} of channel {ch}: {got}, expected {want}",
-                    name(device)
+                    "{at}: running {what} of group {g}: {got}, expected {want}"
                 );
             }
         }

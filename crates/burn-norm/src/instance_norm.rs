@@ -190,10 +190,22 @@ impl InstanceNorm {
                 }
                 let track = training && !functional::has_no_values(&input);
                 if let (true, Some(mean), Some(var)) = (track, running_mean, running_var) {
-                    let stats = functional::instance_norm_train(input, gamma, beta, self.epsilon);
+                    // Updated in the operation that normalizes, as
+                    // BatchNorm's (`functional::batch_norm_train_running`).
                     let factor = self.momentum.unwrap_or(0.0);
-                    running_stats::update(mean, var, &stats.moments(), factor);
-                    return Ok(stats.output);
+                    let (running_mean, running_var) =
+                        running_stats::current(mean, var, &input.device());
+                    let batch = functional::instance_norm_train_running(
+                        input,
+                        gamma,
+                        beta,
+                        self.epsilon,
+                        running_mean,
+                        running_var,
+                        factor,
+                    );
+                    running_stats::publish(mean, var, batch.running);
+                    return Ok(batch.output);
                 }
                 // Nothing to track: the same normalization (a group per
                 // channel) without the statistics, which a GPU would

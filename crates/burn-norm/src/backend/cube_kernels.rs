@@ -564,8 +564,10 @@ pub(super) fn write_statistics<F: Float>(
 ) {
     if comptime!(statistics == Statistics::Running) {
         let (keep, factor) = (F::cast_from(keep), F::cast_from(factor));
-        mean[g] = running_mean[g] * keep + batch_mean * factor;
-        var[g] = running_var[g] * keep + (batch_var * F::cast_from(correction)) * factor;
+        // Per group, or per channel for every sample's groups.
+        let at = g % running_mean.len();
+        mean[g] = running_mean[at] * keep + batch_mean * factor;
+        var[g] = running_var[at] * keep + (batch_var * F::cast_from(correction)) * factor;
     } else {
         mean[g] = batch_mean;
         var[g] = batch_var;

@@ -23,8 +23,12 @@ pub enum Statistics {
     Discarded,
     /// `mean` and `var` come back as the running statistics that the
     /// operation's `running_mean` and `running_var` inputs become with this
-    /// batch ([`RunningUpdate`]); `rstd` as `Returned`. For layouts with one
-    /// group per channel (a training BatchNorm).
+    /// batch ([`RunningUpdate`]); `rstd` as `Returned`. The inputs hold one
+    /// value per group (a training BatchNorm: a group per channel), or
+    /// one per channel that every sample's groups take in turn (group `g`
+    /// takes value `g mod len`: InstanceNorm, whose `n * c` instances each
+    /// blend their channel's running statistics, which the layer then
+    /// averages over the samples, as PyTorch does).
     ///
     /// One operation reads the old running statistics and writes the new
     /// ones, so each step's update depends on an operation that fusion

@@ -1,11 +1,12 @@
 //! Group and instance normalization: statistics per sample, over blocks of
 //! channels and every spatial axis.
 
+use super::batch_norm::RunningBatch;
 use super::batch_norm::channel_shape;
 use super::core::{has_no_values, no_statistics, without_values};
 use super::grouped::{GroupOutput, normalize_groups};
-use super::running::ChannelMoments;
-use crate::backend::{Layout, Statistics};
+use super::running::{ChannelMoments, RunningMoments};
+use crate::backend::{Layout, RunningInput, RunningUpdate, Statistics};
 use burn::tensor::Tensor;
 
 /// Group normalization ([Wu & He, 2018](https://arxiv.org/abs/1803.08494)),
@@ -37,9 +38,17 @@ pub fn group_norm<const D: usize>(
     if has_no_values(&x) {
         return without_values(x.clone(), gamma, beta, channel_shape(&x));
     }
-    grouped(x, num_groups, gamma, beta, epsilon, Statistics::Discarded)
-        .output
-        .reshape(dims)
+    grouped(
+        x,
+        num_groups,
+        gamma,
+        beta,
+        epsilon,
+        Statistics::Discarded,
+        None,
+    )
+    .output
+    .reshape(dims)
 }
 
 /// The output of [`instance_norm_train`] and the statistics it normalized
@@ -99,13 +108,72 @@ pub fn instance_norm_train<const D: usize>(
             count,
         };
     }
-    let out = grouped(x, c, gamma, beta, epsilon, Statistics::Returned);
+    let out = grouped(x, c, gamma, beta, epsilon, Statistics::Returned, None);
     let stats = out.statistics();
     InstanceStatistics {
         output: out.output.reshape(dims),
         mean: stats.mean.reshape([n, c]),
         variance: stats.var.reshape([n, c]),
         count,
+    }
+}
+
+/// [`instance_norm_train`] that also folds the batch into running
+/// statistics, as PyTorch's `instance_norm` does to the buffers it is
+/// given: each instance blends its channel's running statistics with its
+/// own ([`update_running_statistics`](super::update_running_statistics),
+/// weight `factor`, Bessel's correction over its spatial values), and the
+/// new running statistics are those blends averaged over the samples. The
+/// blends come from the normalizing operation itself where the backend has
+/// a fused kernel ([`batch_norm_train_running`](super::batch_norm_train_running)
+/// says why).
+///
+/// # Shapes
+/// - `x`: `[N, C, ...]`; `gamma`, `beta`, `running_mean`, `running_var`:
+///   `[C]`
+/// - output: `[N, C, ...]`; running statistics `[C]`
+///
+/// # Panics
+/// If the batch has no values or one spatial value (no unbiased variance;
+/// the layer returns an error or skips the update instead).
+pub fn instance_norm_train_running<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    factor: f64,
+) -> RunningBatch<D> {
+    let dims = x.dims();
+    let [n, c] = [dims[0], dims[1]];
+    let count = dims[2..].iter().product();
+    assert!(
+        count > 1 && n > 0,
+        "instance_norm_train_running: need samples with more than 1 value per channel, got {dims:?}"
+    );
+    let running = RunningInput {
+        mean: running_mean,
+        var: running_var,
+        update: RunningUpdate { factor, count },
+    };
+    let out = grouped(
+        x,
+        c,
+        gamma,
+        beta,
+        epsilon,
+        Statistics::Returned,
+        Some(running),
+    );
+    let blends = out.statistics();
+    let average = |t: Tensor<1>| t.reshape([n, c]).mean_dim(0).reshape([c]);
+    RunningBatch {
+        output: out.output.reshape(dims),
+        running: RunningMoments {
+            mean: average(blends.mean),
+            var: average(blends.var),
+        },
     }
 }
 
@@ -118,6 +186,7 @@ fn grouped<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
     statistics: Statistics,
+    running: Option<RunningInput>,
 ) -> GroupOutput {
     let dims = x.dims();
     assert!(
@@ -133,6 +202,6 @@ fn grouped<const D: usize>(
         Layout::GROUP,
         epsilon,
         statistics,
-        None,
+        running,
     )
 }

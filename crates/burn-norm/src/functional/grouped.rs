@@ -51,10 +51,12 @@ impl GroupOutput {
 /// of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
 /// `[g * k]` per channel). Half-precision inputs are computed in f32.
 /// `statistics` says whether the caller will ask for
-/// [`GroupOutput::statistics`]. With `running` (one group per channel),
-/// those statistics are the running statistics updated with the batch
-/// ([`update_running_statistics`]), in their own dtype, taken in the same
-/// operation as the output where the backend has a kernel.
+/// [`GroupOutput::statistics`]. With `running`, those statistics are the
+/// running statistics updated with the batch, per group
+/// ([`update_running_statistics`]; see [`Statistics::Running`] for running
+/// statistics of a channel that every sample's groups share), in their own
+/// dtype, taken in the same operation as the output where the backend has
+/// a kernel.
 pub(crate) fn normalize_groups(
     x: Tensor<4>,
     gamma: Option<Tensor<1>>,
@@ -86,6 +88,10 @@ pub(crate) fn normalize_groups(
                 var: rv,
                 update,
             }) => {
+                // Per channel for every sample's groups: tiled, as the
+                // kernels take group `g`'s from `g mod len`.
+                let repeat = mean.dims()[0] / rm.dims()[0];
+                let (rm, rv) = (rm.repeat_dim(0, repeat), rv.repeat_dim(0, repeat));
                 let batch = ChannelMoments {
                     mean,
                     variance: var,

@@ -27,7 +27,9 @@ pub use batch_norm::{
 };
 pub(crate) use core::has_no_values;
 pub use core::{Moments, affine, moments, standardize};
-pub use group_norm::{InstanceStatistics, group_norm, instance_norm_train};
+pub use group_norm::{
+    InstanceStatistics, group_norm, instance_norm_train, instance_norm_train_running,
+};
 pub use layer_norm::{layer_norm, rms_norm};
 pub use renorm::{RenormLimits, RenormStatistics, batch_renorm_train};
 pub use running::{ChannelMoments, RunningMoments, update_running_statistics};

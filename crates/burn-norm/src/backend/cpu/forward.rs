@@ -39,12 +39,9 @@ impl<T: Real> Statistics<T> {
         let keep = T::from_f64(1.0 - update.factor);
         let factor = T::from_f64(update.factor);
         let correction = T::from_f64(update.correction());
-        for ((m, v), (&rm, &rv)) in self
-            .mean
-            .iter_mut()
-            .zip(self.var.iter_mut())
-            .zip(running_mean.iter().zip(running_var))
-        {
+        // Per group, or per channel for every sample's groups.
+        let running = running_mean.iter().zip(running_var).cycle();
+        for ((m, v), (&rm, &rv)) in self.mean.iter_mut().zip(self.var.iter_mut()).zip(running) {
             *m = rm * keep + *m * factor;
             *v = rv * keep + (*v * correction) * factor;
         }
