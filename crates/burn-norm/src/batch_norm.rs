@@ -340,18 +340,18 @@ impl BatchNorm {
             unreachable!("called for layers with running statistics");
         };
         let factor = running_stats::next_factor(counter, self.momentum);
-        let (running_mean, running_var) = running_stats::current(mean, var, &input.device());
-        let batch = functional::batch_norm_train_running(
-            input,
-            gamma,
-            beta,
-            self.epsilon,
-            running_mean,
-            running_var,
-            factor,
-        );
-        running_stats::publish(mean, var, batch.running);
-        batch.output
+        let device = input.device();
+        running_stats::train_updating(mean, var, &device, |running_mean, running_var| {
+            functional::batch_norm_train_running(
+                input,
+                gamma,
+                beta,
+                self.epsilon,
+                running_mean,
+                running_var,
+                factor,
+            )
+        })
     }
 
     /// Folds one training batch into the running statistics, as PyTorch.

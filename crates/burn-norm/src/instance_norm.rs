@@ -193,19 +193,23 @@ impl InstanceNorm {
                     // Updated in the operation that normalizes, as
                     // BatchNorm's (`functional::batch_norm_train_running`).
                     let factor = self.momentum.unwrap_or(0.0);
-                    let (running_mean, running_var) =
-                        running_stats::current(mean, var, &input.device());
-                    let batch = functional::instance_norm_train_running(
-                        input,
-                        gamma,
-                        beta,
-                        self.epsilon,
-                        running_mean,
-                        running_var,
-                        factor,
-                    );
-                    running_stats::publish(mean, var, batch.running);
-                    return Ok(batch.output);
+                    let device = input.device();
+                    return Ok(running_stats::train_updating(
+                        mean,
+                        var,
+                        &device,
+                        |running_mean, running_var| {
+                            functional::instance_norm_train_running(
+                                input,
+                                gamma,
+                                beta,
+                                self.epsilon,
+                                running_mean,
+                                running_var,
+                                factor,
+                            )
+                        },
+                    ));
                 }
                 // Nothing to track: the same normalization (a group per
                 // channel) without the statistics, which a GPU would

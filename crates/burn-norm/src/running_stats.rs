@@ -71,6 +71,23 @@ pub(crate) fn current(
     )
 }
 
+/// A training forward whose operation also updates the running statistics
+/// (`functional::batch_norm_train_running`,
+/// `functional::instance_norm_train_running`): `train` gets the current
+/// running mean and variance on `device` and returns the output and the
+/// new values, which are [`publish`]ed.
+pub(crate) fn train_updating<const D: usize>(
+    mean: &RunningState<Tensor<1>>,
+    var: &RunningState<Tensor<1>>,
+    device: &Device,
+    train: impl FnOnce(Tensor<1>, Tensor<1>) -> functional::RunningBatch<D>,
+) -> Tensor<D> {
+    let (running_mean, running_var) = current(mean, var, device);
+    let batch = train(running_mean, running_var);
+    publish(mean, var, batch.running);
+    batch.output
+}
+
 /// Folds one batch's statistics into `mean` and `var` with weight `factor`
 /// ([`functional::update_running_statistics`]), and [`publish`]es the
 /// result.
