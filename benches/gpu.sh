@@ -25,8 +25,11 @@
 #   with teams of 8 values per unit, and the training step with the
 #   backward's older second pass (BURN_NORM_ONE_PASS=0); BatchNorm's
 #   training-mode forward in chains of 10 and 100 with and without its
-#   running statistics (`norm --probe-batch-norm`); with an older build, both
-#   builds alternated at 512 and 32768 rows;
+#   running statistics (`norm --probe-batch-norm`); the host's cost per
+#   layer with every launch dropped (`norm --probe-host`, CubeCL's dry
+#   run: the least a layer can take through Burn's runtime, on the small
+#   shapes); with an older build, both builds alternated at 512 and 32768
+#   rows;
 # - kernels: the device's own time per launch of each kernel (CubeCL's
 #   profiling, benches/kernel_times.py), ours and burn-nn's, on each GPU
 #   shape: how much of a row's time the kernels take, and how much the host;
@@ -112,6 +115,10 @@ section_probe() {
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
   echo "## BatchNorm's training-mode forward, chains of 10 and 100, with and without running statistics"
   timeout 60 "$bin/norm" --device wgpu --probe-batch-norm
+  # The floor the host sets: every launch dropped (CubeCL's dry run), on
+  # the small shapes whose PyTorch forwards take 13-57 us.
+  echo "## the host's cost alone, launches dropped (norm --probe-host)"
+  timeout 90 "$bin/norm" --device wgpu --probe-host
   if [ -x "$bin/norm-before" ]; then
     # The host's cost per operation: 512 rows keep the GPU's share small.
     for round in 1 2; do

@@ -9,6 +9,7 @@
 //! python3 benches/compare.py                        # this and PyTorch, with ratios
 //! cargo bench --bench norm -- --device wgpu --probe # where a GPU forward's time goes
 //! cargo bench --bench norm -- --device wgpu --probe-batch-norm  # BatchNorm's chains
+//! cargo bench --bench norm -- --device wgpu --probe-host  # the host's cost alone
 //! cargo bench --bench norm -- --long-groups         # also groups too long to hold
 //! ```
 //!
@@ -476,6 +477,72 @@ fn batch_norm_probe(device: &Device, rows: usize) {
     }
 }
 
+/// The host's own cost per layer on `device`, with every kernel launch
+/// dropped: CubeCL's dry run compiles and caches each launch and never
+/// runs it, while everything before it (Burn's fusion, our operation,
+/// CubeCL's allocations and queues) happens as usual. That is what a layer
+/// costs where the device takes no time at all, on the tables' small
+/// shapes, whose PyTorch CUDA forwards take 13-57 us on an H200: where
+/// this is more, the row's target is out of reach through Burn's wgpu
+/// runtime whatever the kernel. Against it, Burn's own LayerNorm, a
+/// reduction with a broadcast add (`x + sum(x, 1)`, which Burn fuses) and
+/// the harness alone. Per layer in chains of 10 and 100 after a real
+/// warm-up; values read back are meaningless. `--probe-host`.
+#[cfg(feature = "wgpu")]
+fn host_probe(device: &Device) {
+    let x = Tensor::<2>::random([4096, 128], Distribution::Default, device);
+    let ours = burn_norm::LayerNormConfig::new(128).init(device);
+    let theirs = burn::nn::LayerNormConfig::new(128).init(device);
+    let rows: [(&str, &dyn Fn(Tensor<2>) -> Tensor<2>); 4] = [
+        ("burn-norm", &|x| ours.forward(x)),
+        ("burn-nn", &|x| theirs.forward(x)),
+        ("x + sum(x, 1)", &|x: Tensor<2>| x.clone().sum_dim(1) + x),
+        ("identity", &|x| x),
+    ];
+    let ad = device.clone().autodiff();
+    let images = Tensor::<4>::random([128, 16, 28, 28], Distribution::Default, &ad);
+    let ours_bn = burn_norm::BatchNormConfig::new(16).init(&ad).no_grad();
+    let theirs_bn = burn::nn::BatchNormConfig::new(16).init(&ad).no_grad();
+    let channels: [(&str, &dyn Fn(Tensor<4>) -> Tensor<4>); 2] = [
+        ("burn-norm", &|x| ours_bn.forward(x)),
+        ("burn-nn", &|x| theirs_bn.forward(x)),
+    ];
+    fn chained<const D: usize>(x: &Tensor<D>, layer: &dyn Fn(Tensor<D>) -> Tensor<D>, chain: u32) {
+        let mut y = x.clone();
+        for _ in 0..chain {
+            y = layer(y);
+        }
+        std::hint::black_box(y.sum().into_scalar::<f32>());
+    }
+    // Compiled, tuned and cached for real first: the dry run drops launches.
+    for (_, layer) in rows {
+        chained(&x, layer, 3);
+    }
+    for (_, layer) in channels {
+        chained(&images, layer, 3);
+    }
+    let _dry = cubecl::dry_run::DryRun::new();
+    println!("The host's cost per layer, kernel launches dropped (CubeCL's dry run):");
+    println!("LayerNorm [4096, 128] inference forward:");
+    for (name, layer) in rows {
+        if !skipped(name) {
+            println!(
+                "  {name:<16} {}",
+                per_layer(|chain| chained(&x, layer, chain))
+            );
+        }
+    }
+    println!("BatchNorm2d [128, 16, 28, 28] training-mode forward, running statistics:");
+    for (name, layer) in channels {
+        if !skipped(name) {
+            println!(
+                "  {name:<16} {}",
+                per_layer(|chain| chained(&images, layer, chain))
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory-probe") {
@@ -512,6 +579,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--probe-batch-norm") {
         return batch_norm_probe(&device, rows);
+    }
+    #[cfg(feature = "wgpu")]
+    if args.iter().any(|a| a == "--probe-host") {
+        return host_probe(&device);
     }
     if !bench.json {
         println!("device: {device:?}");
