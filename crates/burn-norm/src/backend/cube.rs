@@ -529,7 +529,7 @@ fn groups_in_blocks(
     // does not go over `x`, which is bound as `dy` too.
     let out = match dy {
         Some(dy) if norm.grouping != Grouping::Rows => Output::for_input(dy),
-        _ => Output::New(empty(x, layout.shape())),
+        _ => Output::New(empty(x, x.shape().to_vec())),
     };
     let dy = dy.unwrap_or(x);
     let dtype = dtype_to_storage_type(x.dtype);
@@ -591,7 +591,7 @@ fn groups_in_blocks(
     );
     cube_blocks::block_apply::launch(
         &x.client,
-        elementwise(layout.shape().iter().product(), vector),
+        elementwise(x.shape().num_elements(), vector),
         CubeDim::new_1d(MAX_CUBE_SIZE),
         vector,
         x.clone().into_tensor_arg(),
@@ -825,7 +825,7 @@ fn launch_backward(
     // reads each value before it writes it, in the same unit; with
     // `Centers` the sums of the parameter gradients read `dy` after it.
     let dx = if sums == ParameterSums::Centers {
-        Output::New(empty(&x, layout.shape()))
+        Output::New(empty(&x, x.shape().to_vec()))
     } else {
         Output::for_input(&dy)
     };

@@ -2,9 +2,11 @@
 //! the CPU kernels, the CubeCL kernels, the fusion metadata and the
 //! autodiff backward all read.
 //!
-//! The input is always `[n, g, k, s]`, row-major: `n` samples, `c = g * k`
+//! The input is read as `[n, g, k, s]`, row-major: `n` samples, `c = g * k`
 //! channels in `g` blocks of `k`, `s` values per channel and sample (the
-//! spatial size; LayerNorm's rows are `[rows, 1, 1, d]`). A [`Layout`] says
+//! spatial size; LayerNorm's rows are `[rows, 1, 1, d]`). BatchNorm's and
+//! LayerNorm's inputs come as they are, `[n, c, ..]` and `[.., d]` of any
+//! rank, and [`Groups::of`] reads them so. A [`Layout`] says
 //! which values share one mean and variance (its [`Grouping`]), which
 //! `gamma`/`beta` a value uses (its [`Params`], which follow the grouping),
 //! and whether the mean is removed (its [`Centering`]):
@@ -106,24 +108,41 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// The groups of an `[n, g, k, s]` input.
+    /// The groups of an input as the layers pass it: `[n, g, k, s]` for
+    /// groups of channels of a sample (GroupNorm, InstanceNorm); for
+    /// BatchNorm's channels, `[n, c, ...]` of any rank from 2 (the trailing
+    /// axes are the channel's values in each sample); for rows, any rank
+    /// whose last axis is the row. BatchNorm and LayerNorm reach the kernels
+    /// without a reshape: under Burn's fusion each reshape is one more
+    /// operation for the host to queue, and there are four in a training
+    /// step.
     ///
     /// # Panics
-    /// If `shape` is not of rank 4 (the functional layer always reshapes),
-    /// or has no values (the functional layer gives those an empty output
-    /// without the kernels: there are no statistics to take).
+    /// If `shape` is not of such a rank (the functional layer reshapes
+    /// what needs it), or has no values (the functional layer gives those
+    /// an empty output without the kernels: there are no statistics to
+    /// take).
     pub fn of(shape: &[usize], layout: Layout) -> Self {
-        match *shape {
-            [n, g, k, s] if n * g * k * s > 0 => Groups {
-                n,
-                c: g * k,
-                k,
-                s,
-                layout,
-            },
-            _ => panic!(
-                "burn-norm's fused normalization expects an [n, g, k, s] tensor with values, got shape {shape:?}"
-            ),
+        let values: usize = shape.iter().product();
+        let groups = match (shape, layout.grouping) {
+            (_, _) if values == 0 => None,
+            (&[.., s], Grouping::Rows) => Some([values / s, 1, 1, s]),
+            (&[n, c, ..], Grouping::Channels) => Some([n, c, 1, values / (n * c)]),
+            (&[n, g, k, s], Grouping::SampleChannels) => Some([n, g, k, s]),
+            _ => None,
+        };
+        let Some([n, g, k, s]) = groups else {
+            panic!(
+                "burn-norm's fused normalization expects a tensor with values, of shape [n, g, k, s] for groups of channels, [n, c, ..] for BatchNorm's channels, [.., row] for rows; got shape {shape:?} for {:?}",
+                layout.grouping
+            )
+        };
+        Groups {
+            n,
+            c: g * k,
+            k,
+            s,
+            layout,
         }
     }
 
@@ -153,9 +172,9 @@ impl Groups {
         }
     }
 
-    /// The input's shape, `[n, g, k, s]`.
-    pub fn shape(&self) -> Vec<usize> {
-        vec![self.n, self.c / self.k.max(1), self.k, self.s]
+    /// The input as `[n, g, k, s]` (rows: `[rows, 1, 1, row]`).
+    pub fn shape(&self) -> [usize; 4] {
+        [self.n, self.c / self.k.max(1), self.k, self.s]
     }
 }
 
@@ -178,5 +197,51 @@ mod tests {
         assert_eq!(of([2, 3, 2, 5], Layout::GROUP), (6, 10, 6));
         // InstanceNorm: one block per channel.
         assert_eq!(of([2, 6, 1, 5], Layout::GROUP), (12, 5, 6));
+    }
+
+    /// Rows of any rank: the last axis is the row, the others count rows,
+    /// as the `[rows, 1, 1, row]` the functional layer used to reshape to.
+    #[test]
+    fn rows_of_any_rank() {
+        for shape in [
+            &[30][..],
+            &[2, 30],
+            &[2, 3, 30],
+            &[2, 3, 4, 30],
+            &[2, 3, 4, 5, 30],
+        ] {
+            let g = Groups::of(shape, Layout::LAYER);
+            let rows = shape.iter().product::<usize>() / 30;
+            assert_eq!(
+                (g.count(), g.size(), g.params()),
+                (rows, 30, 30),
+                "{shape:?}"
+            );
+            assert_eq!(g.shape().iter().product::<usize>(), rows * 30);
+        }
+    }
+
+    /// BatchNorm's channels of any rank from 2: `[n, c, ..]`, as the
+    /// `[n, c, 1, values]` the functional layer used to reshape to.
+    #[test]
+    fn channels_of_any_rank() {
+        for shape in [&[4, 6][..], &[4, 6, 5], &[4, 6, 5, 3], &[4, 6, 5, 3, 2]] {
+            let g = Groups::of(shape, Layout::BATCH);
+            let values = shape.iter().product::<usize>() / 6;
+            assert_eq!(
+                (g.count(), g.size(), g.params()),
+                (6, values, 6),
+                "{shape:?}"
+            );
+            assert_eq!(g.shape(), [4, 6, 1, values / 4]);
+        }
+    }
+
+    /// Groups of channels of a sample need the functional layer's
+    /// `[n, g, k, s]`.
+    #[test]
+    #[should_panic(expected = "[n, g, k, s] for groups of channels")]
+    fn sample_channels_need_rank_four() {
+        Groups::of(&[2, 6, 5], Layout::GROUP);
     }
 }

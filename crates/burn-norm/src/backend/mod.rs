@@ -100,8 +100,8 @@ pub struct NormGrads<B: Backend> {
     Autodiff
 )]
 pub trait NormOps: Backend {
-    /// Normalizes `x` (`[n, g, k, s]`) in the groups that `layout`
-    /// describes (see [`layout`]):
+    /// Normalizes `x` (`[n, g, k, s]`; rows: any rank, the last axis the
+    /// row) in the groups that `layout` describes (see [`layout`]):
     /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`,
     /// biased variance (`mean = 0` and `var = mean(x²)` where the layout
     /// does not center). `gamma`, `beta` are `[s]` along rows, `[c]` per
@@ -212,20 +212,20 @@ pub(crate) struct RunningInput {
     pub update: RunningUpdate,
 }
 
-/// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`):
-/// differentiable with respect to `x`, `gamma` and `beta`; the statistics
+/// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`, rows
+/// of any rank): differentiable with respect to `x`, `gamma` and `beta`; the statistics
 /// are constants, and empty where `statistics` discards them. With
 /// `running` they are the updated running statistics
 /// ([`Statistics::Running`], whatever `statistics` says).
-pub(crate) fn normalize(
-    x: Tensor<4>,
+pub(crate) fn normalize<const D: usize>(
+    x: Tensor<D>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     layout: Layout,
     epsilon: f64,
     statistics: Statistics,
     running: Option<RunningInput>,
-) -> (Tensor<4>, GroupStatistics) {
+) -> (Tensor<D>, GroupStatistics) {
     // An absent parameter travels as a stand-in that is never read: the
     // other parameter, else `x` itself, not a view of it (a reshape is one
     // operation more under fusion, and a copy where `x` is not

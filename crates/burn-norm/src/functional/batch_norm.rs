@@ -112,10 +112,10 @@ fn normalize_channels<const D: usize>(
     epsilon: f64,
     running: Option<RunningInput>,
 ) -> (Tensor<D>, GroupStatistics) {
-    let dims = x.dims();
-    let (samples, channels, count) = (dims[0], dims[1], values_per_channel(&x));
+    // The kernels take `[N, C, ...]` of any rank (see `Groups::of`): a
+    // reshape is one operation more under fusion.
     let grouped = normalize_groups(
-        x.reshape([samples, channels, 1, count / samples]),
+        x,
         gamma,
         beta,
         Layout::BATCH,
@@ -124,7 +124,7 @@ fn normalize_channels<const D: usize>(
         running,
     );
     let stats = grouped.statistics();
-    (grouped.output.reshape(dims), stats)
+    (grouped.output, stats)
 }
 
 /// What [`batch_norm_train_running`] returns.

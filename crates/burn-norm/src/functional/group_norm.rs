@@ -187,7 +187,7 @@ fn grouped<const D: usize>(
     epsilon: f64,
     statistics: Statistics,
     running: Option<RunningInput>,
-) -> GroupOutput {
+) -> GroupOutput<4> {
     let dims = x.dims();
     assert!(
         D >= 2 && num_groups > 0 && dims[1].is_multiple_of(num_groups),

@@ -9,9 +9,9 @@ use crate::backend::{self, Centering, Grouping, Layout, RunningInput, Statistics
 use burn::tensor::{DType, Tensor};
 
 /// What [`normalize_groups`] returns.
-pub(crate) struct GroupOutput {
-    /// The normalized input, `[n, g, k, s]`.
-    pub output: Tensor<4>,
+pub(crate) struct GroupOutput<const D: usize> {
+    /// The normalized input, in the input's shape.
+    pub output: Tensor<D>,
     /// The statistics as computed (accumulation dtype, maybe tracked):
     /// converted only by [`statistics`](Self::statistics), so that the
     /// layers that drop them pay nothing for them. `None` where discarded.
@@ -29,7 +29,7 @@ pub(crate) struct GroupStatistics {
     pub var: Tensor<1>,
 }
 
-impl GroupOutput {
+impl<const D: usize> GroupOutput<D> {
     /// The statistics the output was normalized with.
     ///
     /// # Panics
@@ -47,8 +47,8 @@ impl GroupOutput {
     }
 }
 
-/// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]) in the groups
-/// of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
+/// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]; for rows, any
+/// rank whose last axis is the row) in the groups of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
 /// `[g * k]` per channel). Half-precision inputs are computed in f32.
 /// `statistics` says whether the caller will ask for
 /// [`GroupOutput::statistics`]. With `running`, those statistics are the
@@ -57,15 +57,15 @@ impl GroupOutput {
 /// statistics of a channel that every sample's groups share), in their own
 /// dtype, taken in the same operation as the output where the backend has
 /// a kernel.
-pub(crate) fn normalize_groups(
-    x: Tensor<4>,
+pub(crate) fn normalize_groups<const D: usize>(
+    x: Tensor<D>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     layout: Layout,
     epsilon: f64,
     statistics: Statistics,
     running: Option<RunningInput>,
-) -> GroupOutput {
+) -> GroupOutput<D> {
     let dtype = running.as_ref().map_or(x.dtype(), |r| r.mean.dtype());
     let kept = statistics != Statistics::Discarded || running.is_some();
     let mut stats = None;
@@ -81,7 +81,11 @@ pub(crate) fn normalize_groups(
             stats = Some((s.mean, s.var));
             return y;
         }
-        let (y, mean, var) = composed(x, gamma, beta, layout, epsilon);
+        // The composed path takes the `[n, g, k, s]` view.
+        let dims = x.dims();
+        let grouped = x.reshape(backend::layout::Groups::of(&dims, layout).shape());
+        let (y, mean, var) = composed(grouped, gamma, beta, layout, epsilon);
+        let y = y.reshape(dims);
         stats = Some(match running {
             Some(RunningInput {
                 mean: rm,

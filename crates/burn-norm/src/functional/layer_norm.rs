@@ -81,9 +81,22 @@ fn over_rows<const D: usize>(
         shape[..D - normalized_dims].fill(1);
         return without_values(x, gamma, beta, shape);
     }
+    // The last axis is the row: the kernels take any rank (see
+    // `Groups::of`), and a reshape is one operation more under fusion.
+    if normalized_dims == 1 {
+        return normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded, None)
+            .output;
+    }
     let rows = x.shape().num_elements() / d.max(1);
-    let x = x.reshape([rows, 1, 1, d]);
-    normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded, None)
-        .output
-        .reshape(dims)
+    normalize_groups(
+        x.reshape([rows, d]),
+        gamma,
+        beta,
+        layout,
+        epsilon,
+        Statistics::Discarded,
+        None,
+    )
+    .output
+    .reshape(dims)
 }
