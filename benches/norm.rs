@@ -507,37 +507,47 @@ fn host_probe(device: &Device) {
         ("burn-norm", &|x| ours_bn.forward(x)),
         ("burn-nn", &|x| theirs_bn.forward(x)),
     ];
-    fn chained<const D: usize>(x: &Tensor<D>, layer: &dyn Fn(Tensor<D>) -> Tensor<D>, chain: u32) {
-        let mut y = x.clone();
-        for _ in 0..chain {
-            y = layer(y);
-        }
-        std::hint::black_box(y.sum().into_scalar::<f32>());
-    }
     // Compiled, tuned and cached for real first: the dry run drops launches.
-    for (_, layer) in rows {
-        chained(&x, layer, 3);
-    }
-    for (_, layer) in channels {
-        chained(&images, layer, 3);
-    }
+    warm(&x, &rows);
+    warm(&images, &channels);
     let _dry = cubecl::dry_run::DryRun::new();
     println!("The host's cost per layer, kernel launches dropped (CubeCL's dry run):");
     println!("LayerNorm [4096, 128] inference forward:");
-    for (name, layer) in rows {
-        if !skipped(name) {
-            println!(
-                "  {name:<16} {}",
-                per_layer(|chain| chained(&x, layer, chain))
-            );
-        }
-    }
+    host_rows(&x, &rows);
     println!("BatchNorm2d [128, 16, 28, 28] training-mode forward, running statistics:");
-    for (name, layer) in channels {
+    host_rows(&images, &channels);
+}
+
+/// A probe's named layers, as `(name, layer)`.
+#[cfg(feature = "wgpu")]
+type Named<'a, const D: usize> = [(&'a str, &'a dyn Fn(Tensor<D>) -> Tensor<D>)];
+
+/// `layer` applied `chain` times from `x`, then a read-back.
+#[cfg(feature = "wgpu")]
+fn chained<const D: usize>(x: &Tensor<D>, layer: &dyn Fn(Tensor<D>) -> Tensor<D>, chain: u32) {
+    let mut y = x.clone();
+    for _ in 0..chain {
+        y = layer(y);
+    }
+    std::hint::black_box(y.sum().into_scalar::<f32>());
+}
+
+/// Each of `layers` run for real a few times.
+#[cfg(feature = "wgpu")]
+fn warm<const D: usize>(x: &Tensor<D>, layers: &Named<D>) {
+    for (_, layer) in layers {
+        chained(x, *layer, 3);
+    }
+}
+
+/// [`host_probe`]'s rows: each layer's time per layer from `x`.
+#[cfg(feature = "wgpu")]
+fn host_rows<const D: usize>(x: &Tensor<D>, layers: &Named<D>) {
+    for (name, layer) in layers {
         if !skipped(name) {
             println!(
                 "  {name:<16} {}",
-                per_layer(|chain| chained(&images, layer, chain))
+                per_layer(|chain| chained(x, *layer, chain))
             );
         }
     }
