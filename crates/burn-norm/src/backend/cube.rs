@@ -140,16 +140,6 @@ fn check_dtype(dtype: DType) {
     );
 }
 
-/// BatchNorm's channel statistics are one channel per group: the kernel
-/// writes `dgamma[g]` for group `g`.
-fn check_layout(layout: &Groups) {
-    assert!(
-        layout.layout.grouping != Grouping::Channels || layout.k == 1,
-        "burn-norm's CubeCL kernels group channels over the batch one at a time, got {} per group",
-        layout.k
-    );
-}
-
 /// Uninitialized contiguous tensors of `shapes`, with `like`'s dtype and
 /// device, in one request to the device.
 ///
@@ -626,7 +616,6 @@ fn launch_forward(
 ) -> Normalized<CubeBackend> {
     check_dtype(x.dtype);
     let layout = Groups::of(x.shape().as_slice(), norm);
-    check_layout(&layout);
     let Groups { c, k, s, .. } = layout;
     let groups = layout.count();
     // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
@@ -749,7 +738,6 @@ fn launch_backward(
 ) -> NormGrads<CubeBackend> {
     check_dtype(x.dtype);
     let layout = Groups::of(x.shape().as_slice(), norm);
-    check_layout(&layout);
     let Groups { n, c, k, s, .. } = layout;
     let per_channel = norm.grouping == Grouping::Channels;
     let (groups, params) = (layout.count(), layout.params());

@@ -127,6 +127,8 @@ impl Groups {
         let groups = match (shape, layout.grouping) {
             (_, _) if values == 0 => None,
             (&[.., s], Grouping::Rows) => Some([values / s, 1, 1, s]),
+            // One channel per group (`k = 1`): the kernels write BatchNorm's
+            // `dgamma[g]` for group `g`.
             (&[n, c, ..], Grouping::Channels) => Some([n, c, 1, values / (n * c)]),
             (&[n, g, k, s], Grouping::SampleChannels) => Some([n, g, k, s]),
             _ => None,
