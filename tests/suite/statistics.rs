@@ -107,8 +107,8 @@ fn running_statistics_update_in_the_operation(device: &Device) {
     let cases = [
         (Layout::BATCH, [2, 3, 1, 2]),
         (Layout::BATCH, [4, 3, 1, 1000]),
-        (Layout::GROUP, [2, 3, 1, 2]),
-        (Layout::GROUP, [2, 3, 1, 20000]),
+        (Layout::INSTANCE, [2, 3, 1, 2]),
+        (Layout::INSTANCE, [2, 3, 1, 20000]),
     ];
     for (layout, shape) in cases {
         let [n, c, _, s] = shape;

@@ -311,7 +311,7 @@ fn blocks_for(layout: &Groups, teams: Teams) -> Option<Blocks> {
 fn wants_blocks(layout: &Groups, teams: Teams) -> bool {
     match layout.layout.grouping {
         Grouping::Channels => layout.size() > BLOCK_VALUES,
-        Grouping::SampleChannels => {
+        Grouping::SampleChannels { .. } => {
             layout.layout.centering == Centering::Mean
                 && teams.held == 0
                 && layout.s >= MIN_RUN_VALUES
@@ -798,7 +798,9 @@ fn launch_backward(
     // channel's parameter gradients in the kernel (BatchNorm's channels
     // always: they are the gradients); rows held in registers sweep.
     let sums = if per_channel
-        || (norm.grouping == Grouping::SampleChannels && k <= summed_channels() && one_pass())
+        || (matches!(norm.grouping, Grouping::SampleChannels { .. })
+            && k <= summed_channels()
+            && one_pass())
     {
         ParameterSums::PerChannel { channels: k as u32 }
     } else if norm.grouping == Grouping::Rows
@@ -856,7 +858,7 @@ fn launch_backward(
                 vec![1],
             ],
         ),
-        (ParameterSums::Centers, Grouping::SampleChannels) => empty_group(
+        (ParameterSums::Centers, Grouping::SampleChannels { .. }) => empty_group(
             &x,
             [vec![1], vec![1], vec![2 * groups], vec![n, c], vec![n, c]],
         ),
@@ -911,7 +913,7 @@ fn launch_backward(
         ParameterSums::PerChannel { .. } => return totals(dgamma, dbeta, n),
         ParameterSums::Centers => {}
     }
-    if norm.grouping == Grouping::SampleChannels {
+    if matches!(norm.grouping, Grouping::SampleChannels { .. }) {
         // One sum per channel and sample, then the samples added.
         let runs = n * c;
         let teams = Teams::new(runs, s / vector, MAX_HELD);
@@ -1139,10 +1141,10 @@ mod tests {
         assert!(Blocks::of(&batch([4096, 100_000, 1, 1]), BLOCK_CUBES).is_none());
         assert!(Blocks::of(&batch([4096, 65_535, 1, 1]), BLOCK_CUBES).is_some());
         // GroupNorm: a run per channel and sample.
-        let group = Groups::of(&[2, 32, 4, 16384], Layout::GROUP);
+        let group = Groups::of(&[2, 128, 16384], Layout::group(4));
         let plan = Blocks::of(&group, BLOCK_CUBES).unwrap();
         assert_eq!((plan.runs, plan.run_values), (256, 16384));
-        let group = Groups::of(&[600, 32, 4, 16384], Layout::GROUP);
+        let group = Groups::of(&[600, 128, 16384], Layout::group(4));
         assert!(Blocks::of(&group, BLOCK_CUBES).is_none());
         // LayerNorm over [128, 128, 128] samples, 8 of them: a run per row,
         // 128 blocks of 16 vectors of 4 per unit.
@@ -1160,14 +1162,14 @@ mod tests {
         };
         // GroupNorm, 32 groups of [128, 128, 128] samples: 32 groups of
         // 65,536 values for one sample, 256 for eight.
-        assert!(wanted([1, 32, 4, 16384], Layout::GROUP));
-        assert!(wanted([7, 32, 4, 16384], Layout::GROUP));
-        assert!(!wanted([8, 32, 4, 16384], Layout::GROUP));
+        assert!(wanted([1, 128, 1, 16384], Layout::group(4)));
+        assert!(wanted([7, 128, 1, 16384], Layout::group(4)));
+        assert!(!wanted([8, 128, 1, 16384], Layout::group(4)));
         // LayerNorm over 2,097,152 values: 8 rows in blocks, 256 streamed.
         assert!(wanted([8, 1, 1, 1 << 21], Layout::LAYER));
         assert!(!wanted([256, 1, 1, 1 << 21], Layout::LAYER));
         // Groups held in registers never go in blocks.
-        assert!(!wanted([1, 32, 4, 784], Layout::GROUP));
+        assert!(!wanted([1, 128, 1, 784], Layout::group(4)));
         assert!(!wanted([1, 1, 1, 768], Layout::LAYER));
     }
 

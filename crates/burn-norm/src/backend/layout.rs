@@ -4,9 +4,9 @@
 //!
 //! The input is read as `[n, g, k, s]`, row-major: `n` samples, `c = g * k`
 //! channels in `g` blocks of `k`, `s` values per channel and sample (the
-//! spatial size; LayerNorm's rows are `[rows, 1, 1, d]`). BatchNorm's and
-//! LayerNorm's inputs come as they are, `[n, c, ..]` and `[.., d]` of any
-//! rank, and [`Groups::of`] reads them so. A [`Layout`] says
+//! spatial size; LayerNorm's rows are `[rows, 1, 1, d]`). The layers'
+//! inputs come as they are, `[n, c, ..]` and `[.., d]` of any rank, and
+//! [`Groups::of`] reads them so. A [`Layout`] says
 //! which values share one mean and variance (its [`Grouping`]), which
 //! `gamma`/`beta` a value uses (its [`Params`], which follow the grouping),
 //! and whether the mean is removed (its [`Centering`]):
@@ -16,8 +16,8 @@
 //! | LayerNorm    | `Rows`: each `[s]` row     | `AlongRow`: `[s]` | `Mean`    |
 //! | RMSNorm      | `Rows`                     | `AlongRow`        | `None`    |
 //! | BatchNorm    | `Channels`: a channel over the batch (`k = 1`) | `PerChannel`: `[c]` | `Mean` |
-//! | GroupNorm    | `SampleChannels`: `k` channels of one sample | `PerChannel` | `Mean` |
-//! | InstanceNorm | `SampleChannels` with `k = 1` | `PerChannel`   | `Mean`    |
+//! | GroupNorm    | `SampleChannels { per_group: k }`: `k` channels of one sample | `PerChannel` | `Mean` |
+//! | InstanceNorm | `SampleChannels { per_group: 1 }` | `PerChannel` | `Mean`    |
 
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,9 +27,14 @@ pub enum Grouping {
     /// Each block of `k` channels over the whole batch: `g` groups of
     /// `n * k * s` values, `c * s` apart between samples.
     Channels,
-    /// Each block of `k` channels of one sample: `n * g` groups of `k * s`
-    /// contiguous values.
-    SampleChannels,
+    /// Each block of `per_group` channels of one sample (`k`): `n * g`
+    /// groups of `k * s` contiguous values. The count travels with the
+    /// grouping because the input, `[n, c, ..]`, does not say it; the
+    /// CubeCL kernels are compiled once per count (a model has a few).
+    SampleChannels {
+        /// Channels per group, `k`: GroupNorm's `C / G`, InstanceNorm's 1.
+        per_group: usize,
+    },
 }
 
 /// Which `gamma` and `beta` a value uses.
@@ -76,18 +81,23 @@ impl Layout {
         grouping: Grouping::Channels,
         centering: Centering::Mean,
     };
-    /// GroupNorm and InstanceNorm: blocks of channels of each sample.
-    pub const GROUP: Layout = Layout {
-        grouping: Grouping::SampleChannels,
-        centering: Centering::Mean,
-    };
+    /// InstanceNorm: each channel of each sample.
+    pub const INSTANCE: Layout = Layout::group(1);
+
+    /// GroupNorm: blocks of `per_group` channels of each sample.
+    pub const fn group(per_group: usize) -> Layout {
+        Layout {
+            grouping: Grouping::SampleChannels { per_group },
+            centering: Centering::Mean,
+        }
+    }
 
     /// Which parameter a value uses: along the row for rows, per channel
     /// otherwise.
     pub fn params(&self) -> Params {
         match self.grouping {
             Grouping::Rows => Params::AlongRow,
-            Grouping::Channels | Grouping::SampleChannels => Params::PerChannel,
+            Grouping::Channels | Grouping::SampleChannels { .. } => Params::PerChannel,
         }
     }
 }
@@ -108,20 +118,19 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// The groups of an input as the layers pass it: `[n, g, k, s]` for
-    /// groups of channels of a sample (GroupNorm, InstanceNorm); for
-    /// BatchNorm's channels, `[n, c, ...]` of any rank from 2 (the trailing
-    /// axes are the channel's values in each sample); for rows, any rank
-    /// whose last axis is the row. BatchNorm and LayerNorm reach the kernels
-    /// without a reshape: under Burn's fusion each reshape is one more
-    /// operation for the host to queue, and there are four in a training
-    /// step.
+    /// The groups of an input as the layers pass it: for channels (a
+    /// BatchNorm's over the batch, a GroupNorm's or InstanceNorm's of each
+    /// sample), `[n, c, ...]` of any rank from 2, the trailing axes the
+    /// channel's values in each sample; for rows, any rank whose last axis
+    /// is the row. The layers' inputs reach the kernels without a reshape:
+    /// under Burn's fusion each reshape is one more operation for the host
+    /// to queue, and there are four in a training step.
     ///
     /// # Panics
-    /// If `shape` is not of such a rank (the functional layer reshapes
-    /// what needs it), or has no values (the functional layer gives those
-    /// an empty output without the kernels: there are no statistics to
-    /// take).
+    /// If `shape` is not of such a rank, has channels that do not split in
+    /// groups of `per_group` (the layers check these first), or has no
+    /// values (the functional layer gives those an empty output without the
+    /// kernels: there are no statistics to take).
     pub fn of(shape: &[usize], layout: Layout) -> Self {
         let values: usize = shape.iter().product();
         let groups = match (shape, layout.grouping) {
@@ -130,12 +139,16 @@ impl Groups {
             // One channel per group (`k = 1`): the kernels write BatchNorm's
             // `dgamma[g]` for group `g`.
             (&[n, c, ..], Grouping::Channels) => Some([n, c, 1, values / (n * c)]),
-            (&[n, g, k, s], Grouping::SampleChannels) => Some([n, g, k, s]),
+            (&[n, c, ..], Grouping::SampleChannels { per_group: k })
+                if k > 0 && c.is_multiple_of(k) =>
+            {
+                Some([n, c / k, k, values / (n * c)])
+            }
             _ => None,
         };
         let Some([n, g, k, s]) = groups else {
             panic!(
-                "burn-norm's fused normalization expects a tensor with values, of shape [n, g, k, s] for groups of channels, [n, c, ..] for BatchNorm's channels, [.., row] for rows; got shape {shape:?} for {:?}",
+                "burn-norm's fused normalization expects a tensor with values, of shape [n, c, ..] for channels (c a multiple of the channels per group), [.., row] for rows; got shape {shape:?} for {:?}",
                 layout.grouping
             )
         };
@@ -153,7 +166,7 @@ impl Groups {
         match self.layout.grouping {
             Grouping::Rows => self.n * self.c,
             Grouping::Channels => self.c / self.k.max(1),
-            Grouping::SampleChannels => self.n * (self.c / self.k.max(1)),
+            Grouping::SampleChannels { .. } => self.n * (self.c / self.k.max(1)),
         }
     }
 
@@ -170,7 +183,7 @@ impl Groups {
         match self.layout.grouping {
             Grouping::Rows => self.s,
             Grouping::Channels => self.n * self.k * self.s,
-            Grouping::SampleChannels => self.k * self.s,
+            Grouping::SampleChannels { .. } => self.k * self.s,
         }
     }
 
@@ -196,9 +209,9 @@ mod tests {
         assert_eq!(of([2, 1, 1, 30], Layout::LAYER), (2, 30, 30));
         assert_eq!(of([2, 1, 1, 30], Layout::RMS), (2, 30, 30));
         assert_eq!(of([2, 6, 1, 5], Layout::BATCH), (6, 10, 6));
-        assert_eq!(of([2, 3, 2, 5], Layout::GROUP), (6, 10, 6));
+        assert_eq!(of([2, 6, 1, 5], Layout::group(2)), (6, 10, 6));
         // InstanceNorm: one block per channel.
-        assert_eq!(of([2, 6, 1, 5], Layout::GROUP), (12, 5, 6));
+        assert_eq!(of([2, 6, 1, 5], Layout::INSTANCE), (12, 5, 6));
     }
 
     /// Rows of any rank: the last axis is the row, the others count rows,
@@ -239,11 +252,30 @@ mod tests {
         }
     }
 
-    /// Groups of channels of a sample need the functional layer's
-    /// `[n, g, k, s]`.
+    /// GroupNorm's and InstanceNorm's channels of any rank from 2, in
+    /// groups of `per_group`: `[n, c, ..]`, as the `[n, c / k, k, values]`
+    /// the functional layer used to reshape to.
     #[test]
-    #[should_panic(expected = "[n, g, k, s] for groups of channels")]
-    fn sample_channels_need_rank_four() {
-        Groups::of(&[2, 6, 5], Layout::GROUP);
+    fn sample_channels_of_any_rank() {
+        for shape in [&[4, 6][..], &[4, 6, 5], &[4, 6, 5, 3], &[4, 6, 5, 3, 2]] {
+            let spatial = shape.iter().product::<usize>() / 24;
+            for (layout, k) in [(Layout::INSTANCE, 1), (Layout::group(3), 3)] {
+                let g = Groups::of(shape, layout);
+                assert_eq!(
+                    (g.count(), g.size(), g.params()),
+                    (4 * 6 / k, k * spatial, 6),
+                    "{shape:?} {layout:?}"
+                );
+                assert_eq!(g.shape(), [4, 6 / k, k, spatial]);
+            }
+        }
+    }
+
+    /// Channels that do not split in the layout's groups are refused by
+    /// name (the layers check first and return an error).
+    #[test]
+    #[should_panic(expected = "c a multiple of the channels per group")]
+    fn sample_channels_split_evenly() {
+        Groups::of(&[2, 6, 5], Layout::group(4));
     }
 }

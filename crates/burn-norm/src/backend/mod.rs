@@ -100,8 +100,8 @@ pub struct NormGrads<B: Backend> {
     Autodiff
 )]
 pub trait NormOps: Backend {
-    /// Normalizes `x` (`[n, g, k, s]`; rows: any rank, the last axis the
-    /// row) in the groups that `layout` describes (see [`layout`]):
+    /// Normalizes `x` (`[n, c, ..]` for channels; rows: any rank, the last
+    /// axis the row) in the groups that `layout` describes (see [`layout`]):
     /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`,
     /// biased variance (`mean = 0` and `var = mean(x²)` where the layout
     /// does not center). `gamma`, `beta` are `[s]` along rows, `[c]` per
@@ -212,7 +212,7 @@ pub(crate) struct RunningInput {
     pub update: RunningUpdate,
 }
 
-/// [`NormOps::normalize`] on high-level tensors (`x`: `[n, g, k, s]`, rows
+/// [`NormOps::normalize`] on high-level tensors (`x`: `[n, c, ..]`, rows
 /// of any rank): differentiable with respect to `x`, `gamma` and `beta`; the statistics
 /// are constants, and empty where `statistics` discards them. With
 /// `running` they are the updated running statistics

@@ -34,7 +34,6 @@ pub fn group_norm<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    let dims = x.dims();
     if has_no_values(&x) {
         return without_values(x.clone(), gamma, beta, channel_shape(&x));
     }
@@ -48,7 +47,6 @@ pub fn group_norm<const D: usize>(
         None,
     )
     .output
-    .reshape(dims)
 }
 
 /// The output of [`instance_norm_train`] and the statistics it normalized
@@ -111,7 +109,7 @@ pub fn instance_norm_train<const D: usize>(
     let out = grouped(x, c, gamma, beta, epsilon, Statistics::Returned, None);
     let stats = out.statistics();
     InstanceStatistics {
-        output: out.output.reshape(dims),
+        output: out.output,
         mean: stats.mean.reshape([n, c]),
         variance: stats.var.reshape([n, c]),
         count,
@@ -169,7 +167,7 @@ pub fn instance_norm_train_running<const D: usize>(
     let blends = out.statistics();
     let average = |t: Tensor<1>| t.reshape([n, c]).mean_dim(0).reshape([c]);
     RunningBatch {
-        output: out.output.reshape(dims),
+        output: out.output,
         running: RunningMoments {
             mean: average(blends.mean),
             var: average(blends.var),
@@ -177,8 +175,8 @@ pub fn instance_norm_train_running<const D: usize>(
     }
 }
 
-/// `x` as `[N, G, C / G, spatial]`, normalized per sample and group (the
-/// output in that view).
+/// `x`, `[N, C, ...]`, normalized per sample and group of `C / num_groups`
+/// channels.
 fn grouped<const D: usize>(
     x: Tensor<D>,
     num_groups: usize,
@@ -187,19 +185,17 @@ fn grouped<const D: usize>(
     epsilon: f64,
     statistics: Statistics,
     running: Option<RunningInput>,
-) -> GroupOutput<4> {
+) -> GroupOutput<D> {
     let dims = x.dims();
     assert!(
         D >= 2 && num_groups > 0 && dims[1].is_multiple_of(num_groups),
         "group_norm: expected [N, C, ...] with C a multiple of num_groups = {num_groups}, got {dims:?}"
     );
-    let spatial = dims[2..].iter().product();
-    let view = [dims[0], num_groups, dims[1] / num_groups, spatial];
     normalize_groups(
-        x.reshape(view),
+        x,
         gamma,
         beta,
-        Layout::GROUP,
+        Layout::group(dims[1] / num_groups),
         epsilon,
         statistics,
         running,

@@ -47,8 +47,8 @@ impl<const D: usize> GroupOutput<D> {
     }
 }
 
-/// Normalizes `x` (`[n, g, k, s]`, see [`backend::layout`]; for rows, any
-/// rank whose last axis is the row) in the groups of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
+/// Normalizes `x` (`[n, c, ..]` for channels, any rank whose last axis is
+/// the row for rows; see [`backend::layout`]) in the groups of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
 /// `[g * k]` per channel). Half-precision inputs are computed in f32.
 /// `statistics` says whether the caller will ask for
 /// [`GroupOutput::statistics`]. With `running`, those statistics are the
@@ -127,11 +127,11 @@ fn composed(
     let axes: &[usize] = match layout.grouping {
         Grouping::Rows => &[3],
         Grouping::Channels => &[0, 2, 3],
-        Grouping::SampleChannels => &[2, 3],
+        Grouping::SampleChannels { .. } => &[2, 3],
     };
     let params = match layout.grouping {
         Grouping::Rows => [1, 1, 1, s],
-        Grouping::Channels | Grouping::SampleChannels => [1, g, k, 1],
+        Grouping::Channels | Grouping::SampleChannels { .. } => [1, g, k, 1],
     };
     let (xhat, mean, var) = match layout.centering {
         Centering::Mean => {

@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn sample_channels_by_hand() {
         let x = [1.0f64, 3.0, 10.0, 14.0];
-        let groups = groups([1, 2, 2, 1], Layout::GROUP);
+        let groups = groups([1, 4, 1, 1], Layout::group(2));
         let gamma = [1.0, 2.0, 3.0, 4.0];
         let beta = [0.0, 1.0, 0.0, -1.0];
         let (y, stats) = forward(&x, groups, Some(&gamma), Some(&beta), 0.0);
@@ -630,7 +630,7 @@ mod tests {
             ([2, 1, 6, 40], Layout::LAYER),
             ([2, 1, 6, 40], Layout::RMS),
             ([2, 6, 1, 40], Layout::BATCH),
-            ([2, 3, 2, 40], Layout::GROUP),
+            ([2, 6, 1, 40], Layout::group(2)),
         ];
         for (shape, layout) in cases {
             let groups = groups(shape, layout);
@@ -717,7 +717,7 @@ mod tests {
             ([1, 1, 9, 77], Layout::RMS),
             ([1, 1, 11, 700], Layout::LAYER),
             ([3, 5, 1, 50], Layout::BATCH),
-            ([2, 4, 2, 30], Layout::GROUP),
+            ([2, 8, 1, 30], Layout::group(2)),
         ];
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         for (shape, layout) in cases {

@@ -452,8 +452,8 @@ mod tests {
             ([1, 1, 1, 70_001], Layout::RMS),
             ([2, 1, 1, 40_000], Layout::RMS),
             // GroupNorm(1, 4) and GroupNorm(2, 6) of one sample.
-            ([1, 1, 4, 10_000], Layout::GROUP),
-            ([1, 2, 3, 10_000], Layout::GROUP),
+            ([1, 4, 1, 10_000], Layout::group(4)),
+            ([1, 6, 1, 10_000], Layout::group(3)),
         ];
         for (shape, layout) in cases {
             let groups = Groups::of(&shape, layout);

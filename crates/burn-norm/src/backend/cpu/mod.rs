@@ -56,7 +56,7 @@ impl Groups {
         let (first, count, stride) = match self.layout.grouping {
             Grouping::Rows => (g * s, 1, 0),
             Grouping::Channels => (g * k * s, n, c * s),
-            Grouping::SampleChannels => (g * k * s, 1, 0),
+            Grouping::SampleChannels { .. } => (g * k * s, 1, 0),
         };
         (0..count).map(move |i| first + i * stride)
     }
@@ -70,7 +70,7 @@ impl Groups {
     fn segment_len(&self) -> usize {
         match self.layout.grouping {
             Grouping::Rows => self.s,
-            Grouping::Channels | Grouping::SampleChannels => self.k * self.s,
+            Grouping::Channels | Grouping::SampleChannels { .. } => self.k * self.s,
         }
     }
 
@@ -208,8 +208,8 @@ fn by_grouping<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize
         Grouping::Channels => pass
             .with_groups(fixed(Grouping::Channels))
             .run(state, groups),
-        Grouping::SampleChannels => pass
-            .with_groups(fixed(Grouping::SampleChannels))
+        Grouping::SampleChannels { per_group } => pass
+            .with_groups(fixed(Grouping::SampleChannels { per_group }))
             .run(state, groups),
     }
 }
