@@ -486,8 +486,10 @@ fn batch_norm_probe(device: &Device, rows: usize) {
 /// this is more, the row's target is out of reach through Burn's wgpu
 /// runtime whatever the kernel. Against it, Burn's own LayerNorm, a
 /// reduction with a broadcast add (`x + sum(x, 1)`, which Burn fuses) and
-/// the harness alone. Per layer in chains of 10 and 100 after a real
-/// warm-up; values read back are meaningless. `--probe-host`.
+/// the harness alone; then BatchNorm's training forward and GroupNorm's
+/// and InstanceNorm's forwards (the tables' CPU shapes: the host's cost
+/// hardly depends on the shape). Per layer in chains of 10 and 100 after a
+/// real warm-up; values read back are meaningless. `--probe-host`.
 #[cfg(feature = "wgpu")]
 fn host_probe(device: &Device) {
     let x = Tensor::<2>::random([4096, 128], Distribution::Default, device);
@@ -507,15 +509,36 @@ fn host_probe(device: &Device) {
         ("burn-norm", &|x| ours_bn.forward(x)),
         ("burn-nn", &|x| theirs_bn.forward(x)),
     ];
+    let maps = Tensor::<4>::random([8, 128, 56, 56], Distribution::Default, device);
+    let ours_gn = burn_norm::GroupNormConfig::new(32, 128).init(device);
+    let theirs_gn = burn::nn::GroupNormConfig::new(32, 128).init(device);
+    let groups: [(&str, &dyn Fn(Tensor<4>) -> Tensor<4>); 2] = [
+        ("burn-norm", &|x| ours_gn.forward(x)),
+        ("burn-nn", &|x| theirs_gn.forward(x)),
+    ];
+    let ours_in = burn_norm::InstanceNormConfig::new(128)
+        .with_affine(true)
+        .init(device);
+    let theirs_in = burn::nn::InstanceNormConfig::new(128).init(device);
+    let instances: [(&str, &dyn Fn(Tensor<4>) -> Tensor<4>); 2] = [
+        ("burn-norm", &|x| ours_in.forward(x)),
+        ("burn-nn", &|x| theirs_in.forward(x)),
+    ];
     // Compiled, tuned and cached for real first: the dry run drops launches.
     warm(&x, &rows);
     warm(&images, &channels);
+    warm(&maps, &groups);
+    warm(&maps, &instances);
     let _dry = cubecl::dry_run::DryRun::new();
     println!("The host's cost per layer, kernel launches dropped (CubeCL's dry run):");
     println!("LayerNorm [4096, 128] inference forward:");
     host_rows(&x, &rows);
     println!("BatchNorm2d [128, 16, 28, 28] training-mode forward, running statistics:");
     host_rows(&images, &channels);
+    println!("GroupNorm 32 groups [8, 128, 56, 56] forward:");
+    host_rows(&maps, &groups);
+    println!("InstanceNorm2d [8, 128, 56, 56] forward:");
+    host_rows(&maps, &instances);
 }
 
 /// A probe's named layers, as `(name, layer)`.
