@@ -28,11 +28,14 @@
 #   running statistics (`norm --probe-batch-norm`); the host's cost per
 #   layer with every launch dropped (`norm --probe-host`, CubeCL's dry
 #   run: the least a layer can take through Burn's runtime, on the small
-#   shapes); with an older build, both builds alternated at 512 and 32768
-#   rows;
+#   shapes; also the small BatchNorm with one team per channel,
+#   BURN_NORM_GROUP_BLOCKS=0, one launch instead of three); with an
+#   older build, both builds alternated at 512 and 32768 rows;
 # - kernels: the device's own time per launch of each kernel (CubeCL's
 #   profiling, benches/kernel_times.py), ours and burn-nn's, on each GPU
 #   shape: how much of a row's time the kernels take, and how much the host;
+#   then the small BatchNorm's with one team per channel (one launch on 16
+#   cubes, against three launches in blocks);
 # - suite: the suite's wgpu tests, one at a time (plane reductions where
 #   the card has them); suite-shared: the same with shared memory forced
 #   and LayerNorm's backward sweeping several rows per team;
@@ -119,6 +122,11 @@ section_probe() {
   # the small shapes whose PyTorch forwards take 13-57 us.
   echo "## the host's cost alone, launches dropped (norm --probe-host)"
   timeout 90 "$bin/norm" --device wgpu --probe-host
+  # BatchNorm [128, 16, 28, 28]'s 16 channels go in blocks: three launches
+  # a forward. One team per channel is one launch on 16 cubes.
+  echo "## the same, burn-norm's BatchNorm with one team per channel (BURN_NORM_GROUP_BLOCKS=0)"
+  BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe-host |
+    grep -A1 "^BatchNorm"
   if [ -x "$bin/norm-before" ]; then
     # The host's cost per operation: 512 rows keep the GPU's share small.
     for round in 1 2; do
@@ -145,6 +153,11 @@ section_kernels() {
         python3 benches/kernel_times.py
     done
   done
+  # Blocks against one team per channel where a GPU's host sets the pace:
+  # the small BatchNorm's three launches, or one launch on 16 cubes.
+  echo "## burn-norm's kernels, BatchNorm2d train [128, one team per channel (BURN_NORM_GROUP_BLOCKS=0)"
+  (cd "$dir" && BURN_NORM_GROUP_BLOCKS=0 BENCH_IMPL=burn-norm timeout 40 "$bin/norm" --device wgpu --large \
+    --only "BatchNorm2d train [128") | python3 benches/kernel_times.py
 }
 # The suite finds its fixtures through the checkout it was built in, baked
 # into the binary (not always /work/main: a cached build may come from
