@@ -317,7 +317,7 @@ fn wants_blocks(layout: &Groups, teams: Teams) -> bool {
                 && layout.s >= MIN_RUN_VALUES
                 && layout.count() < BLOCKS_BELOW_GROUPS
         }
-        Grouping::Rows => teams.held == 0 && layout.count() < BLOCKS_BELOW_GROUPS,
+        Grouping::Rows { .. } => teams.held == 0 && layout.count() < BLOCKS_BELOW_GROUPS,
     }
 }
 
@@ -518,7 +518,7 @@ fn groups_in_blocks(
     // rows, whose parameter gradients read `dy` after. The forward's `y`
     // does not go over `x`, which is bound as `dy` too.
     let out = match dy {
-        Some(dy) if norm.grouping != Grouping::Rows => Output::for_input(dy),
+        Some(dy) if !norm.grouping.is_rows() => Output::for_input(dy),
         _ => Output::New(empty(x, x.shape().to_vec())),
     };
     let dy = dy.unwrap_or(x);
@@ -760,7 +760,7 @@ fn launch_backward(
         // taken after, from the runs' coefficients). `unused` fills the
         // forward's statistics slots; the temporaries go in the same
         // request.
-        let sums = if norm.grouping == Grouping::Rows {
+        let sums = if norm.grouping.is_rows() {
             vec![blocks, params]
         } else {
             vec![plan.runs]
@@ -784,7 +784,7 @@ fn launch_backward(
         if per_channel {
             return NormGrads { dx, dgamma, dbeta };
         }
-        if norm.grouping == Grouping::Rows {
+        if norm.grouping.is_rows() {
             let centers = Centers {
                 tensor: coefficients,
                 stride: COEFFICIENTS,
@@ -803,10 +803,7 @@ fn launch_backward(
             && one_pass())
     {
         ParameterSums::PerChannel { channels: k as u32 }
-    } else if norm.grouping == Grouping::Rows
-        && (1..=MAX_HELD as u32).contains(&teams.held)
-        && one_pass()
-    {
+    } else if norm.grouping.is_rows() && (1..=MAX_HELD as u32).contains(&teams.held) && one_pass() {
         ParameterSums::Swept
     } else {
         ParameterSums::Centers

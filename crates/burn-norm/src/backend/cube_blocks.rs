@@ -152,7 +152,7 @@ pub fn block_sums<F: Float, N: Size>(
     let grouping = comptime!(layout.grouping);
     // Per channel, gamma factors out of a run's sums (the merge applies
     // it); along a row it does not.
-    let row_gamma = comptime!(has_gamma && grouping == Grouping::Rows);
+    let row_gamma = comptime!(has_gamma && grouping.is_rows());
     let (c, k, s) = (c as usize, k as usize, s_vectors as usize);
     let size = run_size::<F, N>(x, c, s, grouping);
     let vector = N::value().comptime();
@@ -252,7 +252,7 @@ fn run_gamma<F: Float>(
     #[comptime] has_gamma: bool,
 ) -> F {
     let mut w = F::new(1.0_f32);
-    if comptime!(has_gamma && grouping != Grouping::Rows) {
+    if comptime!(has_gamma && !grouping.is_rows()) {
         w = gamma[run_channel(run, c, grouping)];
     }
     w
@@ -296,7 +296,7 @@ fn record_run<F: Float>(
     #[comptime] grouping: Grouping,
     #[comptime] has_gamma: bool,
 ) -> (F, F) {
-    if comptime!(grouping != Grouping::Rows) {
+    if comptime!(!grouping.is_rows()) {
         dgamma[run] = r * sum_p;
         dbeta[run] = sum_d;
     }
@@ -477,7 +477,7 @@ pub fn block_merge<F: Float>(
             let run = first_run + i;
             let w = run_gamma::<F>(gamma, run, c, grouping, has_gamma);
             let mut b0 = F::new(0.0_f32);
-            if comptime!(has_beta && grouping != Grouping::Rows) {
+            if comptime!(has_beta && !grouping.is_rows()) {
                 b0 = beta[run_channel(run, c, grouping)];
             }
             let at = run * COEFFICIENTS;
@@ -513,7 +513,7 @@ pub fn block_apply<F: Float, N: Size>(
     #[define(F)] _dtype: ElemType,
 ) {
     let grouping = comptime!(layout.grouping);
-    let rows = comptime!(grouping == Grouping::Rows);
+    let rows = comptime!(grouping.is_rows());
     let i = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
     if i >= out.len() {
         terminate!();

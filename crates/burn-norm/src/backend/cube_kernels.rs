@@ -177,7 +177,7 @@ fn extents(c: u32, k: u32, s: u32) -> Extents {
 #[cube]
 fn value_index(j: usize, g: usize, e: &Extents, #[comptime] layout: Layout) -> usize {
     let block = e.k * e.s;
-    if comptime!(layout.grouping == Grouping::Rows) {
+    if comptime!(layout.grouping.is_rows()) {
         g * e.s + j
     } else if comptime!(layout.grouping == Grouping::Channels) {
         (j / block) * e.c * e.s + g * block + j % block
@@ -194,7 +194,7 @@ fn group_size<F: Float, N: Size>(
     e: &Extents,
     #[comptime] layout: Layout,
 ) -> usize {
-    if comptime!(layout.grouping == Grouping::Rows) {
+    if comptime!(layout.grouping.is_rows()) {
         e.s
     } else if comptime!(layout.grouping == Grouping::Channels) {
         (x.len() / (e.c * e.s)) * e.k * e.s
@@ -579,7 +579,7 @@ pub(super) fn write_statistics<F: Float>(
 /// row (in vectors), or its channel.
 #[cube]
 fn parameter(g: usize, j: usize, e: &Extents, #[comptime] layout: Layout) -> usize {
-    if comptime!(layout.grouping == Grouping::Rows) {
+    if comptime!(layout.grouping.is_rows()) {
         j
     } else if comptime!(layout.grouping == Grouping::Channels) {
         g * e.k + (j % (e.k * e.s)) / e.s
@@ -597,7 +597,7 @@ pub fn parameters<F: Float, N: Size>(
     #[comptime] layout: Layout,
 ) -> Vector<F, N> {
     let mut out = Vector::<F, N>::new(F::new(0.0_f32));
-    if comptime!(layout.grouping == Grouping::Rows) {
+    if comptime!(layout.grouping.is_rows()) {
         #[unroll]
         for i in 0..N::value() {
             out.insert(i, params[p * N::value() + i]);

@@ -5,16 +5,17 @@
 //! The input is read as `[n, g, k, s]`, row-major: `n` samples, `c = g * k`
 //! channels in `g` blocks of `k`, `s` values per channel and sample (the
 //! spatial size; LayerNorm's rows are `[rows, 1, 1, d]`). The layers'
-//! inputs come as they are, `[n, c, ..]` and `[.., d]` of any rank, and
-//! [`Groups::of`] reads them so. A [`Layout`] says
+//! inputs come as they are, `[n, c, ..]` and `[.., s_1, .., s_a]` of any
+//! rank (a row of `d = s_1 * .. * s_a` values), and [`Groups::of`] reads
+//! them so. A [`Layout`] says
 //! which values share one mean and variance (its [`Grouping`]), which
 //! `gamma`/`beta` a value uses (its [`Params`], which follow the grouping),
 //! and whether the mean is removed (its [`Centering`]):
 //!
 //! | layer        | grouping                   | params            | centering |
 //! |--------------|----------------------------|-------------------|-----------|
-//! | LayerNorm    | `Rows`: each `[s]` row     | `AlongRow`: `[s]` | `Mean`    |
-//! | RMSNorm      | `Rows`                     | `AlongRow`        | `None`    |
+//! | LayerNorm    | `Rows { axes }`: each row of the last `axes` axes | `AlongRow`: `[s]` | `Mean` |
+//! | RMSNorm      | `Rows { axes }`            | `AlongRow`        | `None`    |
 //! | BatchNorm    | `Channels`: a channel over the batch (`k = 1`) | `PerChannel`: `[c]` | `Mean` |
 //! | GroupNorm    | `SampleChannels { per_group: k }`: `k` channels of one sample | `PerChannel` | `Mean` |
 //! | InstanceNorm | `SampleChannels { per_group: 1 }` | `PerChannel` | `Mean`    |
@@ -22,8 +23,15 @@
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Grouping {
-    /// Each `[s]` row: `n * c` groups of `s` values.
-    Rows,
+    /// Each row of the input's last `axes` axes, `s` values (their
+    /// product): `n * c` groups of `s` contiguous values. The count travels
+    /// with the grouping because the input does not say it (LayerNorm's
+    /// `normalized_dims`); as for channels per group, the CubeCL kernels
+    /// are compiled once per count.
+    Rows {
+        /// Trailing axes per row, at least 1.
+        axes: usize,
+    },
     /// Each block of `k` channels over the whole batch: `g` groups of
     /// `n * k * s` values, `c * s` apart between samples.
     Channels,
@@ -36,6 +44,13 @@ pub enum Grouping {
         /// Channels per group, `k`: GroupNorm's `C / G`, InstanceNorm's 1.
         per_group: usize,
     },
+}
+
+impl Grouping {
+    /// Whether the groups are rows, of any number of axes.
+    pub const fn is_rows(&self) -> bool {
+        matches!(self, Grouping::Rows { .. })
+    }
 }
 
 /// Which `gamma` and `beta` a value uses.
@@ -67,16 +82,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// LayerNorm: rows, centered.
-    pub const LAYER: Layout = Layout {
-        grouping: Grouping::Rows,
-        centering: Centering::Mean,
-    };
-    /// RMSNorm: rows, not centered.
-    pub const RMS: Layout = Layout {
-        grouping: Grouping::Rows,
-        centering: Centering::None,
-    };
+    /// LayerNorm over the last axis: rows, centered.
+    pub const LAYER: Layout = Layout::layer(1);
+    /// RMSNorm over the last axis: rows, not centered.
+    pub const RMS: Layout = Layout::rms(1);
     /// Training BatchNorm: channels over the batch.
     pub const BATCH: Layout = Layout {
         grouping: Grouping::Channels,
@@ -84,6 +93,22 @@ impl Layout {
     };
     /// InstanceNorm: each channel of each sample.
     pub const INSTANCE: Layout = Layout::group(1);
+
+    /// LayerNorm over the last `axes` axes.
+    pub const fn layer(axes: usize) -> Layout {
+        Layout {
+            grouping: Grouping::Rows { axes },
+            centering: Centering::Mean,
+        }
+    }
+
+    /// RMSNorm over the last `axes` axes.
+    pub const fn rms(axes: usize) -> Layout {
+        Layout {
+            grouping: Grouping::Rows { axes },
+            centering: Centering::None,
+        }
+    }
 
     /// GroupNorm: blocks of `per_group` channels of each sample.
     pub const fn group(per_group: usize) -> Layout {
@@ -97,7 +122,7 @@ impl Layout {
     /// otherwise.
     pub fn params(&self) -> Params {
         match self.grouping {
-            Grouping::Rows => Params::AlongRow,
+            Grouping::Rows { .. } => Params::AlongRow,
             Grouping::Channels | Grouping::SampleChannels { .. } => Params::PerChannel,
         }
     }
@@ -122,10 +147,13 @@ impl Groups {
     /// The groups of an input as the layers pass it: for channels (a
     /// BatchNorm's over the batch, a GroupNorm's or InstanceNorm's of each
     /// sample), `[n, c, ...]` of any rank from 2, the trailing axes the
-    /// channel's values in each sample; for rows, any rank whose last axis
-    /// is the row. The layers' inputs reach the kernels without a reshape:
+    /// channel's values in each sample; for rows, any rank whose last
+    /// `axes` axes are the row. The layers' inputs reach the kernels without a reshape:
     /// under Burn's fusion each reshape is one more operation for the host
     /// to queue, and there are four in a training step.
+    ///
+    /// Rows over no axis, or over more axes than the input has, are
+    /// refused (the layers check this first).
     ///
     /// # Panics
     /// If `shape` is not of such a rank, has channels that do not split in
@@ -136,7 +164,10 @@ impl Groups {
         let values: usize = shape.iter().product();
         let groups = match (shape, layout.grouping) {
             (_, _) if values == 0 => None,
-            (&[.., s], Grouping::Rows) => Some([values / s, 1, 1, s]),
+            (_, Grouping::Rows { axes }) if (1..=shape.len()).contains(&axes) => {
+                let s: usize = shape[shape.len() - axes..].iter().product();
+                Some([values / s, 1, 1, s])
+            }
             // One channel per group (`k = 1`): the kernels write BatchNorm's
             // `dgamma[g]` for group `g`.
             (&[n, c, ..], Grouping::Channels) => Some([n, c, 1, values / (n * c)]),
@@ -149,7 +180,7 @@ impl Groups {
         };
         let Some([n, g, k, s]) = groups else {
             panic!(
-                "burn-norm's fused normalization expects a tensor with values, of shape [n, c, ..] for channels (c a multiple of the channels per group), [.., row] for rows; got shape {shape:?} for {:?}",
+                "burn-norm's fused normalization expects a tensor with values, of shape [n, c, ..] for channels (c a multiple of the channels per group), [.., row axes] for rows (1 to rank row axes); got shape {shape:?} for {:?}",
                 layout.grouping
             )
         };
@@ -165,7 +196,7 @@ impl Groups {
     /// Number of groups (statistics).
     pub fn count(&self) -> usize {
         match self.layout.grouping {
-            Grouping::Rows => self.n * self.c,
+            Grouping::Rows { .. } => self.n * self.c,
             Grouping::Channels => self.c / self.k.max(1),
             Grouping::SampleChannels { .. } => self.n * (self.c / self.k.max(1)),
         }
@@ -182,7 +213,7 @@ impl Groups {
     /// Values per group.
     pub fn size(&self) -> usize {
         match self.layout.grouping {
-            Grouping::Rows => self.s,
+            Grouping::Rows { .. } => self.s,
             Grouping::Channels => self.n * self.k * self.s,
             Grouping::SampleChannels { .. } => self.k * self.s,
         }
@@ -215,8 +246,8 @@ mod tests {
         assert_eq!(of([2, 6, 1, 5], Layout::INSTANCE), (12, 5, 6));
     }
 
-    /// Rows of any rank: the last axis is the row, the others count rows,
-    /// as the `[rows, 1, 1, row]` the functional layer used to reshape to.
+    /// Rows of any rank over one axis: the last axis is the row, the others
+    /// count rows, as the `[rows, 1, 1, row]` the functional layer used to reshape to.
     #[test]
     fn rows_of_any_rank() {
         for shape in [
@@ -234,6 +265,40 @@ mod tests {
                 "{shape:?}"
             );
             assert_eq!(g.shape().iter().product::<usize>(), rows * 30);
+        }
+    }
+
+    /// Rows over several trailing axes: their product is the row, as the
+    /// `[rows, d]` the functional layer used to reshape to.
+    #[test]
+    fn rows_over_several_axes() {
+        for (shape, axes, d) in [
+            (&[2, 3, 4, 5][..], 1, 5),
+            (&[2, 3, 4, 5], 2, 20),
+            (&[2, 3, 4, 5], 3, 60),
+            (&[2, 3, 4, 5], 4, 120),
+            (&[10, 12], 2, 120),
+        ] {
+            let g = Groups::of(shape, Layout::layer(axes));
+            assert_eq!(
+                (g.count(), g.size(), g.params()),
+                (120 / d, d, d),
+                "{shape:?} {axes}"
+            );
+            assert_eq!(g.shape(), [120 / d, 1, 1, d]);
+            assert_eq!(Groups::of(shape, Layout::rms(axes)).shape(), g.shape());
+        }
+    }
+
+    /// Rows over no axis, or over more axes than the input has, are refused
+    /// by name.
+    #[test]
+    fn rows_need_one_to_rank_axes() {
+        for axes in [0, 3] {
+            let refused = std::panic::catch_unwind(|| Groups::of(&[4, 5], Layout::layer(axes)));
+            let message = refused.expect_err("refused");
+            let message = message.downcast_ref::<String>().expect("a message");
+            assert!(message.contains("1 to rank row axes"), "{message}");
         }
     }
 

@@ -100,8 +100,8 @@ pub struct NormGrads<B: Backend> {
     Autodiff
 )]
 pub trait NormOps: Backend {
-    /// Normalizes `x` (`[n, c, ..]` for channels; rows: any rank, the last
-    /// axis the row) in the groups that `layout` describes (see [`layout`]):
+    /// Normalizes `x` (`[n, c, ..]` for channels; rows: any rank, the
+    /// layout's last axes the row) in the groups that `layout` describes (see [`layout`]):
     /// `y = (x - mean) * rstd * gamma + beta`, `rstd = 1 / sqrt(var + epsilon)`,
     /// biased variance (`mean = 0` and `var = mean(x²)` where the layout
     /// does not center). `gamma`, `beta` are `[s]` along rows, `[c]` per

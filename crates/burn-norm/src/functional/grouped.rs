@@ -47,9 +47,10 @@ impl<const D: usize> GroupOutput<D> {
     }
 }
 
-/// Normalizes `x` (`[n, c, ..]` for channels, any rank whose last axis is
-/// the row for rows; see [`backend::layout`]) in the groups of `layout`, scaled and shifted by `gamma`, `beta` (`[s]` along rows,
-/// `[g * k]` per channel). Half-precision inputs are computed in f32.
+/// Normalizes `x` (`[n, c, ..]` for channels; for rows, any rank whose
+/// last axes, as many as the layout says, are the row; see
+/// [`backend::layout`]) in the groups of `layout`, scaled and shifted by
+/// `gamma`, `beta` (`[s]` along rows, `[g * k]` per channel). Half-precision inputs are computed in f32.
 /// `statistics` says whether the caller will ask for
 /// [`GroupOutput::statistics`]. With `running`, those statistics are the
 /// running statistics updated with the batch, per group
@@ -125,12 +126,12 @@ fn composed(
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     let [_, g, k, s] = x.dims();
     let axes: &[usize] = match layout.grouping {
-        Grouping::Rows => &[3],
+        Grouping::Rows { .. } => &[3],
         Grouping::Channels => &[0, 2, 3],
         Grouping::SampleChannels { .. } => &[2, 3],
     };
     let params = match layout.grouping {
-        Grouping::Rows => [1, 1, 1, s],
+        Grouping::Rows { .. } => [1, 1, 1, s],
         Grouping::Channels | Grouping::SampleChannels { .. } => [1, g, k, 1],
     };
     let (xhat, mean, var) = match layout.centering {

@@ -33,7 +33,7 @@ pub fn layer_norm<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    over_rows(x, normalized_dims, gamma, beta, Layout::LAYER, epsilon)
+    over_rows(x, normalized_dims, gamma, beta, Layout::layer, epsilon)
 }
 
 /// Root-mean-square normalization ([Zhang & Sennrich,
@@ -58,16 +58,17 @@ pub fn rms_norm<const D: usize>(
     gamma: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    over_rows(x, normalized_dims, gamma, None, Layout::RMS, epsilon)
+    over_rows(x, normalized_dims, gamma, None, Layout::rms, epsilon)
 }
 
-/// The rows of the last `normalized_dims` axes, normalized as `layout` says.
+/// The rows of the last `normalized_dims` axes, normalized as `layout`
+/// (of that many axes) says.
 fn over_rows<const D: usize>(
     x: Tensor<D>,
     normalized_dims: usize,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
-    layout: Layout,
+    layout: fn(usize) -> Layout,
     epsilon: f64,
 ) -> Tensor<D> {
     assert!(
@@ -75,28 +76,21 @@ fn over_rows<const D: usize>(
         "normalization over the trailing axes: normalized_dims must be in 1..={D}, got {normalized_dims}"
     );
     let dims = x.dims();
-    let d: usize = dims[D - normalized_dims..].iter().product();
     if has_no_values(&x) {
         let mut shape = dims;
         shape[..D - normalized_dims].fill(1);
         return without_values(x, gamma, beta, shape);
     }
-    // The last axis is the row: the kernels take any rank (see
+    // The input as it is: the row's axes travel in the layout (see
     // `Groups::of`), and a reshape is one operation more under fusion.
-    if normalized_dims == 1 {
-        return normalize_groups(x, gamma, beta, layout, epsilon, Statistics::Discarded, None)
-            .output;
-    }
-    let rows = x.shape().num_elements() / d.max(1);
     normalize_groups(
-        x.reshape([rows, d]),
+        x,
         gamma,
         beta,
-        layout,
+        layout(normalized_dims),
         epsilon,
         Statistics::Discarded,
         None,
     )
     .output
-    .reshape(dims)
 }

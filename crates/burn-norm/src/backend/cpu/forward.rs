@@ -9,7 +9,7 @@ use super::{
     BLOCK_GROUPS, FORWARD_BLOCK_VALUES, GroupPass, along_row, group_mean, groups_per_block, simd,
 };
 use crate::backend::RunningUpdate;
-use crate::backend::layout::{Centering, Grouping, Groups};
+use crate::backend::layout::{Centering, Groups};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -226,7 +226,7 @@ impl<T: Real> GroupPass for Forward<'_, T> {
         for first in groups.clone().step_by(per_block) {
             let block = first..(first + per_block).min(groups.end);
             // Longer rows never take the kernel: no block to build for them.
-            if self.groups.layout.grouping == Grouping::Rows
+            if self.groups.layout.grouping.is_rows()
                 && self.groups.s < SHORT
                 && T::forward_rows(&mut self.row_block(block.clone()))
             {

@@ -45,7 +45,7 @@ pub const LONG_GROUP_VALUES: usize = 32_768;
 
 /// Whether `groups` take [`backward`]: long rows.
 pub fn takes(groups: &Groups) -> bool {
-    groups.layout.grouping == Grouping::Rows && groups.size() >= LONG_GROUP_VALUES
+    groups.layout.grouping.is_rows() && groups.size() >= LONG_GROUP_VALUES
 }
 
 /// Whether `groups` take [`forward`]: long rows or channel groups of one

@@ -54,7 +54,7 @@ impl Groups {
     fn segments(&self, g: usize) -> impl Iterator<Item = usize> + use<> {
         let Groups { c, k, s, n, .. } = *self;
         let (first, count, stride) = match self.layout.grouping {
-            Grouping::Rows => (g * s, 1, 0),
+            Grouping::Rows { .. } => (g * s, 1, 0),
             Grouping::Channels => (g * k * s, n, c * s),
             Grouping::SampleChannels { .. } => (g * k * s, 1, 0),
         };
@@ -69,7 +69,7 @@ impl Groups {
     /// Values per contiguous segment.
     fn segment_len(&self) -> usize {
         match self.layout.grouping {
-            Grouping::Rows => self.s,
+            Grouping::Rows { .. } => self.s,
             Grouping::Channels | Grouping::SampleChannels { .. } => self.k * self.s,
         }
     }
@@ -204,7 +204,9 @@ fn by_grouping<P: GroupPass>(pass: &P, state: &mut P::State, groups: Range<usize
         })
     };
     match pass.groups().layout.grouping {
-        Grouping::Rows => pass.with_groups(fixed(Grouping::Rows)).run(state, groups),
+        Grouping::Rows { axes } => pass
+            .with_groups(fixed(Grouping::Rows { axes }))
+            .run(state, groups),
         Grouping::Channels => pass
             .with_groups(fixed(Grouping::Channels))
             .run(state, groups),
