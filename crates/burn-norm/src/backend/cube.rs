@@ -615,7 +615,8 @@ fn launch_forward(
     update: RunningUpdate,
 ) -> Normalized<CubeBackend> {
     check_dtype(x.dtype);
-    let layout = Groups::of(x.shape().as_slice(), norm);
+    let layout = Groups::of(x.shape().as_slice(), norm).compiled();
+    let norm = layout.layout;
     let Groups { c, k, s, .. } = layout;
     let groups = layout.count();
     // A channel's run of `s` values (a row, for LayerNorm and RMSNorm)
@@ -737,7 +738,8 @@ fn launch_backward(
     dy: FloatTensor<CubeBackend>,
 ) -> NormGrads<CubeBackend> {
     check_dtype(x.dtype);
-    let layout = Groups::of(x.shape().as_slice(), norm);
+    let layout = Groups::of(x.shape().as_slice(), norm).compiled();
+    let norm = layout.layout;
     let Groups { n, c, k, s, .. } = layout;
     let per_channel = norm.grouping == Grouping::Channels;
     let (groups, params) = (layout.count(), layout.params());
