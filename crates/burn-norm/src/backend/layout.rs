@@ -164,18 +164,17 @@ impl Groups {
     /// BatchNorm's over the batch, a GroupNorm's or InstanceNorm's of each
     /// sample), `[n, c, ...]` of any rank from 2, the trailing axes the
     /// channel's values in each sample; for rows, any rank whose last
-    /// `axes` axes are the row. The layers' inputs reach the kernels without a reshape:
-    /// under Burn's fusion each reshape is one more operation for the host
-    /// to queue, and there are four in a training step.
-    ///
-    /// Rows over no axis, or over more axes than the input has, are
-    /// refused (the layers check this first).
+    /// `axes` axes are the row. The layers' inputs reach the kernels
+    /// without a reshape: under Burn's fusion each reshape is one more
+    /// operation for the host to queue, and there are four in a training
+    /// step.
     ///
     /// # Panics
-    /// If `shape` is not of such a rank, has channels that do not split in
-    /// groups of `per_group` (the layers check these first), or has no
-    /// values (the functional layer gives those an empty output without the
-    /// kernels: there are no statistics to take).
+    /// If `shape` is not of such a rank (rows: from 1 axis to the rank),
+    /// has channels that do not split in groups of `per_group` (the layers
+    /// check these first), or has no values (the functional layer gives
+    /// those an empty output without the kernels: there are no statistics
+    /// to take).
     pub fn of(shape: &[usize], layout: Layout) -> Self {
         let values: usize = shape.iter().product();
         let groups = match (shape, layout.grouping) {

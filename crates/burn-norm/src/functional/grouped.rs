@@ -50,8 +50,9 @@ impl<const D: usize> GroupOutput<D> {
 /// Normalizes `x` (`[n, c, ..]` for channels; for rows, any rank whose
 /// last axes, as many as the layout says, are the row; see
 /// [`backend::layout`]) in the groups of `layout`, scaled and shifted by
-/// `gamma`, `beta` (`[s]` along rows, `[g * k]` per channel). Half-precision inputs are computed in f32.
-/// `statistics` says whether the caller will ask for
+/// `gamma`, `beta` (`[s]` along rows, `[g * k]` per channel).
+/// Half-precision inputs are computed in f32. `statistics` says whether the
+/// caller will ask for
 /// [`GroupOutput::statistics`]. With `running`, those statistics are the
 /// running statistics updated with the batch, per group
 /// ([`update_running_statistics`]; see [`Statistics::Running`] for running

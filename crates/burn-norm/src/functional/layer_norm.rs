@@ -3,7 +3,7 @@
 
 use super::core::{has_no_values, without_values};
 use super::grouped::normalize_groups;
-use crate::backend::{Layout, Statistics};
+use crate::backend::{Centering, Grouping, Layout, Statistics};
 use burn::tensor::Tensor;
 
 /// Layer normalization over the last `normalized_dims` axes.
@@ -33,7 +33,7 @@ pub fn layer_norm<const D: usize>(
     beta: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    over_rows(x, normalized_dims, gamma, beta, Layout::layer, epsilon)
+    over_rows(x, normalized_dims, gamma, beta, Centering::Mean, epsilon)
 }
 
 /// Root-mean-square normalization ([Zhang & Sennrich,
@@ -58,17 +58,17 @@ pub fn rms_norm<const D: usize>(
     gamma: Option<Tensor<1>>,
     epsilon: f64,
 ) -> Tensor<D> {
-    over_rows(x, normalized_dims, gamma, None, Layout::rms, epsilon)
+    over_rows(x, normalized_dims, gamma, None, Centering::None, epsilon)
 }
 
-/// The rows of the last `normalized_dims` axes, normalized as `layout`
-/// (of that many axes) says.
+/// The rows of the last `normalized_dims` axes, centered as `centering`
+/// says.
 fn over_rows<const D: usize>(
     x: Tensor<D>,
     normalized_dims: usize,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
-    layout: fn(usize) -> Layout,
+    centering: Centering,
     epsilon: f64,
 ) -> Tensor<D> {
     assert!(
@@ -87,7 +87,12 @@ fn over_rows<const D: usize>(
         x,
         gamma,
         beta,
-        layout(normalized_dims),
+        Layout {
+            grouping: Grouping::Rows {
+                axes: normalized_dims,
+            },
+            centering,
+        },
         epsilon,
         Statistics::Discarded,
         None,
