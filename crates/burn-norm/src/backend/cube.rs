@@ -9,6 +9,7 @@ use super::cube_kernels::{
 };
 use super::layout::Groups;
 use super::layout::{Centering, Grouping, Layout};
+use super::submission::submit;
 use super::{NormGrads, NormOps, Normalized, RunningUpdate, Statistics, settings};
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
@@ -1064,70 +1065,11 @@ impl NormOps for CubeBackend {
     }
 }
 
-/// Operations on at least this many values (64 MiB of f32) submit their
-/// launches to the GPU at once (see [`Submission`]).
-pub const SUBMIT_VALUES: usize = 1 << 24;
-
-/// When our operation hands its launches to the GPU. CubeCL's wgpu runtime
-/// queues launches and submits every 32 (`CUBECL_WGPU_MAX_TASKS`) or when a
-/// read waits for them, so on a short chain of operations the GPU sits idle
-/// while the host prepares the rest. For a large operation (tens of
-/// microseconds of GPU time) submitting at once costs less host time than
-/// it saves: on an H100, LayerNorm [32768, 768]'s forward in chains of 10
-/// took 116-125 us per layer against 154-169 us, three alternating rounds,
-/// and every 25-million-value row of `benches/gpu.sh`'s tables took 3-37%
-/// less time; in chains of 100 it was level (96-98 us against 94-100).
-/// Small operations took up to 32% longer (BatchNorm [128, 16, 28, 28]'s
-/// training step: the blocking submission outweighs their microseconds of
-/// GPU time), so they keep CubeCL's batching. docs/benchmarks.md, eighth
-/// session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Submission {
-    /// Operations on at least [`SUBMIT_VALUES`] values submit at once (the
-    /// default).
-    Large,
-    /// Every operation submits at once (`BURN_NORM_FLUSH=1`, a tuning aid).
-    Always,
-    /// CubeCL's batching alone (`BURN_NORM_FLUSH=0`).
-    Queued,
-}
-
-impl Submission {
-    /// The policy `BURN_NORM_FLUSH` sets, [`Submission::Large`] without it.
-    fn get() -> Self {
-        static SUBMISSION: OnceLock<Submission> = OnceLock::new();
-        *SUBMISSION.get_or_init(|| match std::env::var("BURN_NORM_FLUSH").as_deref() {
-            Ok("1") => Submission::Always,
-            Ok("0") => Submission::Queued,
-            _ => Submission::Large,
-        })
-    }
-
-    /// Whether an operation on `values` values submits at once.
-    fn now(self, values: usize) -> bool {
-        match self {
-            Submission::Large => values >= SUBMIT_VALUES,
-            Submission::Always => true,
-            Submission::Queued => false,
-        }
-    }
-}
-
-/// Submits the launches queued on `x`'s device where [`Submission`] says so
-/// for an operation on `x`'s values.
-fn submit(x: &CubeTensor) {
-    if Submission::get().now(x.shape().num_elements()) {
-        x.client.flush().unwrap_or_else(|e| {
-            panic!("burn-norm: the device failed on submitting its kernels: {e:?}")
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{
-        BLOCK_CUBES, Blocks, Groups, Layout, MAX_HELD, MAX_HELD_FORWARD, SUBMIT_VALUES,
-        SWEEP_UNITS, Submission, Teams, block_held, sweep_steps, wants_blocks,
+        BLOCK_CUBES, Blocks, Groups, Layout, MAX_HELD, MAX_HELD_FORWARD, SWEEP_UNITS, Teams,
+        block_held, sweep_steps, wants_blocks,
     };
 
     #[test]
@@ -1210,15 +1152,5 @@ mod tests {
         assert_eq!(steps(1 << 20, 768), 8);
         assert_eq!(steps(65536, 128), 8);
         assert_eq!(steps(32768, 128), 4);
-    }
-
-    #[test]
-    fn large_operations_submit_at_once_unless_told_otherwise() {
-        assert!(Submission::Large.now(32768 * 768));
-        assert!(Submission::Large.now(SUBMIT_VALUES));
-        assert!(!Submission::Large.now(SUBMIT_VALUES - 1));
-        assert!(!Submission::Large.now(4096 * 128));
-        assert!(Submission::Always.now(1));
-        assert!(!Submission::Queued.now(32768 * 768));
     }
 }

@@ -44,6 +44,8 @@ pub mod layout;
 mod ndarray;
 mod settings;
 mod statistics;
+#[cfg(feature = "wgpu")]
+mod submission;
 
 // With `wgpu`, `burn` below names the shim in `fusion`, which gives the
 // code that `#[backend_extension]` generates for `Fusion` the
