@@ -22,6 +22,8 @@
 #   every 4 tasks (CUBECL_WGPU_MAX_TASKS=4, its default is 32), with
 #   burn-norm leaving its launches to CubeCL's batching (BURN_NORM_FLUSH=0;
 #   by default operations on 16 million values or more submit at once),
+#   with those submissions paced, at most one per 100 or 300 us
+#   (BURN_NORM_FLUSH_INTERVAL_US),
 #   with teams of 8 values per unit, and the training step with the
 #   backward's older second pass (BURN_NORM_ONE_PASS=0); BatchNorm's
 #   training-mode forward in chains of 10 and 100 with and without its
@@ -114,6 +116,13 @@ section_probe() {
   echo "## burn-norm, BURN_NORM_FLUSH=0, then teams of 8 values per unit"
   BURN_NORM_FLUSH=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
   BURN_NORM_PER_UNIT=8 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep burn-norm
+  # Submitting at once costs the host time (about 50 us a layer on the
+  # H200); at most one submission per interval spreads that cost.
+  for us in 100 300; do
+    echo "## burn-norm, submissions paced (BURN_NORM_FLUSH_INTERVAL_US=$us)"
+    BURN_NORM_FLUSH_INTERVAL_US=$us BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe |
+      grep burn-norm
+  done
   echo "## burn-norm's training step, the older two-pass backward (BURN_NORM_ONE_PASS=0)"
   BURN_NORM_ONE_PASS=0 BENCH_IMPL=burn-norm timeout 90 "$bin/norm" --device wgpu --probe | grep step
   echo "## BatchNorm's training-mode forward, chains of 10 and 100, with and without running statistics"
