@@ -93,20 +93,22 @@ impl Layout {
     /// InstanceNorm: each channel of each sample.
     pub const INSTANCE: Layout = Layout::group(1);
 
-    /// LayerNorm over the last `axes` axes.
-    pub const fn layer(axes: usize) -> Layout {
+    /// Rows of the last `axes` axes, centered as `centering` says.
+    pub const fn rows(axes: usize, centering: Centering) -> Layout {
         Layout {
             grouping: Grouping::Rows { axes },
-            centering: Centering::Mean,
+            centering,
         }
+    }
+
+    /// LayerNorm over the last `axes` axes.
+    pub const fn layer(axes: usize) -> Layout {
+        Layout::rows(axes, Centering::Mean)
     }
 
     /// RMSNorm over the last `axes` axes.
     pub const fn rms(axes: usize) -> Layout {
-        Layout {
-            grouping: Grouping::Rows { axes },
-            centering: Centering::None,
-        }
+        Layout::rows(axes, Centering::None)
     }
 
     /// GroupNorm: blocks of `per_group` channels of each sample.

@@ -3,7 +3,7 @@
 
 use super::core::{has_no_values, without_values};
 use super::grouped::normalize_groups;
-use crate::backend::{Centering, Grouping, Layout, Statistics};
+use crate::backend::{Centering, Layout, Statistics};
 use burn::tensor::Tensor;
 
 /// Layer normalization over the last `normalized_dims` axes.
@@ -87,12 +87,7 @@ fn over_rows<const D: usize>(
         x,
         gamma,
         beta,
-        Layout {
-            grouping: Grouping::Rows {
-                axes: normalized_dims,
-            },
-            centering,
-        },
+        Layout::rows(normalized_dims, centering),
         epsilon,
         Statistics::Discarded,
         None,
