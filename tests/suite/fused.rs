@@ -246,6 +246,13 @@ fn fused_batch_norm_matches_the_composed_path() {
             [24, 2, 30, 30],
         ),
         ("blocks, pairs", BatchNormConfig::new(2), [6, 2, 19, 22]),
+        // 72 blocks per channel, more than the merge's 64 units: each unit
+        // adds several blocks, forward and backward.
+        (
+            "more blocks than the merge's units",
+            BatchNormConfig::new(1),
+            [36, 1, 64, 64],
+        ),
         (
             "blocks, single values, no affine",
             BatchNormConfig::new(3).with_affine(false),
@@ -440,6 +447,15 @@ fn fused_group_norm_matches_the_composed_path() {
             "streamed groups",
             GroupNormConfig::new(1, 32),
             [1, 32, 24, 24],
+        ),
+        // Groups of 16 channels of 483 single values (7,728): more than a
+        // team holds (4,096 single values), channels too short for blocks:
+        // streamed. With `BURN_NORM_SUMMED_CHANNELS=16` (CI) the backward
+        // takes each channel's parameter sums in the pass over the group.
+        (
+            "streamed groups, channel sums in the pass",
+            GroupNormConfig::new(2, 32),
+            [1, 32, 21, 23],
         ),
         // One sample's one group of 4 channels x 10,000 values: on the CPU
         // forward by tiles of columns (a group fewer than the threads),
