@@ -9,9 +9,10 @@ applies it, builds the suite, runs the suite's tests of that backend (wgpu
 and fused-vs-composed in each of CI's kernel settings, `.ci/run`; flex and
 ndarray for the CPU) until one fails, and restores the file. A mutation that
 nothing kills is a path the tests do not check. Lavapipe runs the CubeCL
-kernels, so this takes about two to five minutes a mutation on a 2-core
-machine; it is a tool to rerun after changing the kernels or their tests,
-not part of CI.
+kernels, so this takes about two minutes a mutation on a 2-core machine, and
+more for one that survives several settings (44 minutes for all of them on
+2026-12-08); it is a tool to rerun after changing the kernels or their
+tests, not part of CI.
 
     python3 tests/mutations.py            # all of them
     python3 tests/mutations.py NAME ...   # those named
